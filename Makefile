@@ -1,0 +1,50 @@
+# vfrisk: the two README commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+EXTRAS := train,app,batch,interop,ray,dev
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO   := data/demo
+SYSTEM_PACKAGES := dcmtk dicom3tools orthanc orthanc-dicomweb postgresql chromium chromium-driver
+
+.PHONY: setup run test lint bench system-deps demo clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+## setup: create .venv and install vfrisk with every extra (torch pinned to the on-disk 2.14.1)
+setup: $(VENV)/.installed
+
+## demo: make the small synthetic demo study if it is missing (never committed)
+demo: setup
+	@test -f $(DEMO)/manifest.csv || $(VENV)/bin/vfrisk synth --out $(DEMO) --n 2 --seed 20261128 --matrix 256 --workers 1 > /dev/null
+	@echo "demo study: $(DEMO)/studies/S00000"
+
+## run: start the web app on 127.0.0.1 with the bundled default model, ready for the demo study
+run: setup demo
+	$(VENV)/bin/vfrisk serve
+
+## test: the whole test suite
+test: setup
+	$(PY) -m pytest -q
+
+## lint: ruff and mypy
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy inference clinical data training models vfrisk
+
+## bench: every benchmark in bench/
+bench: setup
+	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+## system-deps: Debian packages the tests need (DICOM validators, PACS, database, browser)
+system-deps:
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,331 @@
+"""Render a synthetic thoracolumbar CT in HU on an acquisition grid.
+
+The phantom is analytic and evaluated directly on the voxel grid of the canonical orientation of
+:mod:`inference.study` (axis 0 = +S, axis 1 = +P, axis 2 = +L, patient LPS millimetres). Structures and HU:
+air -1000, fat about -100, muscle 40-60, viscera 30-60, disc 70-90, CSF 15, cortical bone 500-1200,
+trabecular bone from the patient's density. Blur (the reconstruction kernel and slice profile) and
+correlated noise are applied after the hard-edged phantom is drawn.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from data.synthetic.model import LEVELS, Patient
+
+ALL_LEVELS: tuple[str, ...] = ("T8", "T9", "T10", *LEVELS)
+"""Levels drawn in the phantom (the ones above T11 exist so the spine does not stop at the model's levels)."""
+
+# width (x), depth (y), height (z) of the vertebral body in mm at size 1.0, then the disc below it.
+BODY_MM: dict[str, tuple[float, float, float, float]] = {
+    "T8": (30, 24, 20, 6.0), "T9": (32, 25, 21, 6.5), "T10": (34, 26, 22, 7.0), "T11": (37, 28, 23, 7.5),
+    "T12": (40, 30, 25, 8.0), "L1": (43, 31, 26, 9.0), "L2": (45, 32, 27, 10.0), "L3": (46, 33, 28, 11.0),
+    "L4": (48, 34, 28, 11.5), "L5": (50, 34, 27, 12.0),
+}
+RIB_LEVELS = ("T8", "T9", "T10", "T11", "T12")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Voxel-centre coordinates (mm, LPS) of the canonical (Z, Y, X) acquisition grid."""
+
+    z: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Array shape (Z, Y, X)."""
+        return (len(self.z), len(self.y), len(self.x))
+
+
+@dataclass(frozen=True)
+class VertebraGeometry:
+    """Where one vertebra was placed (mm, LPS)."""
+
+    level: str
+    xc: float
+    yc: float
+    z_bottom: float
+    height: float
+    """Nominal (posterior) height of the body slot."""
+    width: float
+    depth: float
+    loss: float
+    shape: str
+    trabecular_hu: float
+
+    @property
+    def z_center(self) -> float:
+        """Centre of the body along z."""
+        return self.z_bottom + self.height / 2.0
+
+
+def _sl(coords: np.ndarray, lo: float, hi: float) -> slice:
+    """Index slice of the sorted coordinate vector covering [lo, hi]."""
+    a = int(np.searchsorted(coords, lo, side="left"))
+    b = int(np.searchsorted(coords, hi, side="right"))
+    return slice(a, b)
+
+
+def place_spine(patient: Patient, rng: np.random.Generator, z_l5_bottom: float,
+                y_spine: float) -> list[VertebraGeometry]:
+    """Stack the vertebral bodies and discs from L5 upwards, with lordosis, scoliosis and fractures."""
+    truth = {v.level: v for v in patient.vertebrae}
+    lordosis = rng.uniform(3.0, 14.0)
+    scoliosis = rng.uniform(-6.0, 6.0)
+    z = z_l5_bottom
+    out: list[VertebraGeometry] = []
+    for idx, level in enumerate(reversed(ALL_LEVELS)):
+        w, d, h, disc = (s * patient.size * rng.normal(1.0, 0.03) for s in BODY_MM[level])
+        t = truth.get(level)
+        loss, shape = (t.height_loss, t.shape) if t else (0.0, "none")
+        hu = t.trabecular_hu if t else patient.l1_hu + 10.0 + rng.normal(0, 6)
+        slot = h * (1.0 - loss) if shape == "crush" else h
+        phase = idx / (len(ALL_LEVELS) - 1)
+        yc = y_spine - lordosis * math.sin(math.pi * min(1.0, phase * 1.6)) + 8.0 * max(0.0, phase - 0.6)
+        xc = scoliosis * math.sin(math.pi * phase)
+        out.append(VertebraGeometry(level, xc, yc, z, slot, w, d, loss, shape, hu))
+        z += slot + disc
+    return out
+
+
+def _body_heights(v: VertebraGeometry, u: np.ndarray, vv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper endplate z (mm) of a vertebral body at normalised in-plane coordinates u, v."""
+    r2 = u * u + vv * vv
+    h = np.full(np.broadcast(u, vv).shape, v.height)
+    lo = np.full_like(h, v.z_bottom)
+    if v.shape == "wedge":  # anterior (v = -1) loses the most
+        hi = lo + h * (1.0 - v.loss * (1.0 - vv) / 2.0)
+    elif v.shape == "biconcave":
+        dip = h * v.loss * np.clip(1.0 - r2, 0.0, 1.0) / 2.0
+        lo, hi = lo + dip, lo + h - dip
+    else:  # crush (slot already shortened) or intact
+        hi = lo + h
+    return lo, hi
+
+
+def draw_vertebra(vol: np.ndarray, g: Grid, v: VertebraGeometry, cortical_hu: float,
+                  rng: np.random.Generator) -> None:
+    """Draw one vertebral body (cortical shell, trabecular interior with texture) into ``vol``."""
+    zs = _sl(g.z, v.z_bottom - 1, v.z_bottom + v.height + 1)
+    ys = _sl(g.y, v.yc - v.depth / 2 - 1, v.yc + v.depth / 2 + 1)
+    xs = _sl(g.x, v.xc - v.width / 2 - 1, v.xc + v.width / 2 + 1)
+    if zs.start >= zs.stop or ys.start >= ys.stop or xs.start >= xs.stop:
+        return
+    z = g.z[zs][:, None, None]
+    u = ((g.x[xs] - v.xc) / (v.width / 2))[None, None, :]
+    w = ((g.y[ys] - v.yc) / (v.depth / 2))[None, :, None]
+    r = np.sqrt(u * u + w * w)
+    inplane = (r < 1.0) & (w < 0.8)  # flattened posterior wall
+    lo, hi = _body_heights(v, u, w)
+    inside = inplane & (z >= lo) & (z <= hi)
+    shell_mm = rng.uniform(0.8, 1.4)
+    edge = np.minimum((1.0 - r) * min(v.width, v.depth) / 2, (0.8 - w) * v.depth / 2)
+    dist = np.minimum(edge, np.minimum(z - lo, hi - z))
+    texture = ndimage.gaussian_filter(rng.normal(0.0, 1.0, inside.shape), 1.0) * 60.0
+    region = vol[zs, ys, xs]
+    region[inside] = (v.trabecular_hu + texture)[inside]
+    region[inside & (dist < shell_mm)] = cortical_hu
+
+
+def draw_posterior(vol: np.ndarray, g: Grid, v: VertebraGeometry, hu: float, lumbar: bool) -> None:
+    """Draw pedicles, lamina ring, spinous and transverse processes and the canal contents."""
+    zc, h = v.z_center, v.height * 0.75
+    ry, rx = 7.5 * (v.width / 45), 10.0 * (v.width / 45)
+    yc_canal = v.yc + v.depth / 2 + ry + 1.5
+    zs = _sl(g.z, zc - h / 2 - 12, zc + h / 2 + 4)
+    ys = _sl(g.y, v.yc, yc_canal + ry + 45)
+    xs = _sl(g.x, v.xc - rx - 40, v.xc + rx + 40)
+    z = g.z[zs][:, None, None]
+    y = g.y[ys][None, :, None]
+    x = g.x[xs][None, None, :] - v.xc
+    zin = np.abs(z - zc) < h / 2
+    ring = ((x / rx) ** 2 + ((y - yc_canal) / ry) ** 2)
+    outer = ((x / (rx + 5)) ** 2 + ((y - yc_canal) / (ry + 5)) ** 2) < 1
+    lamina = outer & (ring >= 1) & (y > v.yc + v.depth / 2 - 2) & zin
+    slope = 0.0 if lumbar else 0.35
+    spinous = (np.abs(x) < 3.5) & (y > yc_canal + ry) & (y < yc_canal + ry + (30 if lumbar else 38)) & (
+        np.abs(z - (zc - 2 - slope * (y - yc_canal - ry))) < (6 if lumbar else 4))
+    tlen = 22.0 if lumbar else 18.0
+    transverse = (np.abs(x) > rx) & (np.abs(x) < rx + tlen) & (np.abs(y - yc_canal + 2) < 4) & (
+        np.abs(z - zc) < 4)
+    region = vol[zs, ys, xs]
+    region[np.broadcast_to(((ring < 1) & zin), region.shape)] = 15.0  # CSF
+    region[np.broadcast_to(lamina | spinous | transverse, region.shape)] = hu
+
+
+def draw_disc(vol: np.ndarray, g: Grid, below: VertebraGeometry, above: VertebraGeometry, hu: float) -> None:
+    """Fill the disc space between two bodies."""
+    zlo, zhi = below.z_bottom + below.height, above.z_bottom
+    w, d = (below.width + above.width) / 2, (below.depth + above.depth) / 2
+    xc, yc = (below.xc + above.xc) / 2, (below.yc + above.yc) / 2
+    zs, ys, xs = _sl(g.z, zlo, zhi), _sl(g.y, yc - d / 2, yc + d / 2), _sl(g.x, xc - w / 2, xc + w / 2)
+    u = ((g.x[xs] - xc) / (w / 2))[None, None, :]
+    vv = ((g.y[ys] - yc) / (d / 2))[None, :, None]
+    inside = np.broadcast_to((u * u + vv * vv < 1.0) & (vv < 0.8), (zs.stop - zs.start, *(u * vv).shape[1:]))
+    region = vol[zs, ys, xs]
+    region[inside] = hu
+
+
+def draw_ellipsoid(vol: np.ndarray, g: Grid, center: tuple[float, float, float],
+                   radii: tuple[float, float, float], hu: float) -> None:
+    """Fill an axis-aligned ellipsoid (centre and radii in z, y, x mm)."""
+    (cz, cy, cx), (rz, ry, rx) = center, radii
+    zs, ys, xs = _sl(g.z, cz - rz, cz + rz), _sl(g.y, cy - ry, cy + ry), _sl(g.x, cx - rx, cx + rx)
+    z = ((g.z[zs] - cz) / rz)[:, None, None]
+    y = ((g.y[ys] - cy) / ry)[None, :, None]
+    x = ((g.x[xs] - cx) / rx)[None, None, :]
+    region = vol[zs, ys, xs]
+    region[(z * z + y * y + x * x) < 1.0] = hu
+
+
+def draw_rib(vol: np.ndarray, g: Grid, v: VertebraGeometry, side: int, body_ax: float, body_ay: float,
+             hu: float) -> None:
+    """Draw one rib as a chain of small spheres on an elliptical arc round the flank, sloping down."""
+    length = 0.55 if v.level in ("T11", "T12") else 0.9
+    ax, ay = body_ax * 0.82, body_ay * 0.75
+    n = max(8, int(length * math.pi * (ax + ay) / 2 / 3.0))
+    t = np.linspace(0.0, length * math.pi, n)
+    cy = v.yc + v.depth * 0.3
+    for ti in t:
+        center = (v.z_center - 25.0 * ti / math.pi, cy + ay * math.cos(ti + 0.25),
+                  v.xc + side * ax * math.sin(ti + 0.25))
+        draw_ellipsoid(vol, g, center, (4.0, 4.0, 4.0), hu)
+
+
+def draw_pelvis(vol: np.ndarray, g: Grid, l5: VertebraGeometry, hu: float, cortical_hu: float) -> None:
+    """Draw the sacrum (tapering, tilted block) and both iliac wings below L5."""
+    top = l5.z_bottom - 11.0
+    zs = _sl(g.z, top - 110, top)
+    z = g.z[zs][:, None, None]
+    depth_frac = np.clip((top - z) / 110.0, 0, 1)
+    half_w = 52.0 - 30.0 * depth_frac
+    yc = l5.yc + 6.0 + 30.0 * depth_frac
+    y = g.y[None, :, None]
+    x = g.x[None, None, :] - l5.xc
+    sacrum = (np.abs(x) < half_w) & (np.abs(y - yc) < 20.0 - 6.0 * depth_frac)
+    wing_r = ((np.abs(x) - 95.0) / 42.0) ** 2 + ((y - l5.yc - 5.0) / 55.0) ** 2
+    wing = (wing_r > 0.78) & (wing_r < 1.0) & (y > l5.yc - 30) & (z < top - 10)
+    region = vol[zs]
+    region[np.broadcast_to(sacrum, region.shape)] = hu
+    region[np.broadcast_to(wing, region.shape)] = cortical_hu * 0.7
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """How the study is reconstructed: grid, kernel and noise (the image-side variation)."""
+
+    matrix: int
+    pixel_spacing: float
+    slice_spacing: float
+    slice_thickness: float
+    kernel: str
+    """STANDARD or BONE."""
+    noise_sd: float
+    fov_offset: tuple[float, float]
+    """Reconstruction centre minus body centre (y, x) in mm."""
+    margin_top: float
+    margin_bottom: float
+    contrast: bool
+    table_z: float
+    """Patient position along the table (shifts every z coordinate)."""
+
+
+@dataclass(frozen=True)
+class Body:
+    """Body habitus in mm."""
+
+    ax: float
+    ay: float
+    fat: float
+
+
+def draw_soft_tissue(vol: np.ndarray, g: Grid, body: Body, spine: list[VertebraGeometry],
+                     acq: Acquisition, rng: np.random.Generator) -> None:
+    """Body outline, subcutaneous fat, viscera, organs, muscles, vessels and bowel gas."""
+    y = g.y[:, None]
+    x = g.x[None, :]
+    outer = (x / body.ax) ** 2 + (y / body.ay) ** 2 < 1.0
+    inner = (x / (body.ax - body.fat)) ** 2 + (y / (body.ay - body.fat * 0.8)) ** 2 < 1.0
+    vol[:, outer] = -100.0
+    vol[:, inner] = 35.0
+    by_level = {v.level: v for v in spine}
+    l1, l5, t11 = by_level["L1"], by_level["L5"], by_level["T11"]
+    big = 2000.0
+    for side in (-1, 1):
+        draw_ellipsoid(vol, g, (0.0, l1.yc + 48, side * 33.0), (big, 20.0, 24.0), 52.0)  # erector spinae
+        draw_ellipsoid(vol, g, (l5.z_bottom, l1.yc - 2, side * (l5.width / 2 + 16)),
+                       (l5.z_bottom - l1.z_center + 20, 16.0, 17.0), 50.0)  # psoas
+        draw_ellipsoid(vol, g, (l1.z_center + 5 * side, l1.yc, side * 72.0), (55.0, 24.0, 30.0), 32.0)
+    draw_ellipsoid(vol, g, (t11.z_center + 10, -15.0, -70.0), (85.0, 70.0, 70.0), 56.0)  # liver
+    vessel_hu = float(rng.uniform(160, 320)) if acq.contrast else 42.0
+    draw_ellipsoid(vol, g, (0.0, l1.yc - l1.depth / 2 - 14, 16.0), (big, 11.0, 11.0), vessel_hu)
+    draw_ellipsoid(vol, g, (0.0, l1.yc - l1.depth / 2 - 12, -22.0), (big, 10.0, 13.0), vessel_hu * 0.8)
+    for _ in range(int(rng.integers(3, 9))):
+        center = (float(rng.uniform(l5.z_bottom - 40, l1.z_center + 40)),
+                  float(rng.uniform(-body.ay * 0.7, -10.0)),
+                  float(rng.uniform(-body.ax * 0.6, body.ax * 0.6)))
+        radii = tuple(float(r) for r in rng.uniform(6.0, 22.0, 3))
+        draw_ellipsoid(vol, g, center, radii, float(rng.choice([-920.0, -100.0, 20.0])))  # type: ignore[arg-type]
+
+
+def draw_spine(vol: np.ndarray, g: Grid, spine: list[VertebraGeometry], body: Body,
+               rng: np.random.Generator) -> None:
+    """Discs, bodies, posterior elements, ribs and pelvis."""
+    disc_hu = float(rng.uniform(70, 90))
+    for below, above in itertools.pairwise(spine):
+        draw_disc(vol, g, below, above, disc_hu)
+    for v in spine:
+        cortical = float(np.clip(480.0 + 2.6 * v.trabecular_hu + rng.normal(0, 30), 500, 1200))
+        draw_posterior(vol, g, v, 0.55 * cortical, v.level.startswith("L"))
+        draw_vertebra(vol, g, v, cortical, rng)
+        if v.level in RIB_LEVELS:
+            for side in (-1, 1):
+                draw_rib(vol, g, v, side, body.ax, body.ay, 0.7 * cortical)
+    l5 = spine[0]
+    draw_pelvis(vol, g, l5, l5.trabecular_hu + 40.0, float(np.clip(480 + 2.6 * l5.trabecular_hu, 500, 1200)))
+
+
+def make_grid(acq: Acquisition, spine: list[VertebraGeometry]) -> Grid:
+    """The reconstruction grid: a square FOV around the body and the z range of the scan."""
+    by_level = {v.level: v for v in spine}
+    z_lo = by_level["L5"].z_bottom - acq.margin_bottom
+    z_hi = by_level["T11"].z_bottom + by_level["T11"].height + acq.margin_top
+    nz = math.floor((z_hi - z_lo) / acq.slice_spacing) + 1
+    z = z_lo + acq.slice_spacing * np.arange(nz)
+    half = acq.pixel_spacing * (acq.matrix - 1) / 2.0
+    y = acq.fov_offset[0] - half + acq.pixel_spacing * np.arange(acq.matrix)
+    x = acq.fov_offset[1] - half + acq.pixel_spacing * np.arange(acq.matrix)
+    return Grid(z=z, y=y, x=x)
+
+
+def apply_scanner(vol: np.ndarray, acq: Acquisition, rng: np.random.Generator) -> np.ndarray:
+    """Blur by the kernel and slice profile, then add correlated noise of the requested SD."""
+    inplane_mm = 0.45 if acq.kernel == "BONE" else 0.8
+    sigma = (acq.slice_thickness / 2.355 / acq.slice_spacing, inplane_mm / acq.pixel_spacing,
+             inplane_mm / acq.pixel_spacing)
+    out = ndimage.gaussian_filter(vol, sigma=sigma, mode="nearest")
+    noise_sigma = (0.0, 0.6, 0.6)
+    probe = ndimage.gaussian_filter(rng.standard_normal((8, 48, 48), dtype=np.float32), noise_sigma)
+    scale = acq.noise_sd / float(probe.std())
+    noise = rng.standard_normal(vol.shape, dtype=np.float32)
+    noise = ndimage.gaussian_filter(noise, noise_sigma) * np.float32(scale)
+    out += noise
+    return out.astype(np.float32, copy=False)
+
+
+def render(patient: Patient, acq: Acquisition, body: Body,
+           rng: np.random.Generator) -> tuple[np.ndarray, Grid, list[VertebraGeometry]]:
+    """Render one study: canonical HU volume, its grid and where each vertebra went."""
+    spine = place_spine(patient, rng, z_l5_bottom=acq.table_z, y_spine=body.ay * 0.25)
+    grid = make_grid(acq, spine)
+    vol = np.full(grid.shape, -1000.0, dtype=np.float32)
+    draw_soft_tissue(vol, grid, body, spine, acq, rng)
+    draw_spine(vol, grid, spine, body, rng)
+    return apply_scanner(vol, acq, rng), grid, spine

@@ -1,0 +1,259 @@
+"""``vfrisk synth``: draw patients, render their CTs, write DICOM series, the manifest and the truth.
+
+Layout (DESIGN.md): ``DIR/manifest.csv``, ``DIR/studies/<id>/`` (one folder per study, possibly holding
+extra series: a scout, a thick soft-tissue reconstruction, a sagittal reformat), ``DIR/truth.csv``.
+Each study draws from its own generator seeded with ``(seed, index)``, so the bytes do not depend on the
+number of workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data.synthetic.anatomy import Acquisition, Body, Grid, VertebraGeometry, render
+from data.synthetic.dicom_writer import RESCALES, SeriesHeader, det_uid, slice_dataset, write_dataset
+from data.synthetic.model import LEVELS, Patient, draw_patient
+from inference.errors import InputError
+
+SYNTAX_WEIGHTS = {"explicit": 0.5, "implicit": 0.15, "rle": 0.15, "jpegls": 0.1, "j2k": 0.1}
+
+
+@dataclass(frozen=True)
+class CohortOptions:
+    """Options of ``vfrisk synth``."""
+
+    n: int
+    """Number of studies."""
+    seed: int
+    """Seed: the same seed gives byte-identical files."""
+    matrix: int | None = None
+    """Fixed in-plane matrix (a reduced matrix makes fast training cohorts); None draws 256-512."""
+    workers: int = 0
+    """Worker processes (0 = all cores)."""
+    wide: bool = False
+    """Draw acquisition parameters from ranges wider than the default (robustness cohorts)."""
+    extras: bool = True
+    """Add scouts, thick reconstructions and sagittal reformats to some studies."""
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """Everything drawn for one study before rendering."""
+
+    acq: Acquisition
+    body: Body
+    syntax: str
+    rescale_index: int
+    sagittal_main: bool
+    extra_scout: bool
+    extra_thick: bool
+    extra_sagittal: bool
+    blank_demographics: bool
+
+
+def draw_plan(rng: np.random.Generator, opts: CohortOptions) -> StudyPlan:
+    """Draw acquisition and habitus; ``wide`` widens every range."""
+    if opts.matrix:
+        matrix = opts.matrix
+        fov = rng.uniform(300, 460) if not opts.wide else rng.uniform(260, 500)
+        ps = fov / matrix
+    else:
+        matrix = int(rng.choice([256, 384, 512], p=[0.2, 0.3, 0.5]))
+        ps = rng.uniform(0.5, 1.0) if not opts.wide else rng.uniform(0.45, 1.2)
+        ps = max(ps, 300.0 / matrix) if matrix < 512 else ps
+    spacings = [1.0, 1.25, 1.5, 2.0, 2.5, 3.0] if not opts.wide else [0.8, 1.0, 1.5, 2.0, 3.0, 4.0]
+    spacing = float(rng.choice(spacings))
+    thickness = spacing * float(rng.choice([1.0, 1.0, 1.25]))
+    noise = rng.uniform(8, 30) if not opts.wide else rng.uniform(5, 55)
+    off = 35.0 if not opts.wide else 70.0
+    size = rng.normal(1.0, 0.12)
+    body = Body(ax=float(np.clip(150 * size, 115, 210)), ay=float(np.clip(105 * size, 85, 150)),
+                fat=float(rng.uniform(8, 40)))
+    acq = Acquisition(
+        matrix=matrix, pixel_spacing=round(float(ps), 4), slice_spacing=spacing, slice_thickness=thickness,
+        kernel=str(rng.choice(["STANDARD", "BONE"], p=[0.6, 0.4])), noise_sd=float(noise),
+        fov_offset=(float(rng.uniform(-off, off)) + 10.0, float(rng.uniform(-off, off))),
+        margin_top=float(rng.uniform(15, 70)), margin_bottom=float(rng.uniform(5, 90)),
+        contrast=bool(rng.random() < 0.4), table_z=float(rng.uniform(-700, -100)),
+    )
+    names = list(SYNTAX_WEIGHTS)
+    syntax = str(rng.choice(names, p=np.array(list(SYNTAX_WEIGHTS.values()))))
+    extra = opts.extras
+    return StudyPlan(
+        acq=acq, body=body, syntax=syntax, rescale_index=int(rng.integers(len(RESCALES))),
+        sagittal_main=bool(rng.random() < (0.08 if not opts.wide else 0.2)),
+        extra_scout=extra and bool(rng.random() < 0.3), extra_thick=extra and bool(rng.random() < 0.2),
+        extra_sagittal=extra and bool(rng.random() < 0.1), blank_demographics=bool(rng.random() < 0.1),
+    )
+
+
+def _write_axial(vol: np.ndarray, g: Grid, h: SeriesHeader, plan: StudyPlan, folder: Path,
+                 thickness: float) -> int:
+    """Write one axial slice per z (file names deliberately not in z order)."""
+    rescale = RESCALES[plan.rescale_index]
+    ps = (float(g.y[1] - g.y[0]), float(g.x[1] - g.x[0]))
+    for k in range(vol.shape[0]):
+        ds = slice_dataset(h, k, vol[k], rescale, (float(g.x[0]), float(g.y[0]), float(g.z[k])),
+                           (1, 0, 0, 0, 1, 0), ps, thickness)
+        ds.SliceLocation = f"{g.z[k]:.4f}"
+        write_dataset(ds, folder / f"{h.series_number:03d}_{det_uid(h.series_uid, k)[-8:]}.dcm", plan.syntax)
+    return vol.shape[0]
+
+
+def _write_sagittal(vol: np.ndarray, g: Grid, h: SeriesHeader, plan: StudyPlan, folder: Path,
+                    step: int) -> int:
+    """Write sagittal images (rows run head to feet, columns anterior to posterior), every ``step`` x."""
+    rescale = RESCALES[plan.rescale_index]
+    sz, sy = float(g.z[1] - g.z[0]), float(g.y[1] - g.y[0])
+    count = 0
+    for i in range(0, vol.shape[2], step):
+        img = vol[::-1, :, i]
+        ds = slice_dataset(h, i, img, rescale, (float(g.x[i]), float(g.y[0]), float(g.z[-1])),
+                           (0, 1, 0, 0, 0, -1), (sz, sy), float(g.x[1] - g.x[0]) * step)
+        write_dataset(ds, folder / f"{h.series_number:03d}_{i:04d}.dcm", plan.syntax)
+        count += 1
+    return count
+
+
+def _write_extras(vol: np.ndarray, g: Grid, base: SeriesHeader, plan: StudyPlan, folder: Path) -> list[str]:
+    """Scout (coronal projection), thick soft-tissue axial and sagittal reformat, as drawn."""
+    made: list[str] = []
+    rescale = RESCALES[plan.rescale_index]
+    if plan.extra_scout:
+        h = _derived(base, 1, "Topogram", ("ORIGINAL", "PRIMARY", "LOCALIZER"))
+        proj = np.clip(vol.mean(axis=1)[::-1] * 3.0, -1000, 2000)
+        ds = slice_dataset(h, 0, proj, rescale, (float(g.x[0]), 0.0, float(g.z[-1])), (1, 0, 0, 0, 0, -1),
+                           (float(g.z[1] - g.z[0]), float(g.x[1] - g.x[0])), 1.0)
+        write_dataset(ds, folder / "scout.dcm", plan.syntax)
+        made.append("scout")
+    if plan.extra_thick:
+        k = max(1, round(5.0 / plan.acq.slice_spacing))
+        n = vol.shape[0] // k
+        thick = vol[: n * k].reshape(n, k, *vol.shape[1:]).mean(axis=1)
+        gz = Grid(z=g.z[: n * k].reshape(n, k).mean(axis=1), y=g.y, x=g.x)
+        _write_axial(thick, gz, _derived(base, 3, "Abdomen 5mm soft tissue"), plan, folder, 5.0)
+        made.append("thick")
+    if plan.extra_sagittal:
+        h = _derived(base, 4, "Sagittal reformat", ("DERIVED", "SECONDARY", "REFORMATTED"))
+        _write_sagittal(vol, g, h, plan, folder, step=max(1, round(3.0 / plan.acq.pixel_spacing)))
+        made.append("sagittal_reformat")
+    return made
+
+
+def _derived(base: SeriesHeader, number: int, description: str,
+             image_type: tuple[str, ...] = ("DERIVED", "SECONDARY", "AXIAL")) -> SeriesHeader:
+    return SeriesHeader(
+        patient_id=base.patient_id, age=base.age, sex=base.sex, study_uid=base.study_uid,
+        study_date=base.study_date, series_uid=det_uid(base.series_uid, "derived", number),
+        frame_uid=base.frame_uid, series_number=number, description=description, kernel=base.kernel,
+        image_type=image_type,
+    )
+
+
+def truth_row(study: str, p: Patient, spine: list[VertebraGeometry], plan: StudyPlan, n_files: int,
+              extras: list[str]) -> dict[str, Any]:
+    """Per-study truth: the true probability, per-vertebra truth and the acquisition drawn."""
+    row: dict[str, Any] = {
+        "study": study, "p_true": round(p.p_true, 6), "l1_hu": p.l1_hu, "worst_grade": p.worst_grade,
+        "n_fractures": sum(v.grade > 0 for v in p.vertebrae),
+    }
+    where = {v.level: v for v in spine}
+    for v in p.vertebrae:
+        geo = where[v.level]
+        row |= {f"{v.level}_grade": v.grade, f"{v.level}_height_ratio": v.height_ratio,
+                f"{v.level}_hu": v.trabecular_hu, f"{v.level}_shape": v.shape,
+                f"{v.level}_z_mm": round(geo.z_center, 2), f"{v.level}_y_mm": round(geo.yc, 2),
+                f"{v.level}_x_mm": round(geo.xc, 2)}
+    a = plan.acq
+    row |= {"matrix": a.matrix, "pixel_spacing": a.pixel_spacing, "slice_spacing": a.slice_spacing,
+            "kernel": a.kernel, "noise_sd": round(a.noise_sd, 2), "contrast": int(a.contrast),
+            "transfer_syntax": plan.syntax, "orientation": "sagittal" if plan.sagittal_main else "axial",
+            "rescale": plan.rescale_index, "files": n_files, "extras": "+".join(extras)}
+    return row
+
+
+def make_study(
+    root: Path, seed: int, index: int, opts: CohortOptions
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Generate and write study ``index``; return its manifest row and truth row."""
+    rng = np.random.default_rng([seed, index])
+    patient = draw_patient(rng)
+    plan = draw_plan(rng, opts)
+    vol, grid, spine = render(patient, plan.acq, plan.body, rng)
+    sid = f"S{index:05d}"
+    folder = root / "studies" / sid
+    folder.mkdir(parents=True, exist_ok=True)
+    study_uid = det_uid("vfrisk-synth", seed, index)
+    date = f"{2020 + index % 6}{1 + index % 12:02d}{1 + index % 28:02d}"
+    h = SeriesHeader(
+        patient_id=f"{seed:04d}{index:06d}", age=patient.age, sex=patient.sex, study_uid=study_uid,
+        study_date=date, series_uid=det_uid(study_uid, "main"), frame_uid=det_uid(study_uid, "frame"),
+        series_number=2, description=f"Abdomen {plan.acq.slice_thickness:g}mm {plan.acq.kernel.lower()}",
+        kernel=plan.acq.kernel,
+    )
+    if plan.sagittal_main:
+        n = _write_sagittal(vol, grid, h, plan, folder, step=1)
+    else:
+        n = _write_axial(vol, grid, h, plan, folder, plan.acq.slice_thickness)
+    extras = _write_extras(vol, grid, h, plan, folder)
+    blank = plan.blank_demographics
+    manifest = {"study": f"studies/{sid}", "ntx": patient.ntx, "bmd_tscore": patient.tscore,
+                "age": "" if blank else patient.age, "sex": "" if blank else patient.sex,
+                "fracture_6m": patient.fracture_6m}
+    return manifest, truth_row(f"studies/{sid}", patient, spine, plan, n, extras)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _job(args: tuple[str, int, int, CohortOptions]) -> tuple[dict[str, Any], dict[str, Any]]:
+    root, seed, index, opts = args
+    return make_study(Path(root), seed, index, opts)
+
+
+def write_cohort(out: Path, opts: CohortOptions) -> dict[str, Any]:
+    """Write a whole cohort; return a summary (counts, rates, seconds)."""
+    if opts.n < 1:
+        raise InputError("bad_usage", "--n must be at least 1")
+    if opts.matrix is not None and not 64 <= opts.matrix <= 1024:
+        raise InputError("bad_usage", "--matrix must be between 64 and 1024")
+    if out.exists() and any(out.iterdir()):
+        raise InputError("bad_usage", f"output folder {out.name} exists and is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    workers = opts.workers or os.cpu_count() or 1
+    jobs = [(str(out), opts.seed, i, opts) for i in range(opts.n)]
+    if workers == 1 or opts.n == 1:
+        results = [_job(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_job, jobs, chunksize=max(1, min(16, opts.n // (4 * workers)))))
+    _write_csv(out / "manifest.csv", [m for m, _ in results])
+    _write_csv(out / "truth.csv", [t for _, t in results])
+    p = np.array([t["p_true"] for _, t in results])
+    summary = {
+        "n": opts.n, "seed": opts.seed,
+        "event_rate": round(float(np.mean([m["fracture_6m"] for m, _ in results])), 4),
+        "mean_p_true": round(float(p.mean()), 4),
+        "any_prevalent_fracture": round(float(np.mean([t["worst_grade"] > 0 for _, t in results])), 4),
+        "levels": list(LEVELS),
+        "options": {k: v for k, v in asdict(opts).items() if k != "workers"},
+    }
+    (out / "cohort.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return {"out": str(out), "seconds": round(time.perf_counter() - t0, 2)} | summary
+
+
+__all__ = ["CohortOptions", "make_study", "write_cohort"]

@@ -1,0 +1,52 @@
+"""The typed objects that flow through inference: the study read from DICOM/NIfTI and the labs.
+
+Canonical orientation (the one every reader produces and every model consumes)
+-----------------------------------------------------------------------------
+``Study.volume`` is float32 HU with shape ``(Z, Y, X)``:
+
+* axis 0 runs inferior -> superior (+S in DICOM LPS terms),
+* axis 1 runs anterior -> posterior (+P),
+* axis 2 runs right -> left (+L).
+
+``spacing_mm`` is given in the same (Z, Y, X) order. ``affine`` is the 4x4 matrix that maps a voxel index
+``(k, j, i, 1)`` (axis 0, 1, 2) to patient LPS coordinates in mm. An axial, sagittal or coronal
+reconstruction of the same anatomy yields the same canonical array.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Study:
+    """A scorable CT volume in HU plus the identity and header facts the pipeline needs."""
+
+    volume: np.ndarray
+    """float32 HU, shape (Z, Y, X), canonical orientation (see module docstring)."""
+    spacing_mm: tuple[float, float, float]
+    """Voxel size in mm along (Z, Y, X)."""
+    affine: np.ndarray
+    """4x4 float64: voxel index (k, j, i, 1) -> LPS mm."""
+    study_instance_uid: str
+    series_instance_uid: str
+    orientation: str = "axial"
+    """Acquisition plane of the source series: axial, sagittal, coronal or oblique."""
+    n_source_slices: int = 0
+    age: int | None = None
+    """Patient age in years from the header (PatientAge or birth/study date), if present."""
+    sex: str | None = None
+    """'F' or 'M' from the header, if present."""
+    source_format: str = "dicom"
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def input_sha256(self) -> str:
+        """Hash of the canonical HU volume and its spacing: the identity of what the model sees."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.volume, dtype=np.float32).tobytes())
+        h.update(np.asarray(self.spacing_mm, dtype=np.float64).tobytes())
+        h.update(str(self.volume.shape).encode())
+        return h.hexdigest()

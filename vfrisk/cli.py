@@ -1,0 +1,170 @@
+"""The ``vfrisk`` command line.
+
+Thin glue only: every sub-command imports its implementation lazily so that ``vfrisk predict`` and
+``vfrisk score`` never pay for torch, MONAI or Gradio. Exit status: 0 success; 2 bad input or usage
+(one line ``error: <reason>`` on stderr); 1 an internal fault.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from inference.errors import InputError
+
+app = typer.Typer(
+    name="vfrisk",
+    help="6-month vertebral fracture risk from spine CT + labs. Decision support, not a diagnosis.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, status: int = 2) -> NoReturn:
+    """Print exactly one line ``error: <message>`` on stderr and exit."""
+    sys.stderr.write(f"error: {' '.join(str(message).split())}\n")
+    raise SystemExit(status)
+
+
+def _guarded(func: Callable[[], Any]) -> Any:
+    """Run ``func``; turn user errors into exit 2 and anything unexpected into exit 1, never a traceback."""
+    try:
+        return func()
+    except InputError as exc:
+        _fail(exc.message, 2)
+    except (FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError) as exc:
+        _fail(f"{exc.strerror or 'cannot open'}: {Path(str(exc.filename)).name}", 2)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        _fail(f"internal error ({type(exc).__name__}); please report it with the command you ran", 1)
+
+
+def _print_json(obj: Any) -> None:
+    """Write one JSON object on stdout."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _not_yet(name: str) -> NoReturn:
+    _fail(f"not available yet ({name})", 2)
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="Output folder for the cohort.")],
+    n: Annotated[int, typer.Option(help="Number of studies.")] = 50,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 1,
+    matrix: Annotated[int, typer.Option(help="In-plane matrix (256-512; smaller for fast cohorts).")] = 0,
+    workers: Annotated[int, typer.Option(help="Worker processes (0 = all cores).")] = 0,
+    wide: Annotated[bool, typer.Option(help="Draw acquisition parameters from wider ranges.")] = False,
+) -> None:
+    """Write a synthetic cohort (DESIGN.md cohort layout)."""
+
+    def run() -> None:
+        from data.synthetic.cohort import CohortOptions, write_cohort
+
+        opts = CohortOptions(n=n, seed=seed, matrix=matrix or None, workers=workers, wide=wide)
+        summary = write_cohort(out, opts)
+        _print_json(summary)
+
+    _guarded(run)
+
+
+@app.command()
+def inspect(study: Annotated[list[Path], typer.Argument(help="Folder, zip, or DICOM files.")]) -> None:
+    """Print the series found, the one chosen, its geometry, and why the others were set aside."""
+    _not_yet("inspect")
+
+
+@app.command()
+def train(
+    cohort: Annotated[Path, typer.Option(help="Cohort folder.")],
+    out: Annotated[Path, typer.Option(help="Run folder.")],
+    config: Annotated[Path | None, typer.Option(help="Config JSON/TOML file.")] = None,
+) -> None:
+    """Train, calibrate and evaluate; write the run folder."""
+    _not_yet("train")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Option(help="Run folder from train.")],
+    out: Annotated[Path, typer.Option(help="Bundle folder to write.")],
+) -> None:
+    """Write the model bundle (ONNX + card) after checking ONNX against PyTorch."""
+    _not_yet("export")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model bundle folder.")],
+    cohort: Annotated[Path, typer.Option(help="Labelled cohort folder.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+) -> None:
+    """Metrics JSON and ROC/calibration plots on a labelled cohort."""
+    _not_yet("evaluate")
+
+
+@app.command()
+def predict(
+    study: Annotated[list[Path], typer.Argument(help="Folder, zip, or DICOM files.")],
+    ntx: Annotated[float | None, typer.Option(help="Urine NTX, nmol BCE/mmol creatinine.")] = None,
+    bmd_tscore: Annotated[float | None, typer.Option("--bmd-tscore", help="Lowest DXA T-score.")] = None,
+    age: Annotated[int | None, typer.Option(help="Age in years (default: DICOM header).")] = None,
+    sex: Annotated[str | None, typer.Option(help="F or M (default: DICOM header).")] = None,
+    context: Annotated[Path | None, typer.Option(help="Clinical context JSON.")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model bundle (default: bundled).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the reports here.")] = None,
+) -> None:
+    """Score one study and print the result JSON."""
+    _not_yet("predict")
+
+
+@app.command()
+def suggest(context: Annotated[Path, typer.Option(help="Clinical context JSON.")]) -> None:
+    """Run the suggestion engine alone on a clinical context JSON."""
+    _not_yet("suggest")
+
+
+@app.command()
+def score(
+    archive: Annotated[Path, typer.Argument(help="Archive folder.")],
+    manifest: Annotated[Path, typer.Option(help="Manifest CSV.")],
+    out: Annotated[Path, typer.Option(help="Results table (.csv or .parquet).")],
+    engine: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 0,
+) -> None:
+    """Batch-score an archive; resumable."""
+    _not_yet("score")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 7860,
+) -> None:
+    """Start the web app (same as ``python app.py``)."""
+
+    def run() -> None:
+        import app as webapp
+
+        webapp.main(host=host, port=port)
+
+    _guarded(run)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
