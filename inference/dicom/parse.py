@@ -1,0 +1,254 @@
+"""Read DICOM headers once, defensively, into typed per-frame records.
+
+Pixel Data is never read here: it is deferred (pydicom ``defer_size``) and decoded later, only for the
+series that is chosen. A Deflated Explicit VR Little Endian file is inflated with a hard output cap, since
+``pydicom.dcmread`` would inflate it without any bound.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import zlib
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import _read_file_meta_info, read_dataset, read_file_meta_info
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+from inference.dicom.limits import Limits
+from inference.errors import InputError
+
+PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+DEFER_BYTES = 4096
+_DEFLATE_UID = str(DeflatedExplicitVRLittleEndian).encode()
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One 2-D image: a single-frame file or one frame of an enhanced multi-frame file."""
+
+    path: Path
+    index: int
+    """Frame index inside its file (0 for single-frame files)."""
+    ds: Dataset
+    """The file's header (pixel data deferred)."""
+    lut: Dataset
+    """Dataset holding the Modality LUT module (rescale or LUT) that applies to this frame."""
+    position: tuple[float, float, float] | None
+    orientation: tuple[float, float, float, float, float, float] | None
+    pixel_spacing: tuple[float, float] | None
+    rows: int
+    columns: int
+    instance_number: int | None
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """The outcome of reading one file's header."""
+
+    path: Path
+    ds: Dataset | None
+    frames: tuple[Frame, ...]
+    problem: str = ""
+    """Empty when the file is a readable DICOM object; otherwise 'not_dicom' or 'unreadable: ...'."""
+
+
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+    """Return ``n`` finite floats from a multi-valued element, or None when absent or malformed."""
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if len(out) != n or any(not math.isfinite(v) or abs(v) > 1e7 for v in out):
+        return None
+    return out
+
+
+def _get(ds: Dataset, keyword: str, default: Any = None) -> Any:
+    """Read an element tolerating malformed values (a bad IS/DS gives ``default``)."""
+    try:
+        value = ds.get(keyword, default)
+    except Exception:
+        return default
+    return default if value is None or value == "" else value
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    value = _get(ds, keyword)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _item(ds: Dataset | None, keyword: str) -> Dataset | None:
+    """Return the first item of a sequence, or None."""
+    if ds is None:
+        return None
+    seq = _get(ds, keyword)
+    try:
+        return seq[0] if seq else None
+    except (TypeError, IndexError):
+        return None
+
+
+def _inflate(path: Path, limits: Limits) -> FileDataset:
+    """Read a Deflated Explicit VR Little Endian file with a cap on the inflated size."""
+    with path.open("rb") as fp:
+        preamble = fp.read(128)
+        fp.seek(132)
+        meta = _read_file_meta_info(fp)
+        zipped = fp.read(limits.max_file_bytes + 1)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(zipped, limits.max_inflated_bytes)
+    except zlib.error as exc:
+        raise InvalidDicomError(f"corrupt deflate stream: {exc}") from exc
+    if inflater.unconsumed_tail:
+        raise InputError(
+            "too_large",
+            f"{path.name} inflates beyond {limits.max_inflated_bytes // (1024 * 1024)} MB (a deflate bomb?)",
+        )
+    dataset = read_dataset(DicomBytesIO(data), False, True)  # type: ignore[arg-type]
+    ds = FileDataset(BytesIO(), dataset, preamble, meta, False, True)
+    ds.filename = str(path)
+    return ds
+
+
+def _may_be_deflated(head: bytes) -> bool:
+    """True unless the file meta group (read from the first bytes) rules out the deflated syntax."""
+    if _DEFLATE_UID in head:
+        return True
+    if head[132:136] != b"\x02\x00\x00\x00" or head[136:138] != b"UL":
+        return True  # no group length: let the full meta parse decide
+    return 144 + int.from_bytes(head[140:144], "little") > len(head)
+
+
+def _read_dataset(path: Path, limits: Limits) -> FileDataset:
+    """Parse the header (pixel data deferred) or raise."""
+    with path.open("rb") as fp:
+        head = fp.read(8192)
+    if head[128:132] != b"DICM":
+        raise InvalidDicomError("no DICM prefix")
+    if _may_be_deflated(head) and read_file_meta_info(path).get("TransferSyntaxUID") == (
+        DeflatedExplicitVRLittleEndian
+    ):
+        return _inflate(path, limits)
+    return pydicom.dcmread(path, defer_size=DEFER_BYTES)
+
+
+def read_file(path: Path, limits: Limits) -> ParsedFile:
+    """Read one file's header; never raises for a bad file (the problem is recorded instead).
+
+    Raises:
+        InputError: ``too_large`` for a deflate bomb (a hostile file is not silently skipped).
+
+    """
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return ParsedFile(path, None, (), f"unreadable: {exc.strerror}")
+    if size > limits.max_file_bytes:
+        return ParsedFile(path, None, (), "unreadable: file larger than the per-file limit")
+    if size < 132:
+        return ParsedFile(path, None, (), "not_dicom")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = _read_dataset(path, limits)
+            frames = tuple(frames_of(path, ds))
+    except InvalidDicomError:
+        return ParsedFile(path, None, (), "not_dicom")
+    except InputError:
+        raise
+    except (Exception, RecursionError) as exc:  # a hostile header must never crash the reader
+        return ParsedFile(path, None, (), f"unreadable: {type(exc).__name__}")
+    return ParsedFile(path, ds, frames)
+
+
+def has_pixels(ds: Dataset) -> bool:
+    """True when the dataset carries pixel data (of any kind)."""
+    return any(tag in ds for tag in PIXEL_DATA_TAGS)
+
+
+def frames_of(path: Path, ds: Dataset) -> list[Frame]:
+    """Split a dataset into its 2-D frames with the geometry and Modality LUT of each."""
+    if not has_pixels(ds):
+        return []
+    rows, cols = _int(ds, "Rows") or 0, _int(ds, "Columns") or 0
+    n_frames = _int(ds, "NumberOfFrames") or 1
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        return _enhanced_frames(path, ds, rows, cols, n_frames)
+    frame = Frame(
+        path=path,
+        index=0,
+        ds=ds,
+        lut=ds,
+        position=_floats(_get(ds, "ImagePositionPatient"), 3),  # type: ignore[arg-type]
+        orientation=_floats(_get(ds, "ImageOrientationPatient"), 6),  # type: ignore[arg-type]
+        pixel_spacing=_floats(_get(ds, "PixelSpacing"), 2),  # type: ignore[arg-type]
+        rows=rows,
+        columns=cols,
+        instance_number=_int(ds, "InstanceNumber"),
+    )
+    if n_frames == 1:
+        return [frame]
+    # A classic multi-frame image (no functional groups) has one position for all frames: not a volume
+    # we can place, so every frame repeats it and the geometry check refuses it as duplicate positions.
+    return [Frame(**{**frame.__dict__, "index": i}) for i in range(n_frames)]
+
+
+def _group_value(per_frame: Dataset | None, shared: Dataset | None, seq: str, keyword: str) -> Any:
+    """Look ``seq[0].keyword`` up in the per-frame group first, then in the shared group."""
+    for group in (per_frame, shared):
+        item = _item(group, seq)
+        if item is not None and keyword in item:
+            return _get(item, keyword)
+    return None
+
+
+def _lut_dataset(per_frame: Dataset | None, shared: Dataset | None, ds: Dataset) -> Dataset:
+    """The Pixel Value Transformation of an enhanced frame as a dataset apply_modality_lut can read."""
+    slope = _group_value(per_frame, shared, "PixelValueTransformationSequence", "RescaleSlope")
+    intercept = _group_value(per_frame, shared, "PixelValueTransformationSequence", "RescaleIntercept")
+    if slope is None or intercept is None:
+        return ds
+    lut = Dataset()
+    lut.RescaleSlope = slope
+    lut.RescaleIntercept = intercept
+    return lut
+
+
+def _enhanced_frames(path: Path, ds: Dataset, rows: int, cols: int, n_frames: int) -> list[Frame]:
+    """Frames of an enhanced (functional-group) multi-frame image."""
+    shared = _item(ds, "SharedFunctionalGroupsSequence")
+    per_frame_seq = _get(ds, "PerFrameFunctionalGroupsSequence") or []
+    frames = []
+    for i in range(n_frames):
+        per = per_frame_seq[i] if i < len(per_frame_seq) else None
+        frames.append(
+            Frame(
+                path=path,
+                index=i,
+                ds=ds,
+                lut=_lut_dataset(per, shared, ds),
+                position=_floats(
+                    _group_value(per, shared, "PlanePositionSequence", "ImagePositionPatient"), 3
+                ),  # type: ignore[arg-type]
+                orientation=_floats(  # type: ignore[arg-type]
+                    _group_value(per, shared, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
+                ),
+                pixel_spacing=_floats(_group_value(per, shared, "PixelMeasuresSequence", "PixelSpacing"), 2),  # type: ignore[arg-type]
+                rows=rows,
+                columns=cols,
+                instance_number=i + 1,
+            )
+        )
+    return frames

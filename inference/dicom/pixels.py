@@ -1,0 +1,84 @@
+"""Decode the chosen frames into one preallocated float32 HU array, in parallel.
+
+Stored values become HU only through :func:`pydicom.pixels.apply_modality_lut` (Rescale Slope/Intercept or a
+Modality LUT). The Photometric Interpretation is a presentation matter: a MONOCHROME1 image has the same
+Modality LUT and the same HU as its MONOCHROME2 twin, so it is not inverted. JPEG, JPEG-LS, JPEG 2000 and RLE
+decode through pydicom's plugins (python-gdcm, pylibjpeg); those release the GIL, so threads pay off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from pydicom.pixels import apply_modality_lut, get_decoder
+
+from inference.dicom.limits import Limits
+from inference.dicom.parse import Frame
+from inference.errors import InputError
+
+_PIXEL_DATA = 0x7FE00010
+
+
+def _workers(limits: Limits, n: int) -> int:
+    if limits.workers > 0:
+        return min(limits.workers, n)
+    return max(1, min(8, os.cpu_count() or 1, n))
+
+
+def decode_frame(frame: Frame) -> np.ndarray:
+    """Decode one frame to its stored values (2-D array), or raise ``decode_failed``."""
+    try:
+        syntax = frame.ds.file_meta.TransferSyntaxUID
+        arr, _ = get_decoder(syntax).as_array(frame.ds, index=frame.index)
+    except Exception as exc:
+        raise InputError(
+            "decode_failed", f"the image in {frame.path.name} cannot be decoded ({_why(exc)})"
+        ) from exc
+    if arr.shape != (frame.rows, frame.columns):
+        raise InputError(
+            "decode_failed", f"{frame.path.name} is not a single-channel {frame.rows}x{frame.columns} image"
+        )
+    return arr
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:120]
+
+
+def to_hu(stored: np.ndarray, frame: Frame) -> np.ndarray:
+    """Stored values to HU through the frame's Modality LUT (rescale or LUT), as float32."""
+    try:
+        hu = apply_modality_lut(stored, frame.lut)
+    except Exception as exc:
+        raise InputError(
+            "decode_failed", f"the rescale/LUT of {frame.path.name} is invalid ({_why(exc)})"
+        ) from exc
+    return np.asarray(hu, dtype=np.float32)
+
+
+def decode_volume(frames: Sequence[Frame], limits: Limits) -> np.ndarray:
+    """Decode ``frames`` (already in their final order) into a (n, rows, columns) float32 HU array."""
+    n, rows, cols = len(frames), frames[0].rows, frames[0].columns
+    out = np.empty((n, rows, cols), dtype=np.float32)
+    multi = {id(f.ds): f.ds for f in frames if f.index > 0}
+    for ds in multi.values():  # load shared multi-frame pixel data once, before the threads start
+        _ = ds.get(_PIXEL_DATA)
+
+    def work(k: int) -> None:
+        frame = frames[k]
+        out[k] = to_hu(decode_frame(frame), frame)
+        if id(frame.ds) not in multi and _PIXEL_DATA in frame.ds:
+            del frame.ds[_PIXEL_DATA]  # keep peak memory near the output array
+
+    workers = _workers(limits, n)
+    if workers == 1:
+        for k in range(n):
+            work(k)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(work, range(n)))
+    return out
