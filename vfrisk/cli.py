@@ -65,13 +65,14 @@ def synth(
     matrix: Annotated[int, typer.Option(help="In-plane matrix (256-512; smaller for fast cohorts).")] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes (0 = all cores).")] = 0,
     wide: Annotated[bool, typer.Option(help="Draw acquisition parameters from wider ranges.")] = False,
+    extras: Annotated[bool, typer.Option(help="Add scouts, thick and sagittal series to some studies.")] = True,
 ) -> None:
     """Write a synthetic cohort (DESIGN.md cohort layout)."""
 
     def run() -> None:
         from data.synthetic.cohort import CohortOptions, write_cohort
 
-        opts = CohortOptions(n=n, seed=seed, matrix=matrix or None, workers=workers, wide=wide)
+        opts = CohortOptions(n=n, seed=seed, matrix=matrix or None, workers=workers, wide=wide, extras=extras)
         summary = write_cohort(out, opts)
         _print_json(summary)
 

@@ -7,6 +7,7 @@ Stored values come from HU through the series' rescale convention; the reader re
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,8 +83,10 @@ class SeriesHeader:
     image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "AXIAL")
 
 
+@lru_cache(maxsize=8)
 def base_dataset(h: SeriesHeader) -> Dataset:
-    """Patient, study, series, equipment and frame-of-reference modules of a CT image."""
+    """Patient, study, series, equipment and frame-of-reference modules of a CT image (cached per series;
+    callers copy it before adding per-image elements)."""
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.ImageType = list(h.image_type)
@@ -120,7 +123,7 @@ def slice_dataset(h: SeriesHeader, index: int, pixels: np.ndarray, rescale: Resc
                   ipp: tuple[float, float, float], iop: tuple[float, ...], spacing: tuple[float, float],
                   thickness: float) -> Dataset:
     """One CT image: the shared modules plus plane, pixel and CT image modules."""
-    ds = base_dataset(h)
+    ds = base_dataset(h).copy()
     ds.SOPInstanceUID = det_uid(h.series_uid, index)
     ds.InstanceNumber = index + 1
     ds.ImagePositionPatient = [f"{c:.4f}" for c in ipp]
@@ -152,7 +155,8 @@ def write_dataset(ds: Dataset, path: Path, syntax: str) -> None:
     ds.file_meta = meta
     if syntax in ("rle", "jpegls", "j2k"):
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.compress(tsuid, generate_instance_uid=False, encoding_plugin="pylibjpeg" if syntax != "jpegls" else "pyjpegls")
+        plugin = "pyjpegls" if syntax == "jpegls" else "pylibjpeg"
+        ds.compress(tsuid, generate_instance_uid=False, encoding_plugin=plugin)
     else:
         meta.TransferSyntaxUID = tsuid
     ds.save_as(path, enforce_file_format=True, implicit_vr=(syntax == "implicit"), little_endian=True)
