@@ -55,6 +55,11 @@ class Stack:
         """Coverage along the normal, centre of first slice to centre of last."""
         return self.slice_spacing * (len(self.order) - 1)
 
+    def craniocaudal_mm(self, rows: int, columns: int) -> float:
+        """Coverage along the patient's S axis (whatever the plane), centre to centre of the end voxels."""
+        ends = np.array([len(self.order) - 1, rows - 1, columns - 1], dtype=np.float64)
+        return float(np.sum(np.abs(self.affine()[2, :3]) * ends))
+
     def affine(self) -> np.ndarray:
         """4x4 matrix from (slice, row, column) index to LPS mm, for the (tilt-corrected) stack."""
         out = np.eye(4)

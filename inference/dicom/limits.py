@@ -31,7 +31,7 @@ class Limits:
     min_slices: int = 20
     """Fewer slices cannot hold the thoracolumbar spine at a usable resolution."""
     min_extent_mm: float = 150.0
-    """Craniocaudal coverage needed to hold several thoracolumbar vertebrae."""
+    """Head-to-foot coverage (whatever the slice plane) needed to hold several thoracolumbar vertebrae."""
     check_body_part: bool = True
     """Set aside series whose BodyPartExamined names a region without thoracolumbar spine (head, limbs)."""
     max_tilt_deg: float = 30.0

@@ -10,7 +10,7 @@ Checks, in this order; the first that fails sets the series aside with its reaso
    of one size (a tri-plane localizer, two stacks under one SeriesInstanceUID).
 5. ``not_ct``: the modality is not CT (checked after 4 so a multi-plane localizer is named as such).
 6. ``duplicate_positions``, ``missing_slices``, ``uneven_spacing``, ``gantry_tilt``: see geometry.
-7. ``too_few_slices``; ``insufficient_coverage`` (extent along the normal or BodyPartExamined);
+7. ``too_few_slices``; ``insufficient_coverage`` (head-to-foot extent or BodyPartExamined);
    ``missing_rescale`` (a CT without Rescale Slope/Intercept or Modality LUT); ``too_large``.
 
 Among the series that pass, the chosen one is: ORIGINAL before DERIVED, slices of 3 mm or less before thicker
@@ -220,15 +220,16 @@ def _check_scope(series: Series, stack: geometry.Stack, limits: Limits) -> None:
     part = str(_get(series.ds, "BodyPartExamined", "")).upper()
     if limits.check_body_part and part in NOT_SPINE_PARTS:
         raise InputError("insufficient_coverage", f"the series covers the {part.lower()}, not the spine")
-    if stack.extent_mm < limits.min_extent_mm:
+    first = series.frames[0]
+    extent = stack.craniocaudal_mm(first.rows, first.columns)
+    if extent < limits.min_extent_mm:
         raise InputError(
             "insufficient_coverage",
-            f"the series covers {stack.extent_mm:.0f} mm, less than the {limits.min_extent_mm:.0f} mm "
+            f"the series covers {extent:.0f} mm head to foot, less than the {limits.min_extent_mm:.0f} mm "
             "needed for the thoracolumbar spine",
         )
     if not all(_has_rescale(f) for f in series.frames):
         raise InputError("missing_rescale", "the CT images carry no Rescale Slope/Intercept: no HU")
-    first = series.frames[0]
     if n > limits.max_slices or n * first.rows * first.columns > limits.max_voxels:
         raise InputError("too_large", f"{n} slices of {first.rows}x{first.columns} exceed the size limit")
 

@@ -1,0 +1,122 @@
+"""Metamorphic tests: one synthetic study re-encoded many ways reads back to the same canonical HU volume."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pydicom.uid as uids
+import pytest
+from test_dicom_synth import ORIGIN, SPACING, Variant, phantom, write_series
+
+from inference.dicom import inspect_study, load_study
+from inference.study import Study
+
+VOL = phantom()
+
+
+def _check(study: Study, tol: float = 1.0) -> None:
+    assert study.volume.shape == VOL.shape
+    assert study.volume.dtype == np.float32
+    assert np.max(np.abs(study.volume - VOL)) <= tol
+    assert np.allclose(study.spacing_mm, SPACING, atol=1e-4)
+    assert np.allclose(study.affine[:3, :3], _diag(), atol=1e-4)
+    assert np.allclose(study.affine[:3, 3], ORIGIN, atol=1e-3)
+
+
+def _diag() -> np.ndarray:
+    """Expected 3x3 part of the affine: axis 0 -> +z, axis 1 -> +y, axis 2 -> +x (LPS)."""
+    m = np.zeros((3, 3))
+    m[2, 0], m[1, 1], m[0, 2] = SPACING
+    return m
+
+
+def test_reference_axial(tmp_path: Path) -> None:
+    write_series(tmp_path, VOL)
+    study = load_study(tmp_path)
+    _check(study)
+    assert study.orientation == "axial"
+    assert (study.age, study.sex) == (71, "F")
+    assert study.warnings == ()
+
+
+@pytest.mark.parametrize(
+    "syntax",
+    [
+        uids.ImplicitVRLittleEndian,
+        uids.ExplicitVRBigEndian,
+        uids.DeflatedExplicitVRLittleEndian,
+        uids.RLELossless,
+        uids.JPEGLSLossless,
+        uids.JPEG2000Lossless,
+    ],
+    ids=lambda u: uids.UID(u).name,
+)
+def test_transfer_syntaxes(tmp_path: Path, syntax: str) -> None:
+    write_series(tmp_path, VOL, Variant(transfer_syntax=syntax))
+    _check(load_study(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        Variant(slope=0.5, intercept=-1024.0),
+        Variant(slope=1.0, intercept=0.0, signed=True),
+        Variant(slope=2.0, intercept=-2048.0),
+        Variant(photometric="MONOCHROME1"),
+        Variant(names="shuffled"),
+        Variant(instance_numbers="reversed"),
+        Variant(instance_numbers="constant", names="shuffled"),
+    ],
+    ids=["slope0.5", "signed", "slope2", "monochrome1", "shuffled", "reversed_in", "constant_in"],
+)
+def test_header_variants(tmp_path: Path, variant: Variant) -> None:
+    write_series(tmp_path, VOL, variant)
+    tol = 1.0 if variant.slope <= 1 else 1.0 + variant.slope / 2
+    _check(load_study(tmp_path), tol)
+
+
+@pytest.mark.parametrize("plane", ["sagittal", "coronal"])
+def test_other_planes_give_the_same_canonical_volume(tmp_path: Path, plane: str) -> None:
+    write_series(tmp_path, VOL, Variant(plane=plane))
+    study = load_study(tmp_path)
+    _check(study)
+    assert study.orientation == plane
+
+
+def test_junk_files_and_a_scout_are_ignored(tmp_path: Path) -> None:
+    write_series(tmp_path / "ct", VOL)
+    scout = Variant(series_uid="1.2.826.0.1.3680043.8.498.9", image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
+    write_series(tmp_path / "scout", VOL[:, :, :1].copy(), replace(scout, plane="sagittal"))
+    (tmp_path / "notes.txt").write_text("not dicom")
+    (tmp_path / "ct" / "junk.dcm").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 300)
+    (tmp_path / "DICOMDIR.bin").write_bytes(bytes(range(256)) * 3)
+    _check(load_study(tmp_path))
+    report = inspect_study(tmp_path)
+    assert report["files"]["non_dicom_skipped"] == 3
+    reasons = {s["series_instance_uid"]: s["set_aside"] for s in report["series"]}
+    assert reasons["1.2.826.0.1.3680043.8.498.9"].startswith("localizer_only")
+
+
+def test_zipped_study(tmp_path: Path) -> None:
+    paths = write_series(tmp_path / "s", VOL, Variant(names="shuffled"))
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in paths:
+            zf.write(p, f"patient/series/{p.name}")
+    _check(load_study(archive))
+
+
+def test_list_of_files(tmp_path: Path) -> None:
+    paths = write_series(tmp_path, VOL, Variant(names="shuffled"))
+    _check(load_study([str(p) for p in reversed(paths)]))
+
+
+def test_two_series_choose_the_thinner_not_interleave(tmp_path: Path) -> None:
+    write_series(tmp_path / "a", VOL)
+    thick = VOL[::2]
+    write_series(tmp_path / "b", thick, Variant(series_uid="1.2.826.0.1.3680043.8.498.77"))
+    study = load_study(tmp_path)
+    _check(study)
