@@ -1,0 +1,343 @@
+"""Alerts that depend on the settled plan: drug courses, sequence, holidays, administration, BTM.
+
+Each is a small pure function ``(facts, plan) -> Findings``; ``plan.first_line`` is final here (after the
+safety exclusions), so "conditional on suggesting X" means ``plan.suggests(X)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from clinical.category import lowest_t
+from clinical.dates import months_between
+from clinical.facts import Course, Facts, treatment_years
+from clinical.findings import NOTHING, Findings, alert, monitor, not_evaluated, note
+from clinical.treatment import Plan
+from clinical.vocabulary import (
+    ANABOLICS,
+    ANTIRESORPTIVES,
+    BISPHOSPHONATES,
+    OSTEOPOROSIS_THERAPY,
+    AlertKey,
+    DrugClass,
+    MonitoringKey,
+    RiskCategory,
+)
+
+D = DrugClass
+FollowUpRule = Callable[[Facts, Plan], Findings]
+DMAB_OVERDUE_MONTHS = 7.0
+BTM_LSC = 0.30
+NTX_PREMENOPAUSAL_LOWER_HALF = (17 + 94) / 2
+"""R-BTM-0: the middle of the premenopausal urine NTx range 17-94; on treatment aim below it."""
+NTX_UPPER = {"M": 83.0, "F_post": 124.0, "F_pre": 94.0}
+"""R-BTM-0: ARUP upper reference limits (men; postmenopausal and premenopausal women)."""
+
+
+def _taking(f: Facts, classes: frozenset[DrugClass]) -> tuple[Course, ...]:
+    """Current courses of ``classes``."""
+    return f.courses_of(classes, current=True)
+
+
+def zoledronate_renal_check(f: Facts, plan: Plan) -> Findings:
+    """R-REN-4 (monitoring part): measure CrCl before each zoledronic acid dose."""
+    if not (plan.suggests(D.IV_BISPHOSPHONATE) or _taking(f, frozenset({D.IV_BISPHOSPHONATE}))):
+        return NOTHING
+    return monitor(
+        MonitoringKey.RENAL_FUNCTION_BEFORE_EACH_ZOLEDRONATE_DOSE,
+        "Measure creatinine clearance before each zoledronic acid infusion.",
+        "R-REN-4",
+    )
+
+
+def denosumab_ckd(f: Facts, plan: Plan) -> Findings:
+    """R-REN-5: denosumab with eGFR < 30 or dialysis: hypocalcaemia risk, CKD-MBD expert, calcium checks."""
+    relevant = plan.suggests(D.DENOSUMAB) or bool(_taking(f, frozenset({D.DENOSUMAB})))
+    dialysis = bool(f.patient.history and f.patient.history.dialysis)
+    gfr = f.kidney_gfr
+    if not relevant:
+        return NOTHING
+    if gfr is None and not dialysis:
+        return not_evaluated("R-REN-5", "no eGFR or CrCl")
+    if not dialysis and gfr is not None and gfr >= 30:
+        return NOTHING
+    why = "on dialysis" if dialysis else f"eGFR {gfr} < 30"
+    rid = "R-REN-5"
+    return (
+        alert(
+            AlertKey.DENOSUMAB_CKD_HYPOCALCAEMIA_RISK,
+            f"Denosumab {why}: boxed warning for severe hypocalcaemia; evaluate for CKD-MBD first.",
+            rid,
+        )
+        + alert(
+            AlertKey.CKD_MBD_SPECIALIST_REVIEW,
+            "Denosumab treatment to be supervised by a CKD-MBD expert.",
+            rid,
+        )
+        + monitor(MonitoringKey.SERUM_CALCIUM_MONITORING, "Monitor serum calcium closely on denosumab.", rid)
+    )
+
+
+def romosozumab_course(f: Facts, plan: Plan) -> Findings:
+    """R-ROMO-3: at most 12 monthly doses, then an antiresorptive."""
+    if not (plan.suggests(D.ROMOSOZUMAB) or _taking(f, frozenset({D.ROMOSOZUMAB}))):
+        return NOTHING
+    rid = "R-ROMO-3"
+    return alert(AlertKey.ROMOSOZUMAB_COURSE_LIMIT, "Romosozumab: at most 12 monthly doses.", rid) + alert(
+        AlertKey.ANABOLIC_FOLLOWUP_ANTIRESORPTIVE, "After romosozumab, continue with an antiresorptive.", rid
+    )
+
+
+def anabolic_followup(f: Facts, plan: Plan) -> Findings:
+    """R-PTH-2: after any anabolic course an antiresorptive is required."""
+    suggested = any(plan.suggests(c) for c in ANABOLICS)
+    current = bool(_taking(f, ANABOLICS))
+    uncovered = _past_anabolic_without_followon(f)
+    if not (suggested or current or uncovered):
+        return NOTHING
+    msg = "An anabolic course must be followed by an antiresorptive (the gains are lost otherwise)."
+    if uncovered:
+        msg = "A past anabolic course has no antiresorptive after it: start one now. " + msg
+    return alert(AlertKey.ANABOLIC_FOLLOWUP_ANTIRESORPTIVE, msg, "R-PTH-2")
+
+
+def _past_anabolic_without_followon(f: Facts) -> bool:
+    """True when an anabolic course stopped and no antiresorptive started on or after its stop."""
+    stops = [c.med.stop for c in f.courses_of(ANABOLICS, current=False) if c.med.stop]
+    if not stops:
+        return False
+    last = max(stops)
+    after = [c for c in f.courses_of(ANTIRESORPTIVES) if (c.med.start and c.med.start >= last) or c.current]
+    return not after
+
+
+def denosumab_no_stop(f: Facts, plan: Plan) -> Findings:
+    """R-DMAB-1 and R-DMAB-2: never stop denosumab without a transition; overdue after 7 months."""
+    current = _taking(f, frozenset({D.DENOSUMAB}))
+    if current:
+        return _denosumab_current(f, current[0])
+    stopped = [c for c in f.courses_of(frozenset({D.DENOSUMAB}), current=False) if c.med.stop]
+    if not stopped:
+        return NOTHING
+    stop = max(c.med.stop for c in stopped if c.med.stop)
+    if any(c.med.start and c.med.start >= stop for c in f.courses_of(BISPHOSPHONATES)):
+        return NOTHING
+    return alert(
+        AlertKey.DENOSUMAB_NO_STOP,
+        f"Denosumab stopped on {stop} with no bisphosphonate after it: start "
+        "one (zoledronate preferred) about 6 months after the last injection.",
+        "R-DMAB-1",
+    )
+
+
+def _denosumab_current(f: Facts, course: Course) -> Findings:
+    """Alerts for a patient taking denosumab now."""
+    msg = (
+        "Do not stop denosumab without a transition (no drug holiday); if stopping, start a bisphosphonate "
+        "about "
+        "6 months after the last injection."
+    )
+    last = course.med.last_dose
+    if last is not None and months_between(last, f.today) > DMAB_OVERDUE_MONTHS:
+        msg = f"Denosumab dose overdue (last injection {last}, more than 7 months ago): give it now. " + msg
+    found = alert(AlertKey.DENOSUMAB_NO_STOP, msg, "R-DMAB-1")
+    years = (course.months or 0.0) / 12
+    if years >= 5:
+        found += note(
+            f"{years:.1f} years of denosumab: reassess (5-10 years), but never stop without a transition.",
+            "R-DMAB-2",
+        )
+    return found
+
+
+def oral_bp_administration(f: Facts, plan: Plan) -> Findings:
+    """R-ADM-1: how to take an oral bisphosphonate; required when an administration issue is documented."""
+    current = _taking(f, frozenset({D.ORAL_BISPHOSPHONATE}))
+    issues = [c.med.administration_issue for c in current if c.med.administration_issue]
+    if not (plan.suggests(D.ORAL_BISPHOSPHONATE) or current):
+        return NOTHING
+    msg = (
+        "Take fasting with 6-8 oz (a large glass) of plain water, stay upright at least 30 minutes (60 for "
+        "ibandronate) before food, drink or other drugs; keep 1-2 hours apart from dairy and calcium."
+    )
+    if issues:
+        msg = f"Administration issue documented ({'; '.join(issues)}). " + msg
+    return alert(AlertKey.ORAL_BP_ADMINISTRATION_RULES, msg, "R-ADM-1")
+
+
+def fracture_on_therapy(f: Facts, plan: Plan) -> Findings:
+    """R-FX-1: fracture while on therapy: check adherence, administration, secondary causes; escalate."""
+    sites = [x.site for x in f.fractures if x.on_therapy and x.fragility is not False]
+    if not sites:
+        return NOTHING
+    return alert(
+        AlertKey.FRACTURE_ON_THERAPY,
+        f"Fracture on therapy ({', '.join(sites)}): check adherence, "
+        "administration and secondary causes; escalate treatment.",
+        "R-FX-1",
+    )
+
+
+def holiday(f: Facts, plan: Plan) -> Findings:
+    """R-HOL-1/2/3: reassess long bisphosphonate courses; holiday monitoring; a fracture ends a holiday."""
+    if f.on_holiday:
+        return _on_holiday(f)
+    courses = [c for c in _taking(f, BISPHOSPHONATES)]
+    if not courses or _taking(f, frozenset({D.DENOSUMAB})):
+        return NOTHING
+    return _reassess_bp(f, plan, max(courses, key=treatment_years))
+
+
+def _on_holiday(f: Facts) -> Findings:
+    """R-HOL-2 monitoring and R-HOL-3 (a fracture after the holiday began ends it)."""
+    found = monitor(
+        MonitoringKey.REASSESS_ON_HOLIDAY_2_TO_4Y,
+        f"On a bisphosphonate holiday since {f.holiday_start}: "
+        "reassess every 2-4 years; restart earlier if BMD falls, a fracture occurs or risk changes.",
+        "R-HOL-2",
+    )
+    start = f.holiday_start
+    late = [x.site for x in f.fractures if x.when and start and x.when > start]
+    if late:
+        found += alert(
+            AlertKey.END_DRUG_HOLIDAY,
+            f"Fracture during the holiday ({', '.join(late)}): end the holiday and restart treatment.",
+            "R-HOL-3",
+        )
+    return found
+
+
+def _reassess_bp(f: Facts, plan: Plan, course: Course) -> Findings:
+    """R-HOL-1 for a current bisphosphonate course."""
+    iv = course.drug_class == D.IV_BISPHOSPHONATE
+    years = treatment_years(course)
+    threshold = 3.0 if iv else 5.0
+    window = not iv and 3.0 <= years < threshold
+    if years < threshold and not window:
+        return NOTHING
+    blockers = _holiday_blockers(f, plan)
+    route = "IV" if iv else "oral"
+    if blockers:
+        limit = "6 years IV" if iv else "10 years oral"
+        return note(
+            f"{years:.1f} years of {route} bisphosphonate: reassess; not holiday-eligible "
+            f"({'; '.join(blockers)}); continue up to {limit}.",
+            "R-HOL-1",
+        )
+    extra = " (3-5 year label window: optional)" if window else ""
+    return alert(
+        AlertKey.DRUG_HOLIDAY_ELIGIBLE,
+        f"{years:.1f} years of {route} bisphosphonate at low risk: a "
+        f"bisphosphonate holiday may be considered{extra}; reassess every 2-4 years.",
+        "R-HOL-1",
+    )
+
+
+def _holiday_blockers(f: Facts, plan: Plan) -> list[str]:
+    """The R-HOL-1 holiday criteria that fail or cannot be checked."""
+    dxa = f.patient.dxa
+    hip_t = [t for t in ((dxa.t_total_hip, dxa.t_femoral_neck) if dxa else ()) if t is not None]
+    gc = f.patient.glucocorticoids
+    checks = {
+        f"category {plan.category.final.value}": plan.category.final != RiskCategory.LOW,
+        "age unknown or >= 75": f.age is None or f.age >= 75,
+        "prior hip or vertebral fracture": any(x.vertebral or x.site == "hip" for x in f.fractures),
+        "fracture on therapy": any(x.on_therapy for x in f.fractures),
+        "prednisolone >= 7.5 mg/day": bool(gc and gc.current and (gc.prednisone_eq_mg_day or 0) >= 7.5),
+        "hip/femoral-neck T-score unknown or <= -2.5": not hip_t or min(hip_t) <= -2.5,
+    }
+    return [reason for reason, fails in checks.items() if fails]
+
+
+def atypical_femur(f: Facts, plan: Plan) -> Findings:
+    """R-AFF-1: thigh or groin pain on a bisphosphonate or denosumab: evaluate for atypical fracture."""
+    symptoms = f.patient.symptoms
+    exposed = _taking(f, BISPHOSPHONATES | {D.DENOSUMAB}) or f.on_holiday
+    if not (symptoms and symptoms.thigh_or_groin_pain and exposed):
+        return NOTHING
+    return alert(
+        AlertKey.ATYPICAL_FEMUR_FRACTURE_EVALUATE,
+        "Thigh or groin pain on antiresorptive therapy: image both femurs for an atypical femoral fracture.",
+        "R-AFF-1",
+    )
+
+
+def btm_response(f: Facts, plan: Plan) -> Findings:
+    """R-BTM-1: urine NTx fall < 30% after >= 3 months on an antiresorptive: inadequate response."""
+    labs = f.patient.labs
+    started = [c for c in _taking(f, ANTIRESORPTIVES) if c.months is not None and c.months >= 3]
+    if not started or labs is None or labs.urine_ntx_nmol_bce_per_mmol_cr is None:
+        return NOTHING
+    if not labs.urine_ntx_baseline:
+        return not_evaluated("R-BTM-1", "no baseline urine NTx")
+    fall = (labs.urine_ntx_baseline - labs.urine_ntx_nmol_bce_per_mmol_cr) / labs.urine_ntx_baseline
+    if fall >= BTM_LSC:
+        return NOTHING
+    return alert(
+        AlertKey.BTM_INADEQUATE_RESPONSE,
+        f"Urine NTx fell {fall:.0%} from baseline (< 30%) after >= 3 "
+        "months of antiresorptive: check adherence and administration.",
+        "R-BTM-1",
+    )
+
+
+def btm_reference(f: Facts, plan: Plan) -> Findings:
+    """R-BTM-0 and R-BTM-2: notes on NTx against the reference range (never a category criterion)."""
+    labs = f.patient.labs
+    ntx = labs.urine_ntx_nmol_bce_per_mmol_cr if labs else None
+    if ntx is None:
+        return NOTHING
+    found = NOTHING
+    if _taking(f, ANTIRESORPTIVES) and ntx > NTX_PREMENOPAUSAL_LOWER_HALF:
+        found += note(
+            f"Urine NTx {ntx} on treatment is above the lower half of the premenopausal range "
+            f"(< {NTX_PREMENOPAUSAL_LOWER_HALF:g}).",
+            "R-BTM-0",
+        )
+    upper = _ntx_upper(f)
+    if upper is not None and ntx > upper:
+        found += note(
+            f"Urine NTx {ntx} is above the reference range (<= {upper:g}): high turnover predicts faster "
+            "bone loss; informs the assessment, not the category.",
+            "R-BTM-2",
+        )
+    return found
+
+
+def _ntx_upper(f: Facts) -> float | None:
+    """The R-BTM-0 upper reference limit for this patient, or None when sex is unknown."""
+    if f.sex == "M":
+        return NTX_UPPER["M"]
+    if f.sex == "F":
+        return NTX_UPPER["F_pre"] if f.patient.postmenopausal is False else NTX_UPPER["F_post"]
+    return None
+
+
+def osteoporosis_diagnosis(f: Facts, plan: Plan) -> Findings:
+    """R-CAT-DX: a diagnosis by T <= -2.5 persists; the category uses current values."""
+    t = lowest_t(f)
+    treated = bool(f.courses_of(OSTEOPOROSIS_THERAPY))
+    if t is None or not (t <= -2.5 or treated):
+        return NOTHING
+    text = (
+        f"Osteoporosis diagnosed by T <= -2.5 persists even if the T-score improves (current lowest T {t}); "
+        "the risk category is recomputed from current values."
+    )
+    return note(text, "R-CAT-DX")
+
+
+FOLLOW_UP_RULES: tuple[FollowUpRule, ...] = (
+    zoledronate_renal_check,
+    denosumab_ckd,
+    anabolic_followup,
+    romosozumab_course,
+    denosumab_no_stop,
+    oral_bp_administration,
+    fracture_on_therapy,
+    holiday,
+    atypical_femur,
+    btm_response,
+    btm_reference,
+    osteoporosis_diagnosis,
+)
+"""Drug-course rules, run after ``first_line`` is settled."""

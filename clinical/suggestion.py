@@ -1,0 +1,137 @@
+"""The suggestion: the engine's output as a validated model (``context.md``, section "Suggestion").
+
+:class:`Suggestion` checks, on construction, that every key is in the vocabulary, every cited rule is in the
+registry, and that nothing avoided or deferred is in ``first_line`` (the safety invariant of issue 6). The
+engine builds one and returns ``model_dump(mode="json")``; tests re-validate any output with
+``Suggestion.model_validate``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from clinical.rules import RULES_BY_ID
+from clinical.vocabulary import (
+    DRUGS_BY_CLASS,
+    AlertKey,
+    Drug,
+    DrugClass,
+    LifestyleTopic,
+    MonitoringKey,
+    RiskCategory,
+)
+
+DISCLAIMER = "Decision support for clinicians; not a diagnosis."
+
+
+class _Out(BaseModel):
+    """Output base: closed (no extra keys), frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Cited(_Out):
+    """Something that cites a rule of the registry, with its source and verification mark."""
+
+    rule: str
+    source: str
+    verification: str
+
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, value: str) -> str:
+        """The rule must be in the registry."""
+        if value not in RULES_BY_ID:
+            raise ValueError(f"unknown rule id {value!r}")
+        return value
+
+
+class AvoidItem(_Cited):
+    """A class or drug that must not be used."""
+
+    item: DrugClass | Drug
+    reason: str
+
+
+class Alert(_Cited):
+    """An alert: vocabulary key, plain-words message, rule."""
+
+    key: AlertKey
+    message: str
+
+
+class Monitoring(_Cited):
+    """A monitoring item: vocabulary key, plain-words message, rule."""
+
+    key: MonitoringKey
+    message: str
+
+
+class NotEvaluatedItem(_Out):
+    """A rule that could not run for lack of data."""
+
+    rule: str
+    reason: str
+
+
+class NoteItem(_Out):
+    """A remark that changes nothing."""
+
+    text: str
+    rule: str
+
+
+class LifestyleItem(_Out):
+    """Lifestyle advice from the source document."""
+
+    topic: LifestyleTopic
+    advice: str
+    source: str
+
+
+class Derived(_Out):
+    """Values the engine computed or used, for the clinician to check."""
+
+    crcl_ml_min: float | None
+    crcl_source: str | None
+    egfr_ml_min_1_73m2: float | None
+    egfr_source: str | None
+    lowest_t_score: float | None
+    model_probability: float | None
+
+
+class Suggestion(_Out):
+    """The engine's output."""
+
+    assessment_date: str
+    risk_category: RiskCategory
+    clinical_category: RiskCategory
+    model_category: RiskCategory | None
+    category_reasons: list[str]
+    first_line: list[DrugClass]
+    deferred: list[DrugClass]
+    avoid: list[AvoidItem]
+    alerts: list[Alert]
+    monitoring: list[Monitoring]
+    not_evaluated: list[NotEvaluatedItem]
+    rules_fired: list[str]
+    notes: list[NoteItem]
+    lifestyle: list[LifestyleItem]
+    derived: Derived
+    warnings: list[str]
+    disclaimer: str
+
+    @model_validator(mode="after")
+    def _safe(self) -> Suggestion:
+        """Nothing avoided (as a class, or all of its drugs) or deferred may be in ``first_line``."""
+        avoided = {a.item for a in self.avoid}
+        for cls in self.first_line:
+            drugs = DRUGS_BY_CLASS[cls]
+            if cls in avoided or (drugs and all(d in avoided for d in drugs)):
+                raise ValueError(f"{cls.value} is both avoided and first line")
+            if cls in self.deferred:
+                raise ValueError(f"{cls.value} is both deferred and first line")
+        unknown = [r for r in self.rules_fired if r not in RULES_BY_ID]
+        if unknown:
+            raise ValueError(f"unknown rule ids fired: {unknown}")
+        return self
