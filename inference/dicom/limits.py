@@ -22,7 +22,7 @@ class Limits:
     """Sum of file sizes (or uncompressed zip member sizes) in one study."""
     max_zip_ratio: float = 200.0
     """Largest compression ratio accepted for one zip member (DICOM rarely deflates beyond 10x)."""
-    max_inflated_bytes: int = 1024 * MIB
+    max_inflated_bytes: int = 512 * MIB
     """Largest dataset a Deflated Explicit VR Little Endian file may inflate to."""
     max_slices: int = 5_000
     """Slices (frames) in the chosen series."""

@@ -105,7 +105,7 @@ def _inflate(path: Path, limits: Limits) -> FileDataset:
         preamble = fp.read(128)
         fp.seek(132)
         meta = _read_file_meta_info(fp)
-        zipped = fp.read(limits.max_file_bytes + 1)
+        zipped = fp.read()  # the file size was checked against max_file_bytes
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     try:
         data = inflater.decompress(zipped, limits.max_inflated_bytes)
