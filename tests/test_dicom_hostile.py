@@ -1,4 +1,4 @@
-"""Hostile inputs are refused with their reason code, without a traceback, a stray file or a memory blow-up."""
+"""Hostile inputs are refused with their reason code, without a traceback, a stray file or memory blow-up."""
 
 from __future__ import annotations
 

@@ -148,3 +148,69 @@ def test_gantry_tilt_is_sheared_back(tmp_path: Path) -> None:
     assert np.allclose(study.affine[:3, 1], col * rows_spacing, atol=1e-6)
     for k in range(truth.shape[0]):
         assert np.max(np.abs(study.volume[k, k:] - truth[k, k:])) <= 1.0, k
+
+
+def test_duplicate_copies_of_instances_are_read_once(tmp_path: Path) -> None:
+    paths = write_series(tmp_path / "a", VOL)
+    copies = tmp_path / "copy"
+    copies.mkdir()
+    for p in paths[:5]:
+        (copies / p.name).write_bytes(p.read_bytes())
+    _check(load_study(tmp_path))
+
+
+def _enhanced(folder: Path, vol: np.ndarray) -> Path:
+    """Write ``vol`` as one Enhanced CT multi-frame file (per-frame positions, shared orientation/rescale)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = uids.ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = uids.EnhancedCTImageStorage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uids.generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = uids.generate_uid(), uids.generate_uid()
+    ds.Modality, ds.ImageType = "CT", ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    ds.NumberOfFrames = vol.shape[0]
+    ds.Rows, ds.Columns = vol.shape[1:]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    shared = Dataset()
+    orient, measures, transform = Dataset(), Dataset(), Dataset()
+    orient.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    measures.PixelSpacing = [SPACING[1], SPACING[2]]
+    measures.SliceThickness = SPACING[0]
+    transform.RescaleSlope, transform.RescaleIntercept, transform.RescaleType = 1, -1000, "HU"
+    shared.PlaneOrientationSequence = Sequence([orient])
+    shared.PixelMeasuresSequence = Sequence([measures])
+    shared.PixelValueTransformationSequence = Sequence([transform])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    per_frame = []
+    order = list(range(vol.shape[0]))[::-1]  # frames stored superior first
+    for k in order:
+        item, pos = Dataset(), Dataset()
+        pos.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + k * SPACING[0]]
+        item.PlanePositionSequence = Sequence([pos])
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    ds.PixelData = (vol[order].astype(np.int32) + 1000).astype(np.int16).tobytes()
+    path = folder / "enhanced.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_enhanced_multiframe_ct(tmp_path: Path) -> None:
+    _check(load_study(_enhanced(tmp_path, VOL)))
+
+
+def test_inspect_report_is_json(tmp_path: Path) -> None:
+    import json
+
+    write_series(tmp_path / "a", VOL)
+    write_series(tmp_path / "b", VOL[::2], Variant(series_uid="1.2.826.0.1.3680043.8.498.78"))
+    report = json.loads(json.dumps(inspect_study(tmp_path)))
+    assert report["chosen"]["shape_zyx"] == list(VOL.shape)
+    assert report["chosen"]["spacing_mm_zyx"] == list(SPACING)
+    assert sorted(s["n_slices"] for s in report["series"]) == [20, 40]
+    other = next(s for s in report["series"] if not s["chosen"])
+    assert other["set_aside"].startswith("insufficient_coverage")

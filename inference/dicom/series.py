@@ -157,11 +157,19 @@ def _image_type(ds: Dataset) -> list[str]:
 
 
 def group_series(parsed: Sequence[ParsedFile]) -> list[Series]:
-    """Group readable DICOM objects by SeriesInstanceUID (objects without one by series number and plane)."""
+    """Group readable DICOM objects by SeriesInstanceUID (objects without one by series number and plane).
+
+    A file whose SOPInstanceUID was already seen is a copy of the same image and is read once.
+    """
     groups: dict[str, Series] = {}
+    seen: set[str] = set()
     for pf in parsed:
         if pf.ds is None:
             continue
+        sop = str(_get(pf.ds, "SOPInstanceUID", ""))
+        if sop and sop in seen:
+            continue  # the same instance twice (a copy next to the original): read it once
+        seen.add(sop)
         uid = str(_get(pf.ds, "SeriesInstanceUID", ""))
         key = uid or _fallback_key(pf)
         if key not in groups:
