@@ -2,7 +2,8 @@
 
 Writes the series to a temporary folder, warms the page cache, then times each reader (best of N runs) next
 to the raw read floor (reading the same bytes with no parsing).
-Run: ``.venv/bin/python bench/bench_dicom_load.py`` (``--slices``/``--size``/``--repeat`` to change the workload, ``--no-monai`` to skip the 10+ s MONAI import).
+Run: ``.venv/bin/python bench/bench_dicom_load.py``; ``--slices``/``--size``/``--repeat`` change the workload,
+``--no-monai`` skips the 10+ s MONAI import.
 """
 
 from __future__ import annotations
