@@ -52,7 +52,8 @@ def zoledronate_renal_check(f: Facts, plan: Plan) -> Findings:
 
 def denosumab_ckd(f: Facts, plan: Plan) -> Findings:
     """R-REN-5: denosumab with eGFR < 30 or dialysis: hypocalcaemia risk, CKD-MBD expert, calcium checks."""
-    relevant = plan.suggests(D.DENOSUMAB) or bool(_taking(f, frozenset({D.DENOSUMAB})))
+    deferred = D.DENOSUMAB in plan.deferred
+    relevant = plan.suggests(D.DENOSUMAB) or deferred or bool(_taking(f, frozenset({D.DENOSUMAB})))
     dialysis = bool(f.patient.history and f.patient.history.dialysis)
     gfr = f.kidney_gfr
     if not relevant:

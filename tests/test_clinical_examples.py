@@ -144,6 +144,7 @@ def test_conflict_every_drug_excluded_falls_back_to_lifestyle() -> None:
     )
     assert out["first_line"] == ["lifestyle_calcium_vitd"]
     assert "denosumab" in out["deferred"]
+    assert "denosumab_ckd_hypocalcaemia_risk" in alert_keys(out)  # deferred denosumab still needs the warning
     assert any("specialist review" in w for w in out["warnings"])
 
 
