@@ -161,7 +161,7 @@ def test_dciodvfy_reports_no_errors(tiny_cohort: Path) -> None:
     files = sorted((tiny_cohort / "studies").rglob("*.dcm"))
     picked = {f.parent.name + f.name[:3]: f for f in files}  # one file per series
     for path in picked.values():
-        res = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+        res = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60, check=False)
         errors = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")]
         assert not errors, f"{path.name}: {errors[:3]}"
 

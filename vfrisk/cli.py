@@ -53,6 +53,14 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def _source(paths: list[Path]) -> Path | list[Path]:
+    """One folder/zip/file, or a list of files."""
+    for p in paths:
+        if not p.exists():
+            raise InputError("not_found", f"no such file or folder: {p.name}")
+    return paths[0] if len(paths) == 1 else paths
+
+
 def _not_yet(name: str) -> NoReturn:
     _fail(f"not available yet ({name})", 2)
 
@@ -82,7 +90,13 @@ def synth(
 @app.command()
 def inspect(study: Annotated[list[Path], typer.Argument(help="Folder, zip, or DICOM files.")]) -> None:
     """Print the series found, the one chosen, its geometry, and why the others were set aside."""
-    _not_yet("inspect")
+
+    def run() -> None:
+        from inference.dicom import inspect_study
+
+        _print_json(inspect_study(_source(study)))
+
+    _guarded(run)
 
 
 @app.command()
@@ -92,7 +106,13 @@ def train(
     config: Annotated[Path | None, typer.Option(help="Config JSON/TOML file.")] = None,
 ) -> None:
     """Train, calibrate and evaluate; write the run folder."""
-    _not_yet("train")
+
+    def run() -> None:
+        from training.run import train_run
+
+        _print_json(train_run(cohort, out, config)["headline"])
+
+    _guarded(run)
 
 
 @app.command()
@@ -101,7 +121,13 @@ def export(
     out: Annotated[Path, typer.Option(help="Bundle folder to write.")],
 ) -> None:
     """Write the model bundle (ONNX + card) after checking ONNX against PyTorch."""
-    _not_yet("export")
+
+    def run_export() -> None:
+        from training.export import export_bundle
+
+        _print_json(export_bundle(run, out))
+
+    _guarded(run_export)
 
 
 @app.command()
@@ -126,13 +152,26 @@ def predict(
     out: Annotated[Path | None, typer.Option(help="Also write the reports here.")] = None,
 ) -> None:
     """Score one study and print the result JSON."""
-    _not_yet("predict")
+
+    def run() -> None:
+        from inference.predict import predict_cli
+
+        _print_json(predict_cli(_source(study), ntx=ntx, bmd_tscore=bmd_tscore, age=age, sex=sex,
+                                context=context, model=model, out=out))
+
+    _guarded(run)
 
 
 @app.command()
 def suggest(context: Annotated[Path, typer.Option(help="Clinical context JSON.")]) -> None:
     """Run the suggestion engine alone on a clinical context JSON."""
-    _not_yet("suggest")
+
+    def run() -> None:
+        from clinical.engine import suggest_from_json_file
+
+        _print_json(suggest_from_json_file(context))
+
+    _guarded(run)
 
 
 @app.command()

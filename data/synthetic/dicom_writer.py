@@ -7,8 +7,8 @@ Stored values come from HU through the series' rescale convention; the reader re
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +52,9 @@ class Rescale:
         """Quantise HU to the stored integer type, clipping to its range."""
         raw = np.rint((hu - self.intercept) / self.slope)
         if self.signed:
-            lo, hi, dtype = -(2 ** (self.bits_stored - 1)), 2 ** (self.bits_stored - 1) - 1, np.int16
-        else:
-            lo, hi, dtype = 0, 2**self.bits_stored - 1, np.uint16
-        return np.clip(raw, lo, hi).astype(dtype)
+            lo, hi = -(2 ** (self.bits_stored - 1)), 2 ** (self.bits_stored - 1) - 1
+            return np.clip(raw, lo, hi).astype(np.int16)
+        return np.clip(raw, 0, 2**self.bits_stored - 1).astype(np.uint16)
 
 
 RESCALES: tuple[Rescale, ...] = (
@@ -86,7 +85,8 @@ class SeriesHeader:
 @lru_cache(maxsize=8)
 def base_dataset(h: SeriesHeader) -> Dataset:
     """Patient, study, series, equipment and frame-of-reference modules of a CT image (cached per series;
-    callers copy it before adding per-image elements)."""
+    callers copy it before adding per-image elements).
+    """
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.ImageType = list(h.image_type)

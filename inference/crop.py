@@ -1,0 +1,86 @@
+"""The one crop function that training and inference share: a spine-centred sub-volume in native voxels.
+
+Resampling to the model grid, windowing and normalisation happen inside the model graph, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference.spec import PreprocessSpec
+from inference.study import Study
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A sub-volume of fixed physical extent around the spine, padded where the scan ends."""
+
+    image: np.ndarray
+    """float32 HU (D, H, W), canonical orientation, native voxel spacing."""
+    spacing_mm: tuple[float, float, float]
+    start_index: tuple[int, int, int]
+    """Index in the study volume of crop voxel (0, 0, 0) (may be negative: padding)."""
+    center_mm: tuple[float, float, float]
+    """Centre of the crop in canonical voxel-index millimetres (index * spacing)."""
+
+
+def _smooth2d(img: np.ndarray, radius: int) -> np.ndarray:
+    """Box filter by cumulative sums (no scipy on the inference path)."""
+    if radius <= 0:
+        return img
+    k = 2 * radius + 1
+    pad = np.pad(img, radius, mode="edge").astype(np.float64)
+    c = pad.cumsum(0).cumsum(1)
+    c = np.pad(c, ((1, 0), (1, 0)))
+    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+
+
+def spine_center(
+    volume: np.ndarray, spacing: tuple[float, float, float], spec: PreprocessSpec
+) -> tuple[int, int]:
+    """(row, col) in-plane index of the vertebral column: the densest bony column near the body centre.
+
+    Bone voxels are projected along z; the spine is present in every slice, ribs and pelvis only in some,
+    so the smoothed projection peaks on it. The search is limited to ``spec.search_mm`` either side of the
+    body's left-right centre.
+    """
+    step = max(1, volume.shape[0] // 64)
+    sub = volume[::step]
+    bone = (sub > spec.bone_hu).sum(axis=0).astype(np.float64)
+    body = (sub > -400).mean(axis=0)
+    cols = np.where(body.mean(axis=0) > 0.02)[0]
+    cx = round(float(np.average(np.arange(volume.shape[2]), weights=body.sum(axis=0) + 1e-9)))
+    if cols.size:
+        cx = int(np.clip(cx, cols.min(), cols.max()))
+    r = max(1, round(10.0 / spacing[1]))
+    score = _smooth2d(bone, r)
+    half = round(spec.search_mm / spacing[2])
+    mask = np.zeros_like(score, dtype=bool)
+    mask[:, max(0, cx - half): cx + half + 1] = True
+    score = np.where(mask & (body > 0.5), score, -1.0)
+    row, col = np.unravel_index(int(np.argmax(score)), score.shape)
+    return int(row), int(col)
+
+
+def spine_crop(study: Study, spec: PreprocessSpec) -> Crop:
+    """Cut the spine-centred crop of ``spec.crop_mm`` from the study, padding with ``spec.pad_hu``."""
+    vol = study.volume
+    sp = study.spacing_mm
+    row, col = spine_center(vol, sp, spec)
+    centre = ((vol.shape[0] - 1) / 2.0, float(row), float(col))
+    size = [max(1, round(ext / s)) for ext, s in zip(spec.crop_mm, sp, strict=True)]
+    start = [round(c - (n - 1) / 2.0) for c, n in zip(centre, size, strict=True)]
+    out = np.full(size, spec.pad_hu, dtype=np.float32)
+    src, dst = [], []
+    for axis in range(3):
+        a0 = max(0, start[axis])
+        a1 = min(vol.shape[axis], start[axis] + size[axis])
+        if a1 <= a0:
+            return Crop(out, sp, tuple(start), tuple(c * s for c, s in zip(centre, sp, strict=True)))
+        src.append(slice(a0, a1))
+        dst.append(slice(a0 - start[axis], a1 - start[axis]))
+    out[tuple(dst)] = vol[tuple(src)]
+    return Crop(out, sp, (start[0], start[1], start[2]),
+                (centre[0] * sp[0], centre[1] * sp[1], centre[2] * sp[2]))

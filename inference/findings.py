@@ -1,0 +1,71 @@
+"""Per-vertebra findings from the model outputs, in patient coordinates, and the coverage policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference.crop import Crop
+from inference.errors import InputError
+from inference.study import Study
+
+GENANT_LOSS = (0.20, 0.25, 0.40)
+"""Height loss at which Genant grades 1, 2 and 3 begin (Genant 1993)."""
+MIN_LEVELS = 4
+"""Fewest levels (of T11-L5) that must be found for a study to be scored."""
+PRESENT = 0.5
+
+
+def genant_grade(height_ratio: float) -> int:
+    """Genant semiquantitative grade from the height ratio (loss < 20 %: 0, 20-25 %: 1, 25-40 %: 2, > 40 %: 3)."""
+    loss = 1.0 - height_ratio
+    return int(sum(loss >= t for t in GENANT_LOSS))
+
+
+@dataclass(frozen=True)
+class Vertebra:
+    """One level as reported to the user."""
+
+    level: str
+    present: bool
+    genant_grade: int | None
+    height_ratio: float | None
+    trabecular_hu: float | None
+    z_mm: float | None
+    """Patient (LPS) z of the level centre."""
+
+    def as_dict(self) -> dict[str, object]:
+        """Result-JSON form."""
+        return dict(self.__dict__)
+
+
+def level_findings(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop,
+                   study: Study) -> list[Vertebra]:
+    """Map the graph's per-level outputs (one study) to patient coordinates."""
+    out = []
+    rows = (crop.start_index[1] + crop.image.shape[1] / 2.0, crop.start_index[2] + crop.image.shape[2] / 2.0)
+    for i, level in enumerate(levels):
+        present = bool(outputs["level_presence"][i] > PRESENT)
+        k = crop.start_index[0] + float(outputs["level_z_mm"][i]) / crop.spacing_mm[0] - 0.5
+        lps = study.affine @ np.array([k, rows[0], rows[1], 1.0])
+        ratio = float(outputs["level_height_ratio"][i])
+        out.append(Vertebra(
+            level=level, present=present,
+            genant_grade=genant_grade(ratio) if present else None,
+            height_ratio=round(ratio, 3) if present else None,
+            trabecular_hu=round(float(outputs["level_hu"][i]), 1) if present else None,
+            z_mm=round(float(lps[2]), 1) if present else None,
+        ))
+    return out
+
+
+def coverage(vertebrae: list[Vertebra]) -> list[str]:
+    """Refuse a scan that does not show the thoracolumbar spine; return warnings for missing levels."""
+    found = [v.level for v in vertebrae if v.present]
+    if len(found) < MIN_LEVELS:
+        listed = ", ".join(found) if found else "none"
+        raise InputError("spine_not_covered",
+                         f"the thoracolumbar spine (T11-L5) is not covered: levels found: {listed}")
+    missing = [v.level for v in vertebrae if not v.present]
+    return [f"levels not in the scan: {', '.join(missing)}; scored on the levels found"] if missing else []

@@ -1,0 +1,88 @@
+"""The preprocessing spec and the lab catalogue: the single source of truth shared by training and inference.
+
+The spec travels inside the model bundle (ONNX metadata and ``model.json``); the loader refuses a bundle
+whose spec version or hash does not match what this code implements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+SPEC_VERSION = 1
+"""Bump when :func:`inference.crop.spine_crop` or the in-graph preprocessing changes meaning."""
+
+
+class Lab(StrEnum):
+    """Model inputs besides the image, in the order of the ``labs`` tensor."""
+
+    NTX = "ntx_nmol_bce_per_mmol_cr"
+    TSCORE = "bmd_tscore"
+    AGE = "age"
+    SEX = "sex"
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    """One model input: unit, valid range (outside it is an error, never a clip) and description."""
+
+    name: str
+    unit: str
+    low: float
+    high: float
+    description: str
+
+
+LAB_CATALOGUE: tuple[LabSpec, ...] = (
+    LabSpec(Lab.NTX, "nmol BCE/mmol creatinine", 2.0, 400.0, "urine N-telopeptide of type I collagen"),
+    LabSpec(Lab.TSCORE, "SD", -6.0, 4.0, "lowest DXA T-score (lumbar spine, femoral neck or total hip)"),
+    LabSpec(Lab.AGE, "years", 18.0, 110.0, "age at the CT"),
+    LabSpec(Lab.SEX, "F=1, M=0", 0.0, 1.0, "sex (F or M)"),
+)
+LEVELS: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
+"""Vertebral levels the model reports, inferior-most last."""
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How a HU volume becomes the model's input (crop here in numpy, the rest inside the ONNX graph)."""
+
+    version: int = SPEC_VERSION
+    crop_mm: tuple[float, float, float] = (352.0, 120.0, 120.0)
+    """Physical extent (Z, Y, X) of the spine-centred crop cut by :func:`inference.crop.spine_crop`."""
+    grid: tuple[int, int, int] = (176, 48, 48)
+    """Voxel grid the graph resamples the crop to (2.0 x 2.5 x 2.5 mm)."""
+    hu_window: tuple[float, float] = (-200.0, 1300.0)
+    """HU window applied in the graph before scaling to [0, 1]."""
+    pad_hu: float = -1000.0
+    """Value of crop voxels that fall outside the scanned volume."""
+    bone_hu: float = 150.0
+    """Threshold of the bone projection that centres the crop on the spine."""
+    search_mm: float = 60.0
+    """Half-width (mm, left-right) of the region around the body centre where the spine is sought."""
+    labs: tuple[str, ...] = field(default_factory=lambda: tuple(lab.name for lab in LAB_CATALOGUE))
+    levels: tuple[str, ...] = LEVELS
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able form."""
+        return asdict(self)
+
+    def sha256(self) -> str:
+        """Stable hash of the spec (what the bundle loader compares)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> PreprocessSpec:
+        """Rebuild from :meth:`to_dict` output (lists become tuples)."""
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**kw)  # type: ignore[arg-type]
+
+
+def lab_spec(name: str) -> LabSpec:
+    """Catalogue entry by name."""
+    for spec in LAB_CATALOGUE:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)

@@ -1,0 +1,73 @@
+"""Training configuration: one dataclass, a docstring per field, saved into every run."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from inference.errors import InputError
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (the run folder keeps a copy as ``config.json``)."""
+
+    seed: int = 0
+    """Seed for splits, initialisation, augmentation and the bootstrap."""
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    """Patient-level train / calibration / test fractions."""
+    width: int = 24
+    """Base channel width of the 3D CNN."""
+    epochs: int = 24
+    """Epochs of the image network (auxiliary per-vertebra supervision)."""
+    batch_size: int = 8
+    """Mini-batch size."""
+    lr: float = 2e-3
+    """Peak AdamW learning rate (one-cycle schedule)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    z_shift_mm: float = 60.0
+    """Largest random shift of the crop along z (teaches level presence at the crop's ends)."""
+    members: int = 16
+    """Bootstrap members of the risk head (the interval comes from their spread)."""
+    interval_level: float = 0.9
+    """Nominal coverage of the uncertainty interval."""
+    l2: float = 1e-2
+    """L2 penalty of the logistic risk members."""
+    workers: int = 2
+    """Processes that decode studies into the cache."""
+    cache_dir: str = ""
+    """Decoded-crop cache (default: ``<cohort>/.vfrisk-cache``); keyed by input files and spec hash."""
+    device: str = "auto"
+    """auto (CUDA when present, else CPU), cpu or cuda."""
+    bf16: bool = True
+    """bfloat16 autocast for the image network (CPU with bf16 support, or CUDA)."""
+    max_studies: int = 0
+    """Use only the first N manifest rows (0 = all); for quick runs and tests."""
+    bootstrap: int = 1000
+    """Bootstrap resamples for the evaluation intervals."""
+
+    @classmethod
+    def load(cls, path: Path | None) -> TrainConfig:
+        """Read a JSON or TOML config; unknown keys are an error."""
+        if path is None:
+            return cls()
+        try:
+            text = path.read_text()
+            raw: dict[str, Any] = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (OSError, ValueError) as exc:
+            raise InputError("bad_config", f"cannot read config {path.name}: {exc}") from exc
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InputError("bad_config", f"unknown config keys: {', '.join(unknown)}")
+        if "split" in raw:
+            raw["split"] = tuple(raw["split"])
+        return cls(**raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)

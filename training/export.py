@@ -1,0 +1,151 @@
+"""``vfrisk export``: one-file ONNX with the model card in its metadata, checked against PyTorch on real
+studies before the bundle is written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from inference.bundle import CARD_KEY, file_sha256
+from inference.crop import spine_crop
+from inference.errors import InputError
+from inference.spec import LAB_CATALOGUE, PreprocessSpec
+from models.full import INPUT_NAMES, OUTPUT_NAMES, VfriskModel
+from training.data import read_manifest
+from training.run import library_versions
+
+MAX_ABS_DP = 1e-5
+MODEL_NAME = "vfrisk-spine-6m"
+
+
+def load_checkpoint(run: Path, variant: str = "fused") -> tuple[VfriskModel, dict[str, Any]]:
+    """Rebuild a trained model variant from a run folder."""
+    path = run / "checkpoint.pt"
+    if not path.is_file():
+        raise InputError("bad_run", f"{run.name} has no checkpoint.pt (run vfrisk train first)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    spec = PreprocessSpec.from_dict(ckpt["spec"])
+    cfg = ckpt["config"]
+    img, lab = {"fused": (True, True), "labs_only": (False, True), "image_only": (True, False)}[variant]
+    model = VfriskModel(spec, width=cfg["width"], n_members=cfg["members"], use_image=img, use_labs=lab)
+    model.load_state_dict(ckpt["state"][variant])
+    model.risk.z = ckpt["risk_z"]
+    return model.eval(), ckpt
+
+
+def check_inputs(cohort: Path | None, spec: PreprocessSpec, n: int = 3) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Real studies for the ONNX check: from the training cohort, or a fresh small synthetic one."""
+    from inference.dicom import load_study
+
+    tmp = None
+    if cohort is None or not (cohort / "manifest.csv").is_file():
+        from data.synthetic.cohort import CohortOptions, write_cohort
+
+        tmp = Path(tempfile.mkdtemp(prefix="vfrisk-export-"))
+        cohort = tmp / "c"
+        write_cohort(cohort, CohortOptions(n=n, seed=424242, matrix=160, workers=1, extras=False))
+    try:
+        out = []
+        for row in read_manifest(cohort)[:n]:
+            study = load_study(cohort / row["study"])
+            crop = spine_crop(study, spec)
+            labs = np.array([[float(row["ntx"]), float(row["bmd_tscore"]), float(row["age"] or study.age or 70),
+                              1.0 if (row["sex"] or study.sex) == "F" else 0.0]], dtype=np.float32)
+            out.append((crop.image[None, None], np.array([crop.spacing_mm], dtype=np.float32), labs))
+        return out
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def model_card(model: VfriskModel, ckpt: dict[str, Any], run: Path) -> dict[str, Any]:
+    """The card: identity, preprocessing spec and hash, inputs/outputs, calibration, data, metrics, use."""
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    spec = model.spec
+    return {
+        "name": MODEL_NAME,
+        "version": datetime.now(UTC).strftime("%Y.%m.%d") + f"-{spec.sha256()[:8]}",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "preprocessing": {"spec": spec.to_dict(), "sha256": spec.sha256(),
+                          "crop": "inference.crop.spine_crop (numpy, shared by training and inference)",
+                          "in_graph": "trilinear resample to 2x grid + 2x average pool, HU window, lab "
+                                      "log/standardisation, per-level pooling, risk head, Platt calibration"},
+        "inputs": {
+            "image": "float32 [N,1,D,H,W] HU crop from spine_crop, canonical (Z=+S, Y=+P, X=+L)",
+            "spacing": "float32 [N,3] voxel size of the crop in mm (Z, Y, X)",
+            "labs": [{"name": s.name, "unit": s.unit, "valid_range": [s.low, s.high],
+                      "description": s.description} for s in LAB_CATALOGUE],
+        },
+        "outputs": {
+            "probability": "calibrated P(new vertebral fracture within 6 months), [N]",
+            "interval": f"[N,2] {ckpt['config']['interval_level']:.0%} interval from the bootstrap ensemble",
+            "level_presence": "[N,7] probability that each level T11..L5 is in the crop",
+            "level_z_mm": "[N,7] centre of each level, mm from the crop's first slice",
+            "level_hu": "[N,7] trabecular HU", "level_height_ratio": "[N,7] height ratio (Genant)",
+        },
+        "levels": list(spec.levels),
+        "calibration": {"method": "Platt scaling of the ensemble-mean logit on the calibration split",
+                        "platt": model.risk.platt.tolist(), "interval_z": model.risk.z},
+        "training_data": ckpt.get("cohort", {}),
+        "training_config": ckpt["config"],
+        "metrics": {k: v for k, v in metrics.items() if k in ("fused", "labs_only", "image_only", "split_counts")},
+        "intended_use": "Research and decision support for clinicians: 6-month new vertebral fracture risk "
+                        "from an adult thoracolumbar CT plus urine NTX and DXA T-score. Not a diagnostic "
+                        "device. Trained on synthetic phantoms only: validate locally before any use.",
+        "libraries": library_versions(),
+    }
+
+
+def export_bundle(run: Path, out: Path, cohort: Path | None = None) -> dict[str, Any]:
+    """Export, check ONNX Runtime against PyTorch on real studies, then write the bundle."""
+    import onnxruntime as ort
+
+    model, ckpt = load_checkpoint(run)
+    if cohort is None and ckpt.get("cohort_path"):
+        cohort = Path(ckpt["cohort_path"])
+    card = model_card(model, ckpt, run)
+    samples = check_inputs(cohort, model.spec)
+    tmp = Path(tempfile.mkdtemp(prefix="vfrisk-bundle-"))
+    try:
+        onnx_path = tmp / "model.onnx"
+        _export_onnx(model, samples[0], onnx_path)
+        proto = onnx.load(str(onnx_path))
+        onnx.helper.set_model_props(proto, {CARD_KEY: json.dumps(card, sort_keys=True)})
+        onnx.save(proto, str(onnx_path))
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        worst = 0.0
+        for image, spacing, labs in samples:
+            ref = model(torch.from_numpy(image), torch.from_numpy(spacing), torch.from_numpy(labs))
+            got = session.run(None, {"image": image, "spacing": spacing, "labs": labs})
+            worst = max(worst, float(np.abs(got[0] - ref[0].detach().numpy()).max()))
+        if worst > MAX_ABS_DP:
+            raise InputError("export_mismatch", f"ONNX and PyTorch differ by {worst:.2e} > {MAX_ABS_DP:g}")
+        card["export_check"] = {"studies": len(samples), "max_abs_dp": worst}
+        card["onnx_sha256"] = file_sha256(onnx_path)
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(onnx_path, out / "model.onnx")
+        (out / "model.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"bundle": str(out), "version": card["version"], "max_abs_dp": worst,
+            "onnx_bytes": (out / "model.onnx").stat().st_size}
+
+
+def _export_onnx(model: VfriskModel, sample: tuple[np.ndarray, np.ndarray, np.ndarray], path: Path) -> None:
+    """torch.onnx.export (dynamo) with a dynamic batch and crop size, one file."""
+    image, spacing, labs = (torch.from_numpy(a) for a in sample)
+    batch = torch.export.Dim("batch", min=1, max=64)
+    d, h, w = (torch.export.Dim(n, min=8, max=2048) for n in ("depth", "height", "width"))
+    shapes = {"image": {0: batch, 2: d, 3: h, 4: w}, "spacing": {0: batch}, "labs": {0: batch}}
+    torch.onnx.export(model, (image, spacing, labs), str(path), input_names=list(INPUT_NAMES),
+                      output_names=list(OUTPUT_NAMES), dynamic_shapes=shapes, external_data=False,
+                      dynamo=True, optimize=True)

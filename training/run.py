@@ -1,0 +1,136 @@
+"""Orchestration of ``vfrisk train``: the run folder (config, log, history, checkpoint, metrics, plots,
+run report) written from typed stage results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inference.spec import PreprocessSpec
+from training.config import TrainConfig
+from training.evaluate import evaluate_predictions, write_plots
+from training.train import (
+    fit_all_heads,
+    load_splits,
+    pick_device,
+    predict_split,
+    seed_everything,
+    timed,
+    train_image_net,
+)
+
+log = logging.getLogger("vfrisk.train")
+LIBRARIES = ("torch", "monai", "numpy", "pydicom", "onnx", "onnxruntime", "vfrisk")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a run depends on."""
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def build_run_report(cfg: TrainConfig, device: torch.device, counts: dict[str, int], timings: dict[str, float],
+                     metrics: dict[str, Any], cohort: Path) -> dict[str, Any]:
+    """Pure function: what was run, where, on what, how long, with what result."""
+    fused = metrics["fused"]["classification"]
+    return {
+        "command": " ".join(sys.argv), "cohort": cohort.name, "device": str(device),
+        "threads": torch.get_num_threads(), "versions": library_versions(), "config": cfg.to_dict(),
+        "counts": counts, "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "headline": {"test_auroc": fused["auroc"], "test_brier": fused["brier"], "test_ece": fused["ece"],
+                     **metrics["fused"].get("vs_truth", {})},
+    }
+
+
+def _setup_logging(out: Path) -> None:
+    handler = logging.FileHandler(out / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("vfrisk")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+
+
+def train_run(cohort: Path, out: Path, config: Path | None) -> dict[str, Any]:
+    """Train, calibrate and evaluate; write the run folder; return the run report."""
+    cfg = TrainConfig.load(config)
+    out.mkdir(parents=True, exist_ok=True)
+    _setup_logging(out)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    seed_everything(cfg.seed)
+    device = pick_device(cfg)
+    spec = PreprocessSpec()
+    timings: dict[str, float] = {}
+    splits, timings["decode"] = timed(load_splits, cohort, cfg, spec)
+    counts = {name: len(s.rows) for name, s in splits.items()}
+    counts |= {f"{name}_events": int(s.labels().sum()) for name, s in splits.items()}
+    log.info("splits %s", counts)
+    from models.full import VfriskModel
+
+    model = VfriskModel(spec, width=cfg.width, n_members=cfg.members)
+    history, timings["image_net"] = timed(train_image_net, model, splits, cfg, device)
+    (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    variants, timings["risk_heads"] = timed(fit_all_heads, model, splits, cfg, device)
+    test = splits["test"]
+    y = test.labels()
+    truths = [r.truth for r in test.rows]
+    preds = {name: predict_split(v, test, device) for name, v in variants.items()}
+    metrics = {name: evaluate_predictions(y, p, truths, cfg.bootstrap, cfg.seed) for name, p in preds.items()}
+    metrics["split_counts"] = counts
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_plots(out / "plots", y, {n: p["probability"] for n, p in preds.items()})
+    _plot_history(out / "plots" / "training.png", history)
+    torch.save({"spec": spec.to_dict(), "config": cfg.to_dict(),
+                "state": {n: v.state_dict() for n, v in variants.items()},
+                "risk_z": model.risk.z, "cohort": _cohort_description(cohort, counts),
+                "cohort_path": str(cohort.resolve())},
+               out / "checkpoint.pt")
+    report = build_run_report(cfg, device, counts, timings, metrics, cohort)
+    (out / "run_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report
+
+
+def _cohort_description(cohort: Path, counts: dict[str, int]) -> dict[str, Any]:
+    """What the model was trained on (from the cohort's own summary when synthetic)."""
+    desc: dict[str, Any] = {"name": cohort.name, "counts": counts}
+    summary = cohort / "cohort.json"
+    if summary.is_file():
+        desc["synthetic"] = json.loads(summary.read_text())
+    return desc
+
+
+def _plot_history(path: Path, history: list[dict[str, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    ep = [h["epoch"] for h in history]
+    for key in ("train_loc", "train_presence", "train_hu", "train_ratio"):
+        axes[0].plot(ep, [h.get(key, np.nan) for h in history], label=key)
+    axes[0].set(title="training losses", xlabel="epoch")
+    axes[0].legend(fontsize=7)
+    axes[1].plot(ep, [h["val_hu_mae"] for h in history])
+    axes[1].set(title="cal split: trabecular HU MAE", xlabel="epoch")
+    axes[2].plot(ep, [h["val_ratio_mae"] for h in history])
+    axes[2].set(title="cal split: height ratio MAE", xlabel="epoch")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+__all__ = ["train_run"]
