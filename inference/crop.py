@@ -54,7 +54,7 @@ def spine_center(
     cx = round(float(np.average(np.arange(volume.shape[2]), weights=body.sum(axis=0) + 1e-9)))
     if cols.size:
         cx = int(np.clip(cx, cols.min(), cols.max()))
-    r = max(1, round(10.0 / spacing[1]))
+    r = max(1, round(spec.smooth_mm / spacing[1]))
     score = _smooth2d(bone, r)
     half = round(spec.search_mm / spacing[2])
     mask = np.zeros_like(score, dtype=bool)

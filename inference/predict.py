@@ -26,8 +26,8 @@ def read_context(path: Path | None) -> dict[str, Any] | None:
 def predict_cli(source: Path | list[Path], *, ntx: float | None, bmd_tscore: float | None, age: int | None,
                 sex: str | None, context: Path | None, model: Path | None, out: Path | None) -> dict[str, Any]:
     """Load the study, validate the labs, score, and write the reports when ``out`` is given."""
-    from inference.dicom import load_study
     from inference.engine import Engine
+    from inference.io import load_any as load_study
 
     ctx = read_context(context)
     engine = Engine(model)

@@ -60,6 +60,9 @@ class PreprocessSpec:
     """Value of crop voxels that fall outside the scanned volume."""
     bone_hu: float = 150.0
     """Threshold of the bone projection that centres the crop on the spine."""
+    smooth_mm: float = 30.0
+    """Half-size of the box that smooths the bone projection (large enough that the vertebral column, not a
+    contrast-filled aorta, gives the peak)."""
     search_mm: float = 60.0
     """Half-width (mm, left-right) of the region around the body centre where the spine is sought."""
     labs: tuple[str, ...] = field(default_factory=lambda: tuple(lab.name for lab in LAB_CATALOGUE))

@@ -18,3 +18,30 @@ def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cohort") / "c"
     write_cohort(out, CohortOptions(n=6, seed=11, matrix=96, workers=1))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny but real training run (1 epoch on 24 studies): exercises the whole pipeline, not quality."""
+    import json
+
+    from training.run import train_run
+
+    root = tmp_path_factory.mktemp("run")
+    cohort = root / "cohort"
+    write_cohort(cohort, CohortOptions(n=24, seed=21, matrix=96, workers=2, extras=False))
+    cfg = root / "cfg.json"
+    cfg.write_text(json.dumps({"epochs": 1, "members": 3, "bootstrap": 20, "workers": 2,
+                               "split": [0.5, 0.25, 0.25]}))
+    train_run(cohort, root / "run", cfg)
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run: Path) -> Path:
+    """The tiny run exported to a bundle (ONNX checked against PyTorch on real studies)."""
+    from training.export import export_bundle
+
+    out = tiny_run.parent / "bundle"
+    export_bundle(tiny_run, out)
+    return out

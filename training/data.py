@@ -94,7 +94,7 @@ def level_truth_in_crop(study: Study, start_index: tuple[int, int, int], truth: 
 
 def decode_one(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
     """Load, crop and preprocess one study (runs in a worker); errors come back as a reason."""
-    from inference.dicom import load_study
+    from inference.io import load_any as load_study
     from models.preprocess import ImagePreprocess
 
     path, cache_file, spec_d, truth = args

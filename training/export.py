@@ -44,7 +44,7 @@ def load_checkpoint(run: Path, variant: str = "fused") -> tuple[VfriskModel, dic
 
 def check_inputs(cohort: Path | None, spec: PreprocessSpec, n: int = 3) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Real studies for the ONNX check: from the training cohort, or a fresh small synthetic one."""
-    from inference.dicom import load_study
+    from inference.io import load_any as load_study
 
     tmp = None
     if cohort is None or not (cohort / "manifest.csv").is_file():

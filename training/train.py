@@ -137,7 +137,8 @@ def aux_loss(model: VfriskModel, found_raw: dict[str, torch.Tensor], z: torch.Te
     ok_r = present & torch.isfinite(ratio)
     r_loss = F.smooth_l1_loss(ratio_l[ok_r] / 0.03, ratio[ok_r] / 0.03) if ok_r.any() else logits.sum() * 0
     total = loc + pres + hu_loss + r_loss
-    return total, {"loc": float(loc), "presence": float(pres), "hu": float(hu_loss), "ratio": float(r_loss)}
+    parts = {"loc": loc, "presence": pres, "hu": hu_loss, "ratio": r_loss}
+    return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
 def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConfig,

@@ -137,7 +137,15 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Output folder.")],
 ) -> None:
     """Metrics JSON and ROC/calibration plots on a labelled cohort."""
-    _not_yet("evaluate")
+
+    def run() -> None:
+        from training.evaluate_bundle import evaluate_bundle
+
+        m = evaluate_bundle(model, cohort, out)
+        _print_json({"classification": m["classification"], "vs_truth": m.get("vs_truth"),
+                     "vertebrae": m.get("vertebrae"), "scored": m["scored"], "errors": len(m["errors"])})
+
+    _guarded(run)
 
 
 @app.command()

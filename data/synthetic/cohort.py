@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from data.synthetic.anatomy import Acquisition, Body, Grid, VertebraGeometry, render
+from data.synthetic.anatomy import Acquisition, Body, Grid, VertebraGeometry, place_spine, render
 from data.synthetic.dicom_writer import RESCALES, SeriesHeader, det_uid, slice_dataset, write_dataset
 from data.synthetic.model import LEVELS, Patient, draw_patient
 from inference.errors import InputError
@@ -181,35 +181,64 @@ def truth_row(study: str, p: Patient, spine: list[VertebraGeometry], plan: Study
     return row
 
 
+def _draw(seed: int, index: int, opts: CohortOptions) -> tuple[np.random.Generator, Patient, StudyPlan]:
+    """The per-study generator and everything drawn before rendering."""
+    rng = np.random.default_rng([seed, index])
+    patient = draw_patient(rng)
+    return rng, patient, draw_plan(rng, opts)
+
+
+def _header(seed: int, index: int, patient: Patient, plan: StudyPlan) -> SeriesHeader:
+    study_uid = det_uid("vfrisk-synth", seed, index)
+    return SeriesHeader(
+        patient_id=f"{seed:04d}{index:06d}", age=patient.age, sex=patient.sex, study_uid=study_uid,
+        study_date=f"{2020 + index % 6}{1 + index % 12:02d}{1 + index % 28:02d}",
+        series_uid=det_uid(study_uid, "main"), frame_uid=det_uid(study_uid, "frame"),
+        series_number=2, description=f"Abdomen {plan.acq.slice_thickness:g}mm {plan.acq.kernel.lower()}",
+        kernel=plan.acq.kernel,
+    )
+
+
+def _rows(index: int, patient: Patient, spine: list[VertebraGeometry], plan: StudyPlan, n: int,
+          extras: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    sid = f"studies/S{index:05d}"
+    blank = plan.blank_demographics
+    manifest = {"study": sid, "ntx": patient.ntx, "bmd_tscore": patient.tscore,
+                "age": "" if blank else patient.age, "sex": "" if blank else patient.sex,
+                "fracture_6m": patient.fracture_6m}
+    return manifest, truth_row(sid, patient, spine, plan, n, extras)
+
+
 def make_study(
     root: Path, seed: int, index: int, opts: CohortOptions
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Generate and write study ``index``; return its manifest row and truth row."""
-    rng = np.random.default_rng([seed, index])
-    patient = draw_patient(rng)
-    plan = draw_plan(rng, opts)
+    rng, patient, plan = _draw(seed, index, opts)
     vol, grid, spine = render(patient, plan.acq, plan.body, rng)
-    sid = f"S{index:05d}"
-    folder = root / "studies" / sid
+    folder = root / "studies" / f"S{index:05d}"
     folder.mkdir(parents=True, exist_ok=True)
-    study_uid = det_uid("vfrisk-synth", seed, index)
-    date = f"{2020 + index % 6}{1 + index % 12:02d}{1 + index % 28:02d}"
-    h = SeriesHeader(
-        patient_id=f"{seed:04d}{index:06d}", age=patient.age, sex=patient.sex, study_uid=study_uid,
-        study_date=date, series_uid=det_uid(study_uid, "main"), frame_uid=det_uid(study_uid, "frame"),
-        series_number=2, description=f"Abdomen {plan.acq.slice_thickness:g}mm {plan.acq.kernel.lower()}",
-        kernel=plan.acq.kernel,
-    )
+    h = _header(seed, index, patient, plan)
     if plan.sagittal_main:
         n = _write_sagittal(vol, grid, h, plan, folder, step=1)
     else:
         n = _write_axial(vol, grid, h, plan, folder, plan.acq.slice_thickness)
     extras = _write_extras(vol, grid, h, plan, folder)
-    blank = plan.blank_demographics
-    manifest = {"study": f"studies/{sid}", "ntx": patient.ntx, "bmd_tscore": patient.tscore,
-                "age": "" if blank else patient.age, "sex": "" if blank else patient.sex,
-                "fracture_6m": patient.fracture_6m}
-    return manifest, truth_row(f"studies/{sid}", patient, spine, plan, n, extras)
+    progress = root / ".progress"
+    progress.mkdir(exist_ok=True)
+    (progress / f"S{index:05d}").write_text(f"{n}\n")
+    return _rows(index, patient, spine, plan, n, extras)
+
+
+def rows_of_written_study(
+    root: Path, seed: int, index: int, opts: CohortOptions
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Rows of a study a previous (interrupted) run finished: redrawn without rendering."""
+    rng, patient, plan = _draw(seed, index, opts)
+    spine = place_spine(patient, rng, z_l5_bottom=plan.acq.table_z, y_spine=plan.body.ay * 0.25)
+    n = int((root / ".progress" / f"S{index:05d}").read_text())
+    extras = [name for name, flag in (("scout", plan.extra_scout), ("thick", plan.extra_thick),
+                                      ("sagittal_reformat", plan.extra_sagittal)) if flag]
+    return _rows(index, patient, spine, plan, n, extras)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -221,7 +250,20 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _job(args: tuple[str, int, int, CohortOptions]) -> tuple[dict[str, Any], dict[str, Any]]:
     root, seed, index, opts = args
+    if (Path(root) / ".progress" / f"S{index:05d}").is_file():
+        return rows_of_written_study(Path(root), seed, index, opts)
     return make_study(Path(root), seed, index, opts)
+
+
+def _check_resume(out: Path, opts: CohortOptions) -> None:
+    """Record the options of this run; an interrupted run resumes only with the same ones."""
+    progress = out / ".progress"
+    progress.mkdir(exist_ok=True)
+    mine = json.dumps({k: v for k, v in asdict(opts).items() if k not in ("workers", "n")}, sort_keys=True)
+    saved = progress / "options.json"
+    if saved.is_file() and saved.read_text() != mine:
+        raise InputError("bad_usage", f"{out.name} holds an interrupted cohort made with other options")
+    saved.write_text(mine)
 
 
 def write_cohort(out: Path, opts: CohortOptions) -> dict[str, Any]:
@@ -230,9 +272,11 @@ def write_cohort(out: Path, opts: CohortOptions) -> dict[str, Any]:
         raise InputError("bad_usage", "--n must be at least 1")
     if opts.matrix is not None and not 64 <= opts.matrix <= 1024:
         raise InputError("bad_usage", "--matrix must be between 64 and 1024")
-    if out.exists() and any(out.iterdir()):
+    resuming = (out / ".progress").is_dir() and (out / "cohort.json").is_file() is False
+    if out.exists() and any(out.iterdir()) and not resuming:
         raise InputError("bad_usage", f"output folder {out.name} exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
+    _check_resume(out, opts)
     t0 = time.perf_counter()
     workers = opts.workers or os.cpu_count() or 1
     jobs = [(str(out), opts.seed, i, opts) for i in range(opts.n)]

@@ -1,0 +1,116 @@
+"""Training run folder, export check, bundle loader refusals and the predict CLI on a tiny real model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from inference.bundle import CARD_KEY, load_bundle
+from inference.errors import InputError
+from training.config import TrainConfig
+
+VFRISK = [sys.executable, "-m", "vfrisk.cli"]
+
+
+def test_run_folder_is_complete(tiny_run: Path) -> None:
+    for name in ("config.json", "metrics.json", "history.json", "train.log", "checkpoint.pt", "run_report.json",
+                 "plots/roc.png", "plots/reliability.png", "plots/decision_curve.png", "plots/training.png"):
+        assert (tiny_run / name).is_file(), name
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert {"fused", "labs_only", "image_only"} <= set(metrics)
+    fused = metrics["fused"]
+    assert {"auroc", "auprc", "brier", "ece", "auroc_ci95"} <= set(fused["classification"])
+    assert "spearman_vs_p_true" in fused["vs_truth"] and "grade_kappa" in fused["vertebrae"]
+    report = json.loads((tiny_run / "run_report.json").read_text())
+    assert report["versions"]["torch"] == "2.14.1" and report["counts"]["train"] > 0
+
+
+def test_export_embeds_card_and_matches_torch(tiny_bundle: Path) -> None:
+    card = json.loads((tiny_bundle / "model.json").read_text())
+    assert card["export_check"]["max_abs_dp"] <= 1e-5 and card["export_check"]["studies"] >= 1
+    sess = ort.InferenceSession(str(tiny_bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    embedded = json.loads(sess.get_modelmeta().custom_metadata_map[CARD_KEY])
+    assert embedded["preprocessing"] == card["preprocessing"]
+    assert [i.name for i in sess.get_inputs()] == ["image", "spacing", "labs"]
+    # dynamic batch and crop size
+    out = sess.run(None, {"image": np.full((2, 1, 50, 30, 30), -1000, np.float32),
+                          "spacing": np.ones((2, 3), np.float32),
+                          "labs": np.array([[40, -1, 70, 1], [90, -3, 80, 0]], np.float32)})
+    assert out[0].shape == (2,) and out[1].shape == (2, 2) and np.all((out[0] >= 0) & (out[0] <= 1))
+    assert np.all(out[1][:, 0] <= out[0] + 1e-6) and np.all(out[0] <= out[1][:, 1] + 1e-6)
+
+
+def test_loader_refuses_tampered_bundle(tiny_bundle: Path, tmp_path: Path) -> None:
+    load_bundle(tiny_bundle)
+    bad = tmp_path / "b1"
+    shutil.copytree(tiny_bundle, bad)
+    data = bytearray((bad / "model.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (bad / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(InputError, match="hash") as exc:
+        load_bundle(bad)
+    assert exc.value.code == "bad_bundle"
+    bad2 = tmp_path / "b2"
+    shutil.copytree(tiny_bundle, bad2)
+    card = json.loads((bad2 / "model.json").read_text())
+    card["preprocessing"]["spec"]["version"] = 999
+    (bad2 / "model.json").write_text(json.dumps(card))
+    with pytest.raises(InputError, match="spec version"):
+        load_bundle(bad2)
+
+
+def test_config_rejects_unknown_keys(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"epochs": 2, "learning_rat": 1}')
+    with pytest.raises(InputError, match="learning_rat"):
+        TrainConfig.load(cfg)
+    (tmp_path / "c.toml").write_text("epochs = 3\nsplit = [0.6, 0.2, 0.2]\n")
+    assert TrainConfig.load(tmp_path / "c.toml").split == (0.6, 0.2, 0.2)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*VFRISK, *args], capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_predict_cli_result_and_errors(tiny_bundle: Path, tiny_cohort: Path, tmp_path: Path) -> None:
+    study = tiny_cohort / "studies" / "S00000"
+    res = _run("predict", str(study), "--ntx", "55", "--bmd-tscore", "-2.6", "--model", str(tiny_bundle),
+               "--out", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)
+    for key in ("probability", "interval", "model", "study_instance_uid", "series_instance_uid", "input",
+                "labs", "vertebrae", "suggestion", "warnings", "disclaimer"):
+        assert key in result, key
+    assert 0 <= result["interval"][0] <= result["probability"] <= result["interval"][1] <= 1
+    assert [v["level"] for v in result["vertebrae"]] == ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+    assert result["model"]["sha256"] == load_bundle(tiny_bundle).onnx_sha256
+    assert "not a diagnosis" in result["disclaimer"]
+    assert (tmp_path / "out" / "result.json").is_file() or (tmp_path / "out").iterdir()
+    bad = _run("predict", str(study), "--ntx", "5000", "--bmd-tscore", "-2", "--model", str(tiny_bundle))
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
+    assert "Traceback" not in bad.stderr
+    missing = _run("predict", str(tmp_path / "nope"), "--ntx", "50", "--bmd-tscore", "-2")
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ")
+
+
+def test_cli_stubs_and_usage_errors(tmp_path: Path) -> None:
+    res = _run("suggest", "--context", str(tmp_path / "missing.json"))
+    assert res.returncode == 2 and res.stderr.startswith("error: ")
+    (tmp_path / "bad.json").write_text("{not json")
+    res = _run("suggest", "--context", str(tmp_path / "bad.json"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_evaluate_bundle_on_a_cohort(tiny_bundle: Path, tiny_cohort: Path, tmp_path: Path) -> None:
+    res = _run("evaluate", "--model", str(tiny_bundle), "--cohort", str(tiny_cohort), "--out", str(tmp_path / "ev"))
+    assert res.returncode == 0, res.stderr
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["scored"] + len(metrics["errors"]) == 6
+    assert "spearman_vs_p_true" in metrics["vs_truth"] and (tmp_path / "ev" / "plots" / "roc.png").is_file()
