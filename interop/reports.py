@@ -1,0 +1,141 @@
+"""``write_reports``: the one entry point that writes a scoring result's reports into a folder.
+
+Called by ``vfrisk predict --out DIR``, by the batch job and by the web app. Each format is written to a
+temporary name in ``out_dir`` and renamed into place, so a reader never sees half a file; nothing is written
+outside ``out_dir``. Logs name formats, files and UIDs, never the patient.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from inference.errors import InputError
+from inference.study import Study
+from interop.result import Result
+from interop.source import SourceSeries, patient_header, read_source_series
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("json", "sr", "seg", "fhir", "pdf")
+FILE_NAMES = {
+    "json": "result.json",
+    "sr": "sr.dcm",
+    "seg": "seg.dcm",
+    "fhir": "risk_assessment.fhir.json",
+    "pdf": "report.pdf",
+}
+"""The file each format is written to, inside ``out_dir``."""
+_NEEDS_SOURCE = {"sr", "seg", "fhir", "pdf"}
+
+
+def _check_formats(formats: Iterable[str]) -> list[str]:
+    chosen = list(dict.fromkeys(formats))
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown:
+        raise InputError("bad_usage", f"unknown report format(s) {', '.join(unknown)}; known: {', '.join(FORMATS)}")
+    return chosen
+
+
+def _check_study(result: Result, study: Study) -> None:
+    if (result.study_instance_uid, result.series_instance_uid) != (
+        study.study_instance_uid,
+        study.series_instance_uid,
+    ):
+        raise ValueError("the result and the study name different study or series UIDs")
+
+
+def _atomic(path: Path, write: Callable[[Path], Path | None]) -> Path | None:
+    """Run ``write`` on a temporary sibling of ``path`` and rename it into place; None if nothing written."""
+    part = path.with_name(f".{path.name}.part")
+    try:
+        written = write(part)
+        if written is None:
+            return None
+        os.replace(part, path)
+        return path
+    finally:
+        part.unlink(missing_ok=True)
+
+
+class _Writers:
+    """The per-format writers, sharing the validated result, the study and the source headers."""
+
+    def __init__(self, data: Mapping[str, Any], result: Result, study: Study, source: SourceSeries | None):
+        self.data, self.result, self.study, self.source = data, result, study, source
+
+    def json(self, path: Path) -> Path:
+        path.write_text(json.dumps(self.data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    def sr(self, path: Path) -> Path:
+        from interop.sr import write_sr
+
+        assert self.source is not None
+        return write_sr(self.result, self.source, path)
+
+    def seg(self, path: Path) -> Path | None:
+        from interop.seg import write_seg
+
+        assert self.source is not None
+        return write_seg(self.result, self.study, self.source, path)
+
+    def fhir(self, path: Path) -> Path:
+        from interop.fhir import write_fhir
+
+        assert self.source is not None
+        patient_id = str(self.source.first.get("PatientID", "") or "") or None
+        return write_fhir(self.result, path, patient_id=patient_id, n_instances=len(self.source.frames))
+
+    def pdf(self, path: Path) -> Path:
+        from interop.keyimage import sagittal_png
+        from interop.pdf import write_pdf
+
+        assert self.source is not None
+        png = sagittal_png(self.study, self.result.vertebrae)
+        return write_pdf(self.result, path, patient=patient_header(self.source.first), key_image=png)
+
+
+def write_reports(
+    result: Mapping[str, Any],
+    study: Study,
+    source: Path | Sequence[Path],
+    out_dir: Path,
+    formats: Iterable[str] = FORMATS,
+) -> dict[str, Path]:
+    """Write the reports of one scoring result into ``out_dir`` (created if missing).
+
+    Args:
+        result: the result JSON of DESIGN.md as a dict (as printed by ``vfrisk predict``).
+        study: the :class:`~inference.study.Study` that was scored (for the SEG geometry and the key image).
+        source: the input the study was read from (folder, zip, or files); the headers of the scored series
+            are read from it for the SR, SEG, FHIR patient reference and PDF header.
+        out_dir: the folder to write into; nothing is written elsewhere.
+        formats: any of ``json``, ``sr``, ``seg``, ``fhir``, ``pdf``.
+
+    Returns:
+        format -> path of each file written. ``seg`` is absent when the model found no level to segment.
+
+    Raises:
+        InputError: ``bad_usage`` for an unknown format; ``source_mismatch`` when ``source`` does not hold
+            the scored series.
+        ValueError: when ``result`` is malformed or names another study (a bug upstream).
+
+    """
+    chosen = _check_formats(formats)
+    parsed = Result.from_dict(result)
+    _check_study(parsed, study)
+    headers = read_source_series(source, parsed.series_instance_uid) if _NEEDS_SOURCE & set(chosen) else None
+    writers = _Writers(result, parsed, study, headers)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for fmt in chosen:
+        path = _atomic(out_dir / FILE_NAMES[fmt], getattr(writers, fmt))
+        if path is not None:
+            written[fmt] = path
+            log.info("wrote %s report %s for series %s", fmt, path.name, parsed.series_instance_uid)
+    return written

@@ -1,0 +1,154 @@
+"""The headers of the scored series, read back from the input files (no pixel data).
+
+The SR and SEG must reference exactly the series the model saw, with the patient and study attributes of the
+source so that a PACS files them with the study. The files are found with the same safe gathering code as
+``load_study`` (folders, zips, lists of files) and parsed with the same defensive header reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+
+from inference.dicom.archive import gather
+from inference.dicom.limits import Limits
+from inference.dicom.parse import PIXEL_DATA_TAGS, Frame, read_file
+from inference.errors import InputError
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """Where one source frame lies in the patient (LPS, mm)."""
+
+    position: np.ndarray
+    """ImagePositionPatient: centre of the first transmitted pixel."""
+    row_dir: np.ndarray
+    """Direction of increasing column index (first three values of ImageOrientationPatient)."""
+    col_dir: np.ndarray
+    """Direction of increasing row index."""
+    spacing: tuple[float, float]
+    """PixelSpacing: (between rows, between columns)."""
+    rows: int
+    columns: int
+
+    def pixel_lps(self) -> np.ndarray:
+        """LPS coordinates of every pixel centre, shape (rows, columns, 3)."""
+        r = np.arange(self.rows, dtype=np.float64)[:, None, None] * self.spacing[0]
+        c = np.arange(self.columns, dtype=np.float64)[None, :, None] * self.spacing[1]
+        return self.position + c * self.row_dir + r * self.col_dir
+
+
+@dataclass(frozen=True)
+class SourceSeries:
+    """The scored series: its instances' headers and the geometry of each frame, in frame order.
+
+    For single-frame images ``datasets[i]`` holds frame ``i``; for an enhanced multi-frame image ``datasets``
+    has one item and ``frames`` lists its frames in their stored order.
+    """
+
+    datasets: tuple[Dataset, ...]
+    frames: tuple[FrameGeometry, ...]
+
+    @property
+    def first(self) -> Dataset:
+        """The first instance (patient, study and equipment attributes)."""
+        return self.datasets[0]
+
+    @property
+    def multiframe(self) -> bool:
+        """True for one enhanced multi-frame instance."""
+        return len(self.datasets) == 1 and len(self.frames) > 1
+
+
+def _header(ds: Dataset) -> Dataset:
+    """A copy of ``ds`` without pixel data, with every deferred value read now."""
+    out = Dataset()
+    for elem in ds:
+        if elem.tag not in PIXEL_DATA_TAGS:
+            out.add(elem)
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        out.file_meta = FileMetaDataset(meta)
+    return out
+
+
+def _geometry(frame: Frame) -> FrameGeometry:
+    if frame.position is None or frame.orientation is None or frame.pixel_spacing is None:
+        raise InputError("missing_geometry", "a frame of the scored series has no position or orientation")
+    o = np.asarray(frame.orientation, dtype=np.float64)
+    return FrameGeometry(
+        position=np.asarray(frame.position, dtype=np.float64),
+        row_dir=o[:3],
+        col_dir=o[3:],
+        spacing=(float(frame.pixel_spacing[0]), float(frame.pixel_spacing[1])),
+        rows=frame.rows,
+        columns=frame.columns,
+    )
+
+
+def _sort_key(frame: Frame) -> float:
+    assert frame.position is not None and frame.orientation is not None
+    o = np.asarray(frame.orientation, dtype=np.float64)
+    return float(np.dot(np.cross(o[:3], o[3:]), frame.position))
+
+
+def read_source_series(
+    source: Path | Sequence[Path], series_instance_uid: str, limits: Limits | None = None
+) -> SourceSeries:
+    """Read the headers of series ``series_instance_uid`` from ``source`` (folder, zip or files).
+
+    Single-frame instances are returned sorted along the slice normal (duplicates of one SOP Instance UID
+    read once). Raises :class:`InputError` (``source_mismatch``) when the source does not hold the series.
+    """
+    limits = limits or Limits()
+    frames: list[Frame] = []
+    headers: dict[str, Dataset] = {}
+    with gather(source, limits) as gathered:
+        for path in gathered.files:
+            parsed = read_file(path, limits)
+            if parsed.ds is None or str(parsed.ds.get("SeriesInstanceUID", "")) != series_instance_uid:
+                continue
+            sop = str(parsed.ds.get("SOPInstanceUID", ""))
+            if sop in headers or not parsed.frames:
+                continue
+            headers[sop] = _header(parsed.ds)
+            frames.extend(parsed.frames)
+    if not headers:
+        raise InputError("source_mismatch", "the input files do not hold the scored series")
+    return _assemble(headers, frames)
+
+
+def _assemble(headers: dict[str, Dataset], frames: list[Frame]) -> SourceSeries:
+    if len(headers) == 1 and len(frames) > 1:
+        return SourceSeries(tuple(headers.values()), tuple(_geometry(f) for f in frames))
+    geo = [_geometry(f) for f in frames]  # raises before sorting when geometry is missing
+    order = sorted(range(len(frames)), key=lambda i: _sort_key(frames[i]))
+    by_sop = [headers[str(frames[i].ds.get("SOPInstanceUID", ""))] for i in order]
+    return SourceSeries(tuple(by_sop), tuple(geo[i] for i in order))
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return "" if value is None else str(value).strip()
+
+
+def patient_header(ds: Dataset) -> dict[str, str]:
+    """Identity lines for the PDF header, from the source header: label -> value (empty values kept out).
+
+    This holds the patient's name and ID: it goes into the report document only, never into a log.
+    """
+    fields = {
+        "Patient": _text(ds, "PatientName").replace("^", " ").strip(),
+        "Patient ID": _text(ds, "PatientID"),
+        "Birth date": _text(ds, "PatientBirthDate"),
+        "Sex": _text(ds, "PatientSex"),
+        "Study date": _text(ds, "StudyDate"),
+        "Accession": _text(ds, "AccessionNumber"),
+        "Study": _text(ds, "StudyDescription"),
+        "Series": _text(ds, "SeriesDescription"),
+    }
+    return {k: v for k, v in fields.items() if v}
