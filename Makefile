@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO   := data/demo
 SYSTEM_PACKAGES := dcmtk dicom3tools orthanc orthanc-dicomweb postgresql chromium chromium-driver
 
-.PHONY: setup run test lint bench system-deps demo clean
+.PHONY: setup run test lint bench system-deps demo clean default-model
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,14 @@ system-deps:
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+## default-model: reproduce the bundled default model (synthetic cohort -> train -> export -> evaluate)
+COHORTS ?= cohorts
+default-model: setup
+	$(VENV)/bin/vfrisk synth --out $(COHORTS)/train --n 2000 --seed 1000 --matrix 160 --no-extras
+	$(VENV)/bin/vfrisk train --cohort $(COHORTS)/train --out $(COHORTS)/run-default --config training/configs/default.toml
+	$(VENV)/bin/vfrisk export --run $(COHORTS)/run-default --out models/default
+	$(VENV)/bin/vfrisk synth --out $(COHORTS)/test --n 1000 --seed 2000 --matrix 160
+	$(VENV)/bin/vfrisk evaluate --model models/default --cohort $(COHORTS)/test --out $(COHORTS)/eval-test
+	$(VENV)/bin/vfrisk synth --out $(COHORTS)/test-wide --n 1000 --seed 3000 --matrix 160 --wide
+	$(VENV)/bin/vfrisk evaluate --model models/default --cohort $(COHORTS)/test-wide --out $(COHORTS)/eval-wide
