@@ -1,0 +1,124 @@
+"""Result presentation: the probability with its meaning, the per-level table and the suggestion as HTML.
+
+Pure functions from the result JSON to strings; every value shown is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from clinical.vocabulary import MODEL_P_HIGH, MODEL_P_VERY_HIGH
+
+URGENT = frozenset({
+    "red_flag_urgent", "renal_contraindication", "romosozumab_cv_contraindication", "hypocalcaemia_correct_first",
+    "fracture_on_therapy", "denosumab_no_stop", "atypical_femur_fracture_evaluate",
+})
+"""Alert keys shown as urgent (red): act before any treatment decision."""
+CAUTION = frozenset({
+    "model_clinical_discordance", "denosumab_ckd_hypocalcaemia_risk", "vitamin_d_deficiency_correct_first",
+    "calcium_over_upper_limit", "vitamin_d_over_upper_limit", "pth_analog_osteosarcoma_risk",
+    "ckd_mbd_specialist_review", "btm_inadequate_response", "glucocorticoid_induced_osteoporosis",
+    "romosozumab_course_limit", "teriparatide_course_limit", "end_drug_holiday", "vertebral_augmentation_consider",
+})
+"""Alert keys shown as cautions (orange); every other alert is information (blue)."""
+COLOURS = {"urgent": "#c1121f", "caution": "#e76f51", "info": "#1d70b8"}
+CATEGORY_WORDS = {"low": "low", "high": "high", "very_high": "very high"}
+
+
+def severity(key: str) -> str:
+    """``urgent``, ``caution`` or ``info`` for an alert key."""
+    return "urgent" if key in URGENT else "caution" if key in CAUTION else "info"
+
+
+def pct(p: float) -> str:
+    """A probability as a percentage with one decimal."""
+    return f"{100 * p:.1f} %"
+
+
+def probability_markdown(result: dict[str, Any]) -> str:
+    """The probability, its interval, the risk categories and the thresholds they come from."""
+    s = result["suggestion"]
+    low, high = result["interval"]
+    words = CATEGORY_WORDS.get(result["risk_category"], result["risk_category"])
+    return "\n".join([
+        f"## 6-month vertebral fracture probability: **{pct(result['probability'])}**",
+        f"Uncertainty interval {pct(low)} to {pct(high)}.",
+        "",
+        f"**Risk category: {words}** (model: {CATEGORY_WORDS.get(s.get('model_category', ''), '?')}, "
+        f"clinical: {CATEGORY_WORDS.get(s.get('clinical_category', ''), '?')}; the higher one applies).",
+        f"Model thresholds (rule R-MODEL-1): high from {pct(MODEL_P_HIGH)}, very high from {pct(MODEL_P_VERY_HIGH)}.",
+        *(f"- {escape(r)}" for r in s.get("category_reasons", [])),
+        "",
+        f"Model {escape(result['model']['name'])} version {escape(result['model']['version'])}.",
+    ])
+
+
+def levels_table(result: dict[str, Any]) -> list[list[Any]]:
+    """Rows: level, found, Genant grade, height ratio, trabecular HU."""
+    return [[v["level"], "yes" if v["present"] else "no", v["genant_grade"], v["height_ratio"],
+             v["trabecular_hu"]] for v in result["vertebrae"]]
+
+
+def _cite(item: dict[str, Any]) -> str:
+    return (f' <span class="vf-cite">[{escape(str(item.get("rule", "")))}; '
+            f'{escape(str(item.get("source", "")))}]</span>')
+
+
+def _section(title: str, rows: list[str]) -> str:
+    if not rows:
+        return ""
+    return f"<h3>{escape(title)}</h3><ul>" + "".join(f"<li>{r}</li>" for r in rows) + "</ul>"
+
+
+def _alert(a: dict[str, Any]) -> str:
+    level = severity(str(a.get("key", "")))
+    colour = COLOURS[level]
+    return (f'<span class="vf-alert vf-{level}" style="border-left:4px solid {colour};padding-left:6px;'
+            f'display:inline-block"><b style="color:{colour}">{level.upper()}</b> '
+            f"{escape(str(a.get('message', '')))}{_cite(a)}</span>")
+
+
+def suggestion_html(result: dict[str, Any]) -> str:
+    """The suggestion: first-line classes, deferred, what to avoid and why, alerts, monitoring, lifestyle."""
+    s = result["suggestion"]
+    first = [f"<b>{escape(c.replace('_', ' '))}</b>" + (" (preferred)" if i == 0 else "")
+             for i, c in enumerate(s.get("first_line", []))]
+    parts = [
+        '<div id="vf-suggestion-body">',
+        _section("First-line drug classes", first),
+        _section("Deferred (until the alerts are resolved)",
+                 [escape(d.replace("_", " ")) for d in s.get("deferred", [])]),
+        _section("Avoid", [f"<b>{escape(a['item'].replace('_', ' '))}</b>: {escape(a['reason'])}{_cite(a)}"
+                           for a in s.get("avoid", [])]),
+        _section("Alerts", [_alert(a) for a in s.get("alerts", [])]),
+        _section("Monitoring", [f"{escape(m['message'])}{_cite(m)}" for m in s.get("monitoring", [])]),
+        _section("Notes", [f"{escape(n['text'])}{_cite(n)}" for n in s.get("notes", [])]),
+        _section("Lifestyle", [f"{escape(x['advice'])} <span class='vf-cite'>[{escape(x['source'])}]</span>"
+                               for x in s.get("lifestyle", [])]),
+        _section("Not evaluated (missing data)", [f"{escape(n['rule'])}: {escape(n['reason'])}"
+                                                  for n in s.get("not_evaluated", [])]),
+        _section("Warnings", [escape(w) for w in [*result.get("warnings", []), *s.get("warnings", [])]]),
+        f"<p><i>{escape(result['disclaimer'])}</i></p>",
+        "</div>",
+    ]
+    return "".join(parts)
+
+
+def lab_label(card: dict[str, Any], name: str) -> str:
+    """Form label of a lab from the model card: description, unit and valid range."""
+    for lab in card.get("inputs", {}).get("labs", []):
+        if lab["name"] == name:
+            low, high = lab["valid_range"]
+            return f"{lab['description']} ({lab['unit']}), valid {low:g} to {high:g}"
+    return name
+
+
+def study_markdown(study: Any) -> str:
+    """What was read: slices, spacing, plane and ingestion warnings (no header identity)."""
+    z, y, x = study.volume.shape
+    sz, sy, sx = study.spacing_mm
+    lines = [f"**Study read**: {z} x {y} x {x} voxels (Z x Y x X), spacing {sz:.2f} x {sy:.2f} x {sx:.2f} mm, "
+             f"{escape(study.orientation)} acquisition."]
+    lines += [f"- {escape(w)}" for w in study.warnings]
+    return "\n".join(lines)
