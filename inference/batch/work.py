@@ -1,0 +1,166 @@
+"""The two stages of scoring one row, as pure-ish functions that pass typed results.
+
+``prepare`` runs in a worker process (or a Ray task): read and decode the study, validate the labs, cut the
+shared spine crop. ``score`` runs where the ONNX session lives (the parent, or a Ray actor). Every refusal
+becomes an ``error`` :class:`Outcome` with its reason code; nothing here raises for a bad row.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inference.batch.tasks import Task
+from inference.crop import Crop, spine_crop
+from inference.errors import InputError
+from inference.io import load_any
+from inference.labs import Labs, resolve_labs
+from inference.spec import PreprocessSpec
+
+PROBABILITY_DIGITS = 6
+"""Significant digits kept in the table, so that engines with other thread counts give the same table."""
+_FLAG_NAMES = {"--bmd-tscore": "bmd_tscore", "--ntx": "ntx", "give --age": "fill the age column",
+               "give --sex": "fill the sex column"}
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """Which process did the work, and its peak resident memory so far."""
+
+    pid: int
+    peak_rss_mb: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one row, before it is stamped with the model and the time."""
+
+    key: str
+    status: str
+    """``ok`` or ``error``."""
+    probability: float | None = None
+    error: str = ""
+    """One line ``code: message`` for error rows."""
+    series_instance_uid: str = ""
+    input_sha256: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+    worker: WorkerStats | None = None
+
+    @property
+    def code(self) -> str:
+        """The reason code of an error row ('' for ok rows)."""
+        return self.error.split(":", 1)[0] if self.error else ""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A decoded, validated study ready for the model."""
+
+    key: str
+    crop: Crop
+    labs: Labs
+    series_instance_uid: str
+    input_sha256: str
+    seconds: dict[str, float]
+    worker: WorkerStats
+
+
+def worker_stats() -> WorkerStats:
+    """The current process id and its peak RSS (Linux reports ``ru_maxrss`` in KiB)."""
+    return WorkerStats(os.getpid(), round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+
+
+def error_outcome(key: str, code: str, message: str, **extra: object) -> Outcome:
+    """An error row with a one-line ``code: message``."""
+    for flag, name in _FLAG_NAMES.items():
+        message = message.replace(flag, name)
+    line = " ".join(f"{code}: {message}".split())
+    return Outcome(key=key, status="error", error=line, **extra)  # type: ignore[arg-type]
+
+
+def _number(raw: str, column: str) -> float | None:
+    """A lab cell as a number; blank is None; anything else is a ``bad_lab`` error."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError("bad_lab", f"{column} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise InputError("bad_lab", f"{column} {text!r} is not a finite number")
+    return value
+
+
+def _timed(seconds: dict[str, float], name: str, func: Callable[[], object]) -> object:
+    t0 = time.perf_counter()
+    out = func()
+    seconds[name] = time.perf_counter() - t0
+    return out
+
+
+def _prepare(task: Task, spec: PreprocessSpec, lab_ranges: dict[str, list[float]]) -> Prepared:
+    seconds: dict[str, float] = {}
+    ntx, tscore = _number(task.labs.get("ntx", ""), "ntx"), _number(task.labs.get("bmd_tscore", ""), "bmd_tscore")
+    age = _number(task.labs.get("age", ""), "age")
+    sex = task.labs.get("sex", "").strip() or None
+    source = [*task.source] if len(task.source) > 1 else task.source[0]
+    t0 = time.perf_counter()
+    study = load_any(source)
+    seconds["read_decode"] = time.perf_counter() - t0
+    sha = str(_timed(seconds, "hash", study.input_sha256))
+    try:
+        labs = resolve_labs(ntx, tscore, age, sex, study, lab_ranges)
+    except InputError as exc:
+        raise _LocatedError(exc, study.series_instance_uid, sha) from exc
+    crop = _timed(seconds, "crop", lambda: spine_crop(study, spec))
+    assert isinstance(crop, Crop)
+    return Prepared(task.key, crop, labs, study.series_instance_uid, sha, seconds, worker_stats())
+
+
+class _LocatedError(Exception):
+    """A lab error raised after the study was read: keeps what is known about the series."""
+
+    def __init__(self, error: InputError, series: str, sha: str) -> None:
+        super().__init__(error.message)
+        self.error, self.series, self.sha = error, series, sha
+
+
+def prepare(task: Task, spec: PreprocessSpec, lab_ranges: dict[str, list[float]]) -> Prepared | Outcome:
+    """Read, decode, validate and crop one row (runs in a worker); an error :class:`Outcome` on refusal."""
+    if task.problem is not None:
+        return error_outcome(task.key, *task.problem)
+    try:
+        return _prepare(task, spec, lab_ranges)
+    except InputError as exc:
+        return error_outcome(task.key, exc.code, exc.message, worker=worker_stats())
+    except _LocatedError as exc:
+        return error_outcome(task.key, exc.error.code, exc.error.message, series_instance_uid=exc.series,
+                             input_sha256=exc.sha, worker=worker_stats())
+    except (Exception, RecursionError) as exc:  # a hostile file must cost this row only
+        return error_outcome(task.key, "internal_error", f"{type(exc).__name__} while reading the study",
+                             worker=worker_stats())
+
+
+def score(run: Callable[[Crop, Labs], dict[str, np.ndarray]], item: Prepared | Outcome) -> Outcome:
+    """The model's probability for a prepared row (``run`` is :meth:`Engine.run`); outcomes pass through."""
+    if isinstance(item, Outcome):
+        return item
+    seconds = dict(item.seconds)
+    t0 = time.perf_counter()
+    try:
+        out = run(item.crop, item.labs)
+    except Exception as exc:  # an ONNX Runtime failure on one input costs that row only
+        return error_outcome(item.key, "inference_failed", type(exc).__name__, series_instance_uid=
+                             item.series_instance_uid, input_sha256=item.input_sha256, worker=item.worker)
+    seconds["inference"] = time.perf_counter() - t0
+    probability = float(f"{float(out['probability']):.{PROBABILITY_DIGITS}g}")
+    return Outcome(key=item.key, status="ok", probability=probability,
+                   series_instance_uid=item.series_instance_uid, input_sha256=item.input_sha256,
+                   seconds=seconds, worker=item.worker)
