@@ -72,32 +72,43 @@ class _Writers:
         path.write_text(json.dumps(self.data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return path
 
-    def sr(self, path: Path) -> Path:
+    def sr(self, path: Path) -> Path | None:
         from interop.sr import write_sr
 
-        assert self.source is not None
-        return write_sr(self.result, self.source, path)
+        return None if self.source is None else write_sr(self.result, self.source, path)
 
     def seg(self, path: Path) -> Path | None:
         from interop.seg import write_seg
 
-        assert self.source is not None
-        return write_seg(self.result, self.study, self.source, path)
+        return None if self.source is None else write_seg(self.result, self.study, self.source, path)
 
     def fhir(self, path: Path) -> Path:
         from interop.fhir import write_fhir
 
-        assert self.source is not None
+        if self.source is None:
+            return write_fhir(self.result, path)
         patient_id = str(self.source.first.get("PatientID", "") or "") or None
-        return write_fhir(self.result, path, patient_id=patient_id, n_instances=len(self.source.frames))
+        return write_fhir(self.result, path, patient_id=patient_id, n_instances=len(self.source.datasets))
 
     def pdf(self, path: Path) -> Path:
         from interop.keyimage import sagittal_png
         from interop.pdf import write_pdf
 
-        assert self.source is not None
         png = sagittal_png(self.study, self.result.vertebrae)
-        return write_pdf(self.result, path, patient=patient_header(self.source.first), key_image=png)
+        patient = patient_header(self.source.first) if self.source is not None else {}
+        return write_pdf(self.result, path, patient=patient, key_image=png)
+
+
+def _source_headers(
+    study: Study, source: Path | Sequence[Path], result: Result, formats: list[str]
+) -> SourceSeries | None:
+    """The scored series' DICOM headers, or None for a non-DICOM study (then SR and SEG are skipped)."""
+    if not _NEEDS_SOURCE & set(formats):
+        return None
+    if study.source_format != "dicom":
+        log.info("study read from %s: no DICOM headers, SR and SEG skipped", study.source_format)
+        return None
+    return read_source_series(source, result.series_instance_uid)
 
 
 def write_reports(
@@ -118,7 +129,8 @@ def write_reports(
         formats: any of ``json``, ``sr``, ``seg``, ``fhir``, ``pdf``.
 
     Returns:
-        format -> path of each file written. ``seg`` is absent when the model found no level to segment.
+        format -> path of each file written. ``seg`` is absent when the model found no level to segment;
+        ``sr`` and ``seg`` are absent for a study that was not read from DICOM (NIfTI).
 
     Raises:
         InputError: ``bad_usage`` for an unknown format; ``source_mismatch`` when ``source`` does not hold
@@ -129,7 +141,7 @@ def write_reports(
     chosen = _check_formats(formats)
     parsed = Result.from_dict(result)
     _check_study(parsed, study)
-    headers = read_source_series(source, parsed.series_instance_uid) if _NEEDS_SOURCE & set(chosen) else None
+    headers = _source_headers(study, source, parsed, chosen)
     writers = _Writers(result, parsed, study, headers)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
