@@ -99,7 +99,8 @@ def _check(opts: ScoreOptions) -> None:
 
 def make_plan(opts: ScoreOptions) -> Plan:
     """The rows to score, from the manifest or from a walk of the archive."""
-    plan = read_manifest(opts.manifest, opts.archive) if opts.manifest else discover(opts.archive, opts.labs_csv)
+    archive = opts.archive.resolve()  # absolute: Ray workers do not share the driver's working directory
+    plan = read_manifest(opts.manifest, archive) if opts.manifest else discover(archive, opts.labs_csv)
     clash = [c for c in plan.columns if c in RESULT_COLUMNS]
     if clash:
         raise InputError("bad_manifest", f"the manifest uses result column name(s): {', '.join(clash)}")
