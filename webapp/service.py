@@ -1,0 +1,176 @@
+"""The web app's request handling without the UI: load an upload, score it, render views, write downloads.
+
+Every public method records an audit line, deletes the uploads it was given once they are no longer needed,
+and raises only :class:`~webapp.errors.PublicError`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from inference.study import Study
+from webapp.audit import AuditLog, Event
+from webapp.context_form import ContextForm
+from webapp.drivers import LevelMark, level_marks
+from webapp.errors import public
+from webapp.uploads import UploadLimits, check_upload, delete_uploads
+from webapp.viewer import WINDOWS, Plane, View, render
+
+REPORTS = "reports"
+"""Sub-folder of the temp folder holding the per-session report folders."""
+
+
+@dataclass(frozen=True)
+class LabInput:
+    """Labs as typed in the form; age and sex fall back to the DICOM header when empty."""
+
+    ntx: float | None
+    bmd_tscore: float | None
+    age: float | None = None
+    sex: str | None = None
+
+
+@dataclass
+class Loaded:
+    """A study read from an upload, held in the user's session (the uploads are deleted after scoring)."""
+
+    study: Study
+    uploads: list[Path]
+    centre: tuple[int, int, int]
+    """(z, y, x) voxel index of the spine crop centre: the default slices."""
+    result: dict[str, Any] | None = None
+    marks: list[LevelMark] = field(default_factory=list)
+    reports: list[Path] = field(default_factory=list)
+
+
+def as_paths(files: Any) -> list[Path]:
+    """Gradio file values (paths, or objects with ``.name`` / ``path``) as paths."""
+    items = files if isinstance(files, list | tuple) else [files] if files else []
+    out = []
+    for f in items:
+        value = f.get("path") if isinstance(f, dict) else getattr(f, "name", f)
+        out.append(Path(str(value)))
+    return out
+
+
+class Service:
+    """The engine, the limits, the temp folder and the audit log, behind the UI and the API."""
+
+    def __init__(self, engine: Any, audit: AuditLog, temp_dir: Path, limits: UploadLimits | None = None) -> None:
+        self.engine = engine
+        self.audit = audit
+        self.temp_dir = temp_dir
+        self.limits = limits or UploadLimits()
+
+    @property
+    def model_version(self) -> str:
+        """Version of the loaded model bundle."""
+        return str(self.engine.bundle.identity["version"])
+
+    @contextmanager
+    def _guard(self, event: Event, user: str | None, uploads: list[Path], study: Study | None = None,
+               *, delete: bool) -> Iterator[None]:
+        """Audit the outcome, turn any exception into a PublicError, delete the uploads when asked or failed."""
+        uid = study.study_instance_uid if study is not None else None
+        try:
+            yield
+        except Exception as exc:
+            err = public(exc, uploads)
+            self.audit.record(event, user, err.code, study_uid=uid, model_version=self.model_version)
+            delete_uploads(uploads, self.temp_dir)
+            raise err from None
+        if delete:
+            delete_uploads(uploads, self.temp_dir)
+
+    def load(self, files: Any, user: str | None) -> Loaded:
+        """Check the upload limits and read the study (uploads kept until scoring)."""
+        from inference.dicom import load_study
+
+        paths = as_paths(files)
+        with self._guard(Event.UPLOAD, user, paths, delete=False):
+            check_upload(paths, self.limits)
+            study = load_study(paths, limits=self.limits.ingestion())
+            loaded = Loaded(study, paths, self._centre(study))
+        self.audit.record(Event.UPLOAD, user, "ok", study_uid=study.study_instance_uid,
+                          model_version=self.model_version)
+        return loaded
+
+    def _centre(self, study: Study) -> tuple[int, int, int]:
+        crop = self.engine.crop(study)
+        shape = study.volume.shape
+        return tuple(  # type: ignore[return-value]
+            int(min(max(crop.start_index[a] + crop.image.shape[a] // 2, 0), shape[a] - 1)) for a in range(3))
+
+    def score(self, loaded: Loaded, labs: LabInput, form: ContextForm | None, user: str | None,
+              *, event: Event = Event.SCORE, reports: bool = False) -> dict[str, Any]:
+        """Validate the labs and context, score, write the reports when asked, delete the uploads.
+
+        Reports (JSON, and SR/SEG/FHIR/PDF once interop is installed) are written while the source files still
+        exist, into a fresh private folder under the temp folder (``loaded.reports``).
+        """
+        from inference.labs import resolve_labs
+
+        with self._guard(event, user, loaded.uploads, loaded.study, delete=True):
+            context = form.to_context() if form is not None else None
+            resolved = resolve_labs(labs.ntx, labs.bmd_tscore, labs.age, labs.sex or None, loaded.study,
+                                    self.engine.lab_ranges)
+            result: dict[str, Any] = self.engine.predict(loaded.study, resolved, context)
+            loaded.result = result
+            loaded.marks = level_marks(result["vertebrae"], loaded.study.affine, loaded.study.volume.shape,
+                                       loaded.study.spacing_mm[0])
+            loaded.reports = self._reports(loaded) if reports else []
+        loaded.uploads = []
+        self.audit.record(event, user, "ok", study_uid=loaded.study.study_instance_uid,
+                          model_version=self.model_version)
+        return result
+
+    def _reports(self, loaded: Loaded) -> list[Path]:
+        """Write the reports of the scored study into a fresh private folder; return the files, JSON first."""
+        from inference.predict import write_outputs
+
+        assert loaded.result is not None
+        out = self.temp_dir / REPORTS / secrets.token_hex(8)
+        out.mkdir(parents=True, mode=0o700)
+        written = write_outputs(dict(loaded.result), loaded.study, list(loaded.uploads), out)
+        files = sorted((Path(p) for p in written.values()), key=lambda p: p.suffix != ".json")
+        if not files or files[0].suffix != ".json":
+            path = out / "result.json"
+            path.write_text(json.dumps(loaded.result, indent=2) + "\n")
+            files.insert(0, path)
+        return files
+
+    def forget(self, loaded: Loaded | None) -> None:
+        """Delete what a session left: its uploads and its reports folder."""
+        if loaded is None:
+            return
+        delete_uploads(loaded.uploads, self.temp_dir)
+        for folder in {p.parent for p in loaded.reports}:
+            if (self.temp_dir / REPORTS) in folder.resolve().parents:
+                shutil.rmtree(folder, ignore_errors=True)
+        loaded.uploads, loaded.reports = [], []
+
+    def downloaded(self, loaded: Loaded | None, user: str | None) -> None:
+        """Audit a download of the reports."""
+        uid = loaded.study.study_instance_uid if loaded is not None else None
+        self.audit.record(Event.DOWNLOAD, user, "ok", study_uid=uid, model_version=self.model_version)
+
+    def predict(self, files: Any, labs: LabInput, form: ContextForm | None, user: str | None) -> dict[str, Any]:
+        """The API: read, score, delete the uploads, return the result JSON."""
+        loaded = self.load(files, user)
+        return self.score(loaded, labs, form, user, event=Event.API)
+
+    def image(self, loaded: Loaded, plane: str, window: str, index: int | None) -> Image.Image:
+        """One reformat of the loaded study with the level overlay once it is scored."""
+        p = Plane(plane)
+        default = loaded.centre[2] if p == Plane.SAGITTAL else loaded.centre[0]
+        view = View(p, default if index is None else int(index), WINDOWS[window])
+        return render(loaded.study.volume, loaded.study.spacing_mm, view, loaded.marks)
