@@ -29,8 +29,13 @@ class TrainConfig:
     """Peak AdamW learning rate (one-cycle schedule)."""
     weight_decay: float = 1e-4
     """AdamW weight decay."""
-    z_shift_mm: float = 60.0
-    """Largest random shift of the crop along z (teaches level presence at the crop's ends)."""
+    z_shift_mm: float = 40.0
+    """Largest random shift of the crop along z for most samples."""
+    z_far_shift_mm: float = 160.0
+    """Largest shift for the far-shifted samples, which push levels out of the crop (teaches presence, so that
+    a chest-only or pelvis-only scan is refused instead of scored)."""
+    far_shift_prob: float = 0.25
+    """Fraction of samples shifted far."""
     members: int = 16
     """Bootstrap members of the risk head (the interval comes from their spread)."""
     interval_level: float = 0.9

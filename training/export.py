@@ -42,7 +42,9 @@ def load_checkpoint(run: Path, variant: str = "fused") -> tuple[VfriskModel, dic
     return model.eval(), ckpt
 
 
-def check_inputs(cohort: Path | None, spec: PreprocessSpec, n: int = 3) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def check_inputs(
+    cohort: Path | None, spec: PreprocessSpec, n: int = 3
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Real studies for the ONNX check: from the training cohort, or a fresh small synthetic one."""
     from inference.io import load_any as load_study
 

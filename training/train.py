@@ -95,13 +95,17 @@ def load_splits(cohort: Path, cfg: TrainConfig, spec: PreprocessSpec) -> dict[st
     return out
 
 
-def augment(x: torch.Tensor, z: torch.Tensor, max_shift: int, gen: torch.Generator,
+def augment(x: torch.Tensor, z: torch.Tensor, shifts: tuple[int, int, float], gen: torch.Generator,
             mm_per_voxel: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random z shift (padding with air) and left-right flip; level z truth shifted with the image."""
+    """Random z shift (near, or far with some probability; padding with air) and left-right flip; the level
+    z truth moves with the image.
+    """
+    near, far, far_prob = shifts
     out = torch.zeros_like(x)
     z = z.clone()
     for i in range(x.shape[0]):
-        s = int(torch.randint(-max_shift, max_shift + 1, (1,), generator=gen))
+        limit = far if bool(torch.rand(1, generator=gen) < far_prob) else near
+        s = int(torch.randint(-limit, limit + 1, (1,), generator=gen))
         src = x[i]
         if s > 0:
             out[i, :, s:] = src[:, :-s]
@@ -151,7 +155,7 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, steps))
     gen = torch.Generator().manual_seed(cfg.seed)
     mm_vox = model.spec.crop_mm[0] / model.spec.grid[0]
-    max_shift = int(cfg.z_shift_mm / mm_vox)
+    shifts = (int(cfg.z_shift_mm / mm_vox), int(cfg.z_far_shift_mm / mm_vox), cfg.far_shift_prob)
     use_bf16 = cfg.bf16 and (device.type == "cuda" or torch.backends.mkldnn.is_available())
     model.net.to(device)
     history = []
@@ -164,7 +168,7 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
             idx = perm[b: b + cfg.batch_size]
             if len(idx) < 2:
                 continue
-            x, z = augment(tr.images[idx].float(), tr.z_mm[idx], max_shift, gen, mm_vox)
+            x, z = augment(tr.images[idx].float(), tr.z_mm[idx], shifts, gen, mm_vox)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 raw = model.net(x.to(device))
             loss, items = aux_loss(model, {k: v.cpu() for k, v in raw.items()}, z, hu_t[idx], ratio_t[idx])
