@@ -64,23 +64,28 @@ def spine_center(
     return int(row), int(col)
 
 
-def spine_crop(study: Study, spec: PreprocessSpec) -> Crop:
-    """Cut the spine-centred crop of ``spec.crop_mm`` from the study, padding with ``spec.pad_hu``."""
+def spine_crop(study: Study, spec: PreprocessSpec, z_centre_index: float | None = None) -> Crop:
+    """Cut the spine-centred crop of ``spec.crop_mm`` from the study, padding with ``spec.pad_hu``.
+
+    In-plane the crop is centred on the vertebral column; along z on the middle of the scan unless
+    ``z_centre_index`` (a slice index) is given.
+    """
     vol = study.volume
     sp = study.spacing_mm
     row, col = spine_center(vol, sp, spec)
-    centre = ((vol.shape[0] - 1) / 2.0, float(row), float(col))
+    z_c = (vol.shape[0] - 1) / 2.0 if z_centre_index is None else float(z_centre_index)
+    centre = (z_c, float(row), float(col))
     size = [max(1, round(ext / s)) for ext, s in zip(spec.crop_mm, sp, strict=True)]
     start = [round(c - (n - 1) / 2.0) for c, n in zip(centre, size, strict=True)]
     out = np.full(size, spec.pad_hu, dtype=np.float32)
+    centre_mm = (centre[0] * sp[0], centre[1] * sp[1], centre[2] * sp[2])
     src, dst = [], []
     for axis in range(3):
         a0 = max(0, start[axis])
         a1 = min(vol.shape[axis], start[axis] + size[axis])
         if a1 <= a0:
-            return Crop(out, sp, tuple(start), tuple(c * s for c, s in zip(centre, sp, strict=True)))
+            return Crop(out, sp, (start[0], start[1], start[2]), centre_mm)
         src.append(slice(a0, a1))
         dst.append(slice(a0 - start[axis], a1 - start[axis]))
     out[tuple(dst)] = vol[tuple(src)]
-    return Crop(out, sp, (start[0], start[1], start[2]),
-                (centre[0] * sp[0], centre[1] * sp[1], centre[2] * sp[2]))
+    return Crop(out, sp, (start[0], start[1], start[2]), centre_mm)

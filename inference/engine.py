@@ -15,7 +15,7 @@ import numpy as np
 
 from inference.bundle import Bundle, load_bundle, make_session
 from inference.crop import Crop, spine_crop
-from inference.findings import coverage, level_findings
+from inference.findings import coverage, level_findings, spine_midpoint_index
 from inference.labs import Labs
 from inference.study import Study
 
@@ -49,12 +49,29 @@ class Engine:
         values = self.session.run(list(OUTPUTS), feeds)
         return {name: v[0] for name, v in zip(OUTPUTS, values, strict=True)}
 
+    def locate(self, study: Study, labs: Labs, crop: Crop | None = None) -> tuple[Crop, dict[str, np.ndarray]]:
+        """Run on the scan-centred crop; when levels are missing and the scan goes on beyond the crop, re-centre
+        the crop on the spine the first pass found and keep whichever pass found more levels."""
+        crop = crop or self.crop(study)
+        out = self.run(crop, labs)
+        found = int((out["level_presence"] > 0.5).sum())
+        if found == len(self.spec.levels):
+            return crop, out
+        target = spine_midpoint_index(self.spec.levels, out, crop)
+        current = crop.start_index[0] + (crop.image.shape[0] - 1) / 2.0
+        if target is None or abs(target - current) * crop.spacing_mm[0] < 20.0:
+            return crop, out
+        crop2 = spine_crop(study, self.spec, z_centre_index=target)
+        out2 = self.run(crop2, labs)
+        if int((out2["level_presence"] > 0.5).sum()) > found:
+            return crop2, out2
+        return crop, out
+
     def predict(self, study: Study, labs: Labs, context: dict[str, Any] | None = None,
                 crop: Crop | None = None) -> dict[str, Any]:
         """Score one study: probability, interval, findings, identity, hashes, warnings, suggestion."""
         t0 = time.perf_counter()
-        crop = crop or self.crop(study)
-        out = self.run(crop, labs)
+        crop, out = self.locate(study, labs, crop)
         vertebrae = level_findings(self.spec.levels, out, crop, study)
         warnings = list(study.warnings) + coverage(vertebrae)
         probability = float(out["probability"])

@@ -60,6 +60,25 @@ def level_findings(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop
     return out
 
 
+LEVEL_PITCH_MM = 36.0
+"""Typical distance between adjacent thoracolumbar level centres (body plus disc)."""
+
+
+def spine_midpoint_index(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop) -> float | None:
+    """Slice index where the T11-L5 midpoint should be, estimated from the levels found in ``crop``.
+
+    Used to re-centre the crop along z when a long scan (chest-abdomen-pelvis) puts part of the spine outside
+    the first crop. None when nothing was found.
+    """
+    present = outputs["level_presence"] > PRESENT
+    if not present.any():
+        return None
+    mid = (len(levels) - 1) / 2.0
+    estimates = [float(outputs["level_z_mm"][i]) - (mid - i) * LEVEL_PITCH_MM
+                 for i in range(len(levels)) if present[i]]
+    return crop.start_index[0] + float(np.mean(estimates)) / crop.spacing_mm[0] - 0.5
+
+
 def coverage(vertebrae: list[Vertebra]) -> list[str]:
     """Refuse a scan that does not show the thoracolumbar spine; return warnings for missing levels."""
     found = [v.level for v in vertebrae if v.present]
