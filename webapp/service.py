@@ -7,6 +7,8 @@ and raises only :class:`~webapp.errors.PublicError`.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from webapp.errors import public
 from webapp.uploads import UploadLimits, check_upload, delete_uploads
 from webapp.viewer import WINDOWS, Plane, View, render
 
+log = logging.getLogger("vfrisk.webapp")
 REPORTS = "reports"
 """Sub-folder of the temp folder holding the per-session report folders."""
 
@@ -57,8 +60,10 @@ def as_paths(files: Any) -> list[Path]:
     items = files if isinstance(files, list | tuple) else [files] if files else []
     out = []
     for f in items:
-        value = f.get("path") if isinstance(f, dict) else getattr(f, "name", f)
-        out.append(Path(str(value)))
+        if isinstance(f, str | os.PathLike):
+            out.append(Path(f))
+        else:
+            out.append(Path(str(f.get("path") if isinstance(f, dict) else f.name)))
     return out
 
 
@@ -78,15 +83,17 @@ class Service:
 
     @contextmanager
     def _guard(self, event: Event, user: str | None, uploads: list[Path], study: Study | None = None,
-               *, delete: bool) -> Iterator[None]:
-        """Audit the outcome, turn any exception into a PublicError, delete the uploads when asked or failed."""
+               *, delete: bool, keep_on_error: bool = False) -> Iterator[None]:
+        """Audit a failure, turn any exception into a PublicError, and delete the uploads: on success when
+        ``delete``, on failure unless ``keep_on_error`` (a study already read stays scorable in the session)."""
         uid = study.study_instance_uid if study is not None else None
         try:
             yield
         except Exception as exc:
             err = public(exc, uploads)
             self.audit.record(event, user, err.code, study_uid=uid, model_version=self.model_version)
-            delete_uploads(uploads, self.temp_dir)
+            if not keep_on_error:
+                delete_uploads(uploads, self.temp_dir)
             raise err from None
         if delete:
             delete_uploads(uploads, self.temp_dir)
@@ -114,12 +121,14 @@ class Service:
               *, event: Event = Event.SCORE, reports: bool = False) -> dict[str, Any]:
         """Validate the labs and context, score, write the reports when asked, delete the uploads.
 
-        Reports (JSON, and SR/SEG/FHIR/PDF once interop is installed) are written while the source files still
-        exist, into a fresh private folder under the temp folder (``loaded.reports``).
+        Reports (JSON, and SR/SEG/FHIR/PDF with the interop layer) are written while the source files still
+        exist, into a fresh private folder under the temp folder (``loaded.reports``). A refusal in the UI keeps
+        the uploads so that the user can correct the labs and score again; the API deletes them in any case.
         """
         from inference.labs import resolve_labs
 
-        with self._guard(event, user, loaded.uploads, loaded.study, delete=True):
+        keep = event == Event.SCORE
+        with self._guard(event, user, loaded.uploads, loaded.study, delete=True, keep_on_error=keep):
             context = form.to_context() if form is not None else None
             resolved = resolve_labs(labs.ntx, labs.bmd_tscore, labs.age, labs.sex or None, loaded.study,
                                     self.engine.lab_ranges)
@@ -140,7 +149,12 @@ class Service:
         assert loaded.result is not None
         out = self.temp_dir / REPORTS / secrets.token_hex(8)
         out.mkdir(parents=True, mode=0o700)
-        written = write_outputs(dict(loaded.result), loaded.study, list(loaded.uploads), out)
+        written: dict[str, str] = {}
+        try:
+            if loaded.uploads:
+                written = write_outputs(dict(loaded.result), loaded.study, list(loaded.uploads), out)
+        except Exception as exc:  # the reports are extras: the JSON result must still reach the user
+            log.error("reports not written (%s); JSON only", type(exc).__name__)
         files = sorted((Path(p) for p in written.values()), key=lambda p: p.suffix != ".json")
         if not files or files[0].suffix != ".json":
             path = out / "result.json"
