@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -154,7 +155,7 @@ def test_spread_separates_labels_in_order() -> None:
     out = spread(rows, 12.0, 0.0, 400.0)
     order = sorted(range(4), key=lambda i: rows[i])
     placed = [out[i] for i in order]
-    assert all(b - a >= 12.0 - 1e-9 for a, b in zip(placed, placed[1:], strict=False))
+    assert all(b - a >= 12.0 - 1e-9 for a, b in itertools.pairwise(placed))
     assert out[3] == 300.0
     assert max(spread([395.0, 396.0, 397.0], 12.0, 0.0, 400.0)) <= 400.0
 
