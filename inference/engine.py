@@ -6,6 +6,7 @@ No torch, MONAI or Gradio here: ONNX Runtime, numpy and the shared crop function
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -82,7 +83,7 @@ class Engine:
             "study_instance_uid": study.study_instance_uid,
             "series_instance_uid": study.series_instance_uid,
             "input": {"slices": int(study.volume.shape[0]), "spacing_mm": [round(s, 4) for s in study.spacing_mm],
-                      "orientation": study.orientation, "sha256": study.input_sha256()},
+                      "orientation": study.orientation, "sha256": crop_sha256(crop)},
             "labs": labs.as_dict(),
             "vertebrae": [v.as_dict() for v in vertebrae],
             "warnings": warnings,
@@ -93,6 +94,14 @@ class Engine:
         result["risk_category"] = suggestion["risk_category"]
         log.info("scored series %s in %.3f s", study.series_instance_uid, time.perf_counter() - t0)
         return result
+
+
+def crop_sha256(crop: Crop) -> str:
+    """Hash of exactly what the model saw: the crop's HU, its spacing and where it was cut."""
+    h = hashlib.sha256(np.ascontiguousarray(crop.image, dtype=np.float32).tobytes())
+    h.update(np.asarray(crop.spacing_mm, dtype=np.float64).tobytes())
+    h.update(str((crop.image.shape, crop.start_index)).encode())
+    return h.hexdigest()
 
 
 def clinical_context(result: dict[str, Any], context: dict[str, Any] | None) -> dict[str, Any]:

@@ -184,14 +184,24 @@ def suggest(context: Annotated[Path, typer.Option(help="Clinical context JSON.")
 
 @app.command()
 def score(
-    archive: Annotated[Path, typer.Argument(help="Archive folder.")],
-    manifest: Annotated[Path, typer.Option(help="Manifest CSV.")],
+    archive: Annotated[Path, typer.Argument(help="Archive folder (studies under it).")],
     out: Annotated[Path, typer.Option(help="Results table (.csv or .parquet).")],
+    manifest: Annotated[Path | None, typer.Option(help="Manifest CSV (DESIGN.md); omit for folder-only mode.")] = None,
     engine: Annotated[str, typer.Option(help="local or ray.")] = "local",
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 0,
+    workers: Annotated[int, typer.Option(help="Worker processes (0 = one per core).")] = 0,
+    model: Annotated[Path | None, typer.Option(help="Model bundle (default: bundled).")] = None,
+    db: Annotated[str | None, typer.Option(help="Results database URL (default: SQLite at <out>.sqlite).")] = None,
+    labs: Annotated[Path | None, typer.Option(help="Folder-only mode: labs CSV keyed by study_instance_uid.")] = None,
 ) -> None:
-    """Batch-score an archive; resumable."""
-    _not_yet("score")
+    """Batch-score an archive into a results table; re-running resumes."""
+
+    def run() -> None:
+        from inference.batch import score_cli
+
+        _print_json(score_cli(archive, manifest, out, engine=engine, workers=workers, model=model, db=db,
+                              labs_csv=labs))
+
+    _guarded(run)
 
 
 @app.command()
