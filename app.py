@@ -22,6 +22,9 @@ DISCLAIMER = (
     "does not replace clinical judgement."
 )
 log = logging.getLogger("vfrisk.app")
+SESSION_TTL_S = 2 * 3600
+"""A session's study (volume, reports) is dropped this long after its last use."""
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _user(request: Any) -> str | None:
@@ -215,7 +218,7 @@ def build_demo(engine: Any = None, config: AppConfig | None = None, service: Ser
     with gr.Blocks(title="vfrisk", analytics_enabled=False, delete_cache=(900, 3600)) as demo:
         gr.Markdown("# vfrisk: 6-month vertebral fracture risk from spine CT and labs")
         gr.Markdown(f"**{DISCLAIMER}**", elem_id="vf-disclaimer")
-        state = gr.State(None, delete_callback=service.forget)
+        state = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=service.forget)
         with gr.Row():
             with gr.Column(scale=1):
                 with gr.Tab("Files or zip"):
@@ -300,6 +303,8 @@ def main(host: str = "127.0.0.1", port: int = 7860, demo_user: bool | None = Non
     from webapp.users import DEMO_USER, UserStore
 
     config = AppConfig.from_env(demo_user=demo_user, bundle=model)
+    if host not in LOOPBACK:
+        print(f"warning: serving on {host}, not loopback: put TLS and a reverse proxy in front", flush=True)
     temp = _prepare(config)
     users = UserStore.load(config.users_file)
     password = users.add_demo() if config.demo_user else None

@@ -129,17 +129,11 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float =
     raise RuntimeError("the app did not start")
 
 
-@pytest.fixture(scope="module")
-def server(bundle: Path | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from webapp.users import add_user
-
-    home = tmp_path_factory.mktemp("home")
-    add_user(home / "users.json", USER, PASSWORD)
-    (home / "tmp" / "stale").mkdir(parents=True)
-    (home / "tmp" / "stale" / "left-by-a-crash.dcm").write_bytes(b"x")
+def start_app(home: Path, bundle: Path | None, **env_extra: str) -> tuple[subprocess.Popen[bytes], Server]:
     port = free_port()
-    env = {**os.environ, "VFRISK_HOME": str(home), "VFRISK_MAX_UPLOAD_MB": str(MAX_UPLOAD_MB)}
-    env.pop("VFRISK_DEMO_USER", None)
+    env = {**os.environ, "VFRISK_HOME": str(home), **env_extra}
+    if "VFRISK_DEMO_USER" not in env_extra:
+        env.pop("VFRISK_DEMO_USER", None)
     if bundle is not None:
         env["VFRISK_MODEL"] = str(bundle)
     log = home / "server.log"
@@ -149,13 +143,56 @@ def server(bundle: Path | None, tmp_path_factory: pytest.TempPathFactory) -> Ite
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_up(url, proc, log)
-        yield Server(url, home, log)
+    except Exception:
+        stop(proc)
+        raise
+    return proc, Server(url, home, log)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(bundle: Path | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    from webapp.users import add_user
+
+    home = tmp_path_factory.mktemp("home")
+    add_user(home / "users.json", USER, PASSWORD)
+    (home / "tmp" / "stale").mkdir(parents=True)
+    (home / "tmp" / "stale" / "left-by-a-crash.dcm").write_bytes(b"x")
+    proc, srv = start_app(home, bundle, VFRISK_MAX_UPLOAD_MB=str(MAX_UPLOAD_MB))
+    try:
+        yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
+
+
+def test_no_users_no_start(tmp_path: Path) -> None:
+    env = {**os.environ, "VFRISK_HOME": str(tmp_path)}
+    env.pop("VFRISK_DEMO_USER", None)
+    run = subprocess.run([sys.executable, "-c", "import app; app.main(port=1)"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode != 0 and "no_users" not in run.stdout
+    assert "vfrisk users add" in run.stderr
+
+
+def test_demo_user_only_when_asked(bundle: Path | None, tmp_path: Path) -> None:
+    from gradio_client import Client
+
+    proc, srv = start_app(tmp_path, bundle, VFRISK_DEMO_USER="1")
+    try:
+        lines = [x for x in srv.log.read_text().splitlines() if "demo account" in x]
+        assert len(lines) == 1
+        password = lines[0].rsplit("password ", 1)[1].strip()
+        Client(srv.url, auth=("demo", password), verbose=False)
+        assert not (tmp_path / "users.json").exists()
+    finally:
+        stop(proc)
 
 
 def client(server: Server) -> object:

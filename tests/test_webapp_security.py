@@ -169,3 +169,32 @@ def test_errors_never_show_paths_names_or_tracebacks() -> None:
     again = PublicError("x", "y")
     assert public(again) is again
     assert redact("file at C:\\data\\a.dcm and ./b.zip") == "file at <path> and <path>"
+
+
+def test_add_user_cli_uses_the_configured_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from webapp.users import add_user_cli
+
+    monkeypatch.setenv("VFRISK_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("VFRISK_USERS", raising=False)
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": PASSWORD)
+    path = add_user_cli("dana")
+    assert path == tmp_path / "home" / "users.json"
+    assert UserStore.load(path).authenticate("dana", PASSWORD)
+    other = add_user_cli("erin", tmp_path / "x.json", "another long password")
+    assert list_users(other) == ["erin"]
+
+
+def test_config_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from webapp.config import AppConfig
+
+    monkeypatch.setenv("VFRISK_HOME", str(tmp_path))
+    monkeypatch.setenv("VFRISK_DEMO_USER", "1")
+    monkeypatch.setenv("VFRISK_MAX_UPLOAD_MB", "10")
+    monkeypatch.setenv("VFRISK_MAX_FILES", "7")
+    cfg = AppConfig.from_env()
+    assert cfg.demo_user and cfg.temp_dir == tmp_path / "tmp" and cfg.users_file == tmp_path / "users.json"
+    assert cfg.limits.max_files == 7 and cfg.limits.max_total_bytes == 10 * 1024 * 1024
+    assert not AppConfig.from_env(demo_user=False).demo_user
+    blocked = cfg.blocked_paths()
+    assert str(cfg.users_file) in blocked and any(p.endswith("/data") for p in blocked)
+    assert cfg.concurrency >= 1 and cfg.queue_size >= cfg.concurrency

@@ -137,3 +137,14 @@ class UserStore:
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+def add_user_cli(name: str, users_file: Path | None = None, password: str | None = None, *,
+                 replace: bool = False) -> Path:
+    """``vfrisk users add NAME``: add a user to the app's store (prompting twice for the password unless
+    given); return the store's path. ``users_file`` defaults to ``$VFRISK_USERS`` or ``~/.vfrisk/users.json``."""
+    from webapp.config import AppConfig
+
+    path = users_file or AppConfig.from_env().users_file
+    add_user(path, name, password if password is not None else prompt_password(), replace=replace)
+    return path
