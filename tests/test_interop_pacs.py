@@ -1,0 +1,219 @@
+"""PACS round trips against a real Orthanc with its DICOMweb plugin, and the C-STORE receiver.
+
+The fixture starts Orthanc on loopback ports with a temporary storage folder and configuration, and stops it
+by its PID. Tests skip when Orthanc, its DICOMweb plugin or dcmtk's storescu is not installed
+(``make system-deps``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from test_interop_support import Scored, make_result, truth_rows
+
+from inference.dicom import load_study
+from inference.errors import InputError
+from interop.dicomweb import (
+    StoreError,
+    check_store_response,
+    find_instances,
+    retrieve_instance,
+    retrieved_study,
+    search_studies,
+    store_files,
+)
+from interop.listen import send_files, start_receiver
+from interop.reports import write_reports
+from interop.sr import read_sr_measurements
+
+pytest_plugins = ["test_interop_support"]
+
+ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+ORTHANC_AET = "ORTHANCTEST"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OrthancServer:
+    """A private Orthanc: DICOMweb root at ``.dicomweb``, DICOM port ``.dicom_port``."""
+
+    def __init__(self, root: Path) -> None:
+        self.http_port, self.dicom_port = _free_port(), _free_port()
+        config = {
+            "Name": "vfrisk-test",
+            "StorageDirectory": str(root / "db"),
+            "IndexDirectory": str(root / "db"),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": ORTHANC_AET,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "Plugins": [str(DICOMWEB_PLUGIN)],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        }
+        (root / "orthanc.json").write_text(json.dumps(config))
+        self.log = (root / "orthanc.log").open("w")
+        self.proc = subprocess.Popen([ORTHANC, str(root / "orthanc.json")], stdout=self.log, stderr=self.log)
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.dicomweb = f"{self.url}/dicom-web"
+        self._wait()
+
+    def _wait(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("Orthanc exited at start")
+            try:
+                with urllib.request.urlopen(f"{self.url}/system", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("Orthanc did not start within 30 s")
+
+    def stop(self) -> None:
+        self.proc.terminate()  # by PID: only the process this fixture started
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
+    if not Path(ORTHANC).exists():
+        pytest.skip("Orthanc is not installed (make system-deps)")
+    if not DICOMWEB_PLUGIN.exists():
+        pytest.skip("the Orthanc DICOMweb plugin is not installed (make system-deps)")
+    server = OrthancServer(tmp_path_factory.mktemp("orthanc"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def uploaded(orthanc: OrthancServer, scored: Scored) -> Scored:
+    """The scored study's CT series stored into Orthanc by STOW-RS."""
+    stored = store_files(orthanc.dicomweb, sorted(scored.source.iterdir()))
+    assert len(stored) == len(list(scored.source.iterdir()))
+    return scored
+
+
+def test_qido_search_filters_by_date_and_modality(orthanc: OrthancServer, uploaded: Scored) -> None:
+    uid = uploaded.study.study_instance_uid
+    study_date = pydicom.dcmread(next(uploaded.source.iterdir()), stop_before_pixels=True).StudyDate
+    day = date(int(study_date[:4]), int(study_date[4:6]), int(study_date[6:]))
+    found = search_studies(orthanc.dicomweb, date_from=day, date_to=day, modality="CT")
+    assert uid in {s.study_instance_uid for s in found}
+    ref = next(s for s in found if s.study_instance_uid == uid)
+    assert "CT" in ref.modalities and ref.study_date == study_date
+    assert search_studies(orthanc.dicomweb, date_from=date(1990, 1, 1), date_to=date(1990, 12, 31)) == []
+    assert uid not in {s.study_instance_uid for s in search_studies(orthanc.dicomweb, modality="MR")}
+
+
+def test_wado_retrieve_gives_the_same_volume(orthanc: OrthancServer, uploaded: Scored) -> None:
+    uid = uploaded.study.study_instance_uid
+    with retrieved_study(orthanc.dicomweb, uid) as folder:
+        study = load_study(folder)
+        kept = folder
+    assert not kept.exists()  # the temporary folder is removed
+    assert study.series_instance_uid == uploaded.study.series_instance_uid
+    assert study.input_sha256() == uploaded.study.input_sha256()
+
+
+def test_score_push_sr_and_seg_then_read_the_probability_back(
+    orthanc: OrthancServer, uploaded: Scored, tmp_path: Path
+) -> None:
+    uid = uploaded.study.study_instance_uid
+    with retrieved_study(orthanc.dicomweb, uid) as folder:
+        study = load_study(folder)
+        written = write_reports(uploaded.result, study, folder, tmp_path, formats=("sr", "seg"))
+    store_files(orthanc.dicomweb, [written["sr"], written["seg"]])
+    (sr_ref,) = find_instances(orthanc.dicomweb, uid, modality="SR")
+    assert len(find_instances(orthanc.dicomweb, uid, modality="SEG")) == 1
+    back = read_sr_measurements(retrieve_instance(orthanc.dicomweb, uid, *sr_ref, tmp_path / "back.dcm"))
+    assert back["probability"] == uploaded.result["probability"]
+    assert back["series_instance_uid"] == uploaded.result["series_instance_uid"]
+
+
+def test_store_response_failures_are_reported() -> None:
+    sent = Dataset()
+    sent.SOPInstanceUID = "1.2.3.4"
+    failed = Dataset()
+    failed.FailedSOPSequence = [Dataset()]
+    failed.FailedSOPSequence[0].FailureReason = 0xA700
+    with pytest.raises(StoreError, match="not stored"):
+        check_store_response(failed, [sent])
+    empty = Dataset()
+    empty.ReferencedSOPSequence = []
+    with pytest.raises(StoreError, match="missing"):
+        check_store_response(empty, [sent])
+    with pytest.raises(StoreError, match="no store status"):
+        check_store_response(Dataset(), [sent])
+
+
+def test_storescu_to_listen_scores_and_sends_the_sr_to_orthanc(
+    orthanc: OrthancServer, interop_cohort: Path, tmp_path: Path
+) -> None:
+    if shutil.which("storescu") is None:
+        pytest.skip("dcmtk storescu is not installed (make system-deps)")
+    source = interop_cohort / "studies" / "S00000"
+    truth = truth_rows(interop_cohort)["studies/S00000"]
+    done: list[str] = []
+    finished = threading.Event()
+
+    def on_study(study_uid: str, folder: Path) -> None:
+        study = load_study(folder)
+        written = write_reports(make_result(study, truth), study, folder, tmp_path / "out", formats=("sr",))
+        send_files([written["sr"]], "127.0.0.1", orthanc.dicom_port, called_ae=ORTHANC_AET)
+        done.append(study_uid)
+        finished.set()
+
+    with start_receiver(tmp_path / "in", on_study, port=0, stable_seconds=1.0) as receiver:
+        files = sorted(str(p) for p in source.iterdir())
+        proc = subprocess.run(
+            ["storescu", "-aec", "VFRISK", "127.0.0.1", str(receiver.port), *files],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert finished.wait(60), "the study was not handed over"
+    uid = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    assert done == [uid]
+    assert len(list((tmp_path / "in" / uid).iterdir())) == len(files)
+    (sr_ref,) = find_instances(orthanc.dicomweb, uid, modality="SR")
+    back = read_sr_measurements(retrieve_instance(orthanc.dicomweb, uid, *sr_ref, tmp_path / "sr.dcm"))
+    assert back["probability"] == 0.137
+
+
+def test_receiver_logs_refusals_with_their_reason(
+    tmp_path: Path, scored: Scored, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(study_uid: str, folder: Path) -> None:
+        raise InputError("too_few_slices", "the series has 3 slices")
+
+    with start_receiver(tmp_path, refuse, port=0, stable_seconds=0.5) as receiver:
+        first = sorted(scored.source.iterdir())[:3]
+        send_files(first, "127.0.0.1", receiver.port, called_ae="VFRISK")
+        deadline = time.monotonic() + 10
+        while "refused" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert "refused: too_few_slices: the series has 3 slices" in caplog.text
+    assert "SYNTH" not in caplog.text
