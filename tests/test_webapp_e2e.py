@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -327,7 +326,8 @@ def test_canary_identifiers_stay_out_of_logs_temp_and_result(server: Server, can
 
 @pytest.mark.system
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make system-deps)")
-def test_browser_login_upload_score_download(server: Server, demo_zip: Path, tmp_path: Path) -> None:
+def test_browser_login_upload_score_download(server: Server, demo_zip: Path, demo_study: Path,
+                                             tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -339,6 +339,8 @@ def test_browser_login_upload_score_download(server: Server, demo_zip: Path, tmp
             page = ctx.new_page()
             page.set_default_timeout(120_000)
             run_browser_session(page, server, demo_zip, tmp_path)
+            page.reload()
+            run_folder_upload(page, demo_study)
         finally:
             ctx.close()
 
@@ -372,4 +374,13 @@ def run_browser_session(page: object, server: Server, demo_zip: Path, out: Path)
     saved = out / "result.json"
     info.value.save_as(str(saved))
     assert "probability" in json.loads(saved.read_text())
-    shutil.copy(out / "webapp.png", out / "webapp-final.png")
+    p.get_by_text("axial", exact=True).click()  # type: ignore[attr-defined]
+    p.get_by_text("soft tissue W400/L40").click()  # type: ignore[attr-defined]
+    p.locator("#vf-viewer").screenshot(path=str(out / "viewer-axial.png"))  # type: ignore[attr-defined]
+
+
+def run_folder_upload(page: object, folder: Path) -> None:
+    p = page
+    p.get_by_role("tab", name="Folder").click()  # type: ignore[attr-defined]
+    p.locator("#vf-folder input[type=file]").set_input_files(str(folder))  # type: ignore[attr-defined]
+    p.locator("#vf-study").get_by_text("Study read").wait_for()  # type: ignore[attr-defined]
