@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def load_nifti(path: Path) -> Study:
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        img: Any = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for broken files
         raise InputError("unreadable", f"{path.name} is not a readable NIfTI file") from exc
     shape = tuple(int(s) for s in img.shape)

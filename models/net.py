@@ -56,7 +56,7 @@ class SpineNet(nn.Module):
         f = torch.cat([f.mean(dim=(3, 4)), f.amax(dim=(3, 4))], dim=1)
         f = self.profile(f)
         hu = self.hu(f)[:, 0] * 50.0 + 150.0
-        ratio = 1.0 - torch.nn.functional.softplus(self.ratio(f)[:, 0] - 2.0)
+        ratio = 0.95 + 0.1 * self.ratio(f)[:, 0]  # linear: no saturating dead zone for rare fractured levels
         return {"logits": self.level_logits(f), "hu": hu, "ratio": ratio}
 
 

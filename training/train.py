@@ -20,6 +20,7 @@ from tqdm import tqdm
 from inference.errors import InputError
 from inference.spec import LEVELS, PreprocessSpec
 from models.full import VfriskModel
+from models.risk import RiskHead
 from training.config import TrainConfig
 from training.data import Row, build_cache, patient_split, read_manifest, read_truth, to_row
 
@@ -139,7 +140,13 @@ def aux_loss(model: VfriskModel, found_raw: dict[str, torch.Tensor], z: torch.Te
     ok = present & torch.isfinite(hu)
     hu_loss = F.smooth_l1_loss(hu_l[ok] / 25.0, hu[ok] / 25.0) if ok.any() else logits.sum() * 0
     ok_r = present & torch.isfinite(ratio)
-    r_loss = F.smooth_l1_loss(ratio_l[ok_r] / 0.03, ratio[ok_r] / 0.03) if ok_r.any() else logits.sum() * 0
+    if ok_r.any():
+        # deformed levels are rare (a few % of levels): weight them up so the head does not learn "always intact"
+        weight = 1.0 + 9.0 * (ratio[ok_r] < 0.92).float()
+        per = F.smooth_l1_loss(ratio_l[ok_r] / 0.03, ratio[ok_r] / 0.03, reduction="none")
+        r_loss = (per * weight).sum() / weight.sum()
+    else:
+        r_loss = logits.sum() * 0
     total = loc + pres + hu_loss + r_loss
     parts = {"loc": loc, "presence": pres, "hu": hu_loss, "ratio": r_loss}
     return total, {k: float(v.detach()) for k, v in parts.items()}
@@ -160,7 +167,7 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
     model.net.to(device)
     history = []
     for epoch in range(cfg.epochs):
-        model.net.train()
+        model.net.to(device).train()
         perm = torch.randperm(len(tr.rows), generator=gen)
         parts: dict[str, float] = {}
         bar = tqdm(range(0, len(perm), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
@@ -179,7 +186,7 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
             sched.step()
             for k, v in items.items():
                 parts[k] = parts.get(k, 0.0) + v * len(idx) / len(tr.rows)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         val = finding_errors(model, splits["cal"], device)
         history.append({"epoch": epoch + 1, **{f"train_{k}": round(v, 4) for k, v in parts.items()}, **val})
         log.info("epoch %d %s", epoch + 1, json.dumps(history[-1]))
@@ -255,8 +262,29 @@ def fit_risk_head(model: VfriskModel, feats: dict[str, torch.Tensor], splits: di
     yc = torch.tensor(splits["cal"].labels(), dtype=torch.float32)
     a, b = fit_logistic(mu[:, None], yc, 0.0)
     head.platt.copy_(torch.tensor([float(a[0]), float(b[0])]))
-    head.width.fill_(1.0)
     head.z = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + cfg.interval_level / 2)))
+    head.width.fill_(interval_width(head, feats["cal"], splits["cal"], cfg.interval_level))
+
+
+def interval_width(head: RiskHead, feats: torch.Tensor, cal: Split, level: float) -> float:
+    """Scale of the ensemble spread that makes the interval cover the true probability at the nominal level on
+    the calibration split. Needs the generator's p_true (synthetic cohorts); 1.0 (the raw bootstrap spread)
+    when it is absent. The bootstrap alone captures only the head's estimation error, not the error of the
+    image measurements, hence the scale."""
+    p_true = [r.truth.get("p_true") for r in cal.rows]
+    if any(p in (None, "") for p in p_true):
+        return 1.0
+    target = torch.tensor([float(str(p)) for p in p_true])
+    best = 1.0
+    with torch.no_grad():
+        for w in torch.linspace(1.0, 30.0, 291):
+            head.width.fill_(float(w))
+            _, interval = head(feats)
+            covered = ((interval[:, 0] <= target) & (target <= interval[:, 1])).float().mean()
+            best = float(w)
+            if covered >= level:
+                break
+    return best
 
 
 def fit_all_heads(model: VfriskModel, splits: dict[str, Split], cfg: TrainConfig,
