@@ -26,7 +26,7 @@ demo: setup
 
 ## run: start the web app on 127.0.0.1 with the bundled default model, ready for the demo study
 run: setup demo
-	$(VENV)/bin/vfrisk serve
+	$(VENV)/bin/vfrisk serve --demo-user
 
 ## test: the whole test suite
 test: setup
@@ -35,7 +35,7 @@ test: setup
 ## lint: ruff and mypy
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy inference clinical data training models vfrisk
+	$(VENV)/bin/mypy inference clinical data training models vfrisk interop webapp app.py
 
 ## bench: every benchmark in bench/
 bench: setup

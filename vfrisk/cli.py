@@ -184,18 +184,32 @@ def suggest(context: Annotated[Path, typer.Option(help="Clinical context JSON.")
 
 @app.command()
 def score(
-    archive: Annotated[Path, typer.Argument(help="Archive folder (studies under it).")],
     out: Annotated[Path, typer.Option(help="Results table (.csv or .parquet).")],
+    archive: Annotated[Path | None, typer.Argument(help="Archive folder (studies under it).")] = None,
     manifest: Annotated[Path | None, typer.Option(help="Manifest CSV (DESIGN.md); omit for folder-only mode.")] = None,
     engine: Annotated[str, typer.Option(help="local or ray.")] = "local",
     workers: Annotated[int, typer.Option(help="Worker processes (0 = one per core).")] = 0,
     model: Annotated[Path | None, typer.Option(help="Model bundle (default: bundled).")] = None,
     db: Annotated[str | None, typer.Option(help="Results database URL (default: SQLite at <out>.sqlite).")] = None,
-    labs: Annotated[Path | None, typer.Option(help="Folder-only mode: labs CSV keyed by study_instance_uid.")] = None,
+    labs: Annotated[Path | None, typer.Option(help="Labs CSV keyed by study_instance_uid (folder/PACS mode).")] = None,
+    dicomweb: Annotated[str | None, typer.Option(help="Pull CT studies from this DICOMweb URL instead.")] = None,
+    date_from: Annotated[str | None, typer.Option(help="DICOMweb: study date from (YYYY-MM-DD).")] = None,
+    date_to: Annotated[str | None, typer.Option(help="DICOMweb: study date to (YYYY-MM-DD).")] = None,
+    limit: Annotated[int | None, typer.Option(help="DICOMweb: at most this many studies.")] = None,
+    push: Annotated[bool, typer.Option(help="DICOMweb: store the SR and SEG back (STOW-RS).")] = False,
 ) -> None:
-    """Batch-score an archive into a results table; re-running resumes."""
+    """Batch-score an archive (or a PACS over DICOMweb) into a results table; re-running resumes."""
 
     def run() -> None:
+        if dicomweb:
+            from interop.pacs_cli import Scoring, score_dicomweb
+
+            scoring = Scoring(model=model, labs_csv=labs, workers=workers, db=db, engine=engine)
+            _print_json(score_dicomweb(dicomweb, out, scoring, date_from=_date(date_from), date_to=_date(date_to),
+                                       limit=limit, push=push))
+            return
+        if archive is None:
+            raise InputError("bad_usage", "give an ARCHIVE folder or --dicomweb URL")
         from inference.batch import score_cli
 
         _print_json(score_cli(archive, manifest, out, engine=engine, workers=workers, model=model, db=db,
@@ -204,17 +218,114 @@ def score(
     _guarded(run)
 
 
+def _date(text: str | None) -> Any:
+    """ISO date or None; a bad date is a usage error."""
+    import datetime as dt
+
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise InputError("bad_usage", f"not a date (YYYY-MM-DD): {text}") from exc
+
+
+@app.command()
+def listen(
+    storage: Annotated[Path, typer.Option(help="Folder where received instances are kept.")],
+    out: Annotated[Path, typer.Option(help="Folder for the reports of each scored study.")],
+    port: Annotated[int, typer.Option(help="DICOM port to listen on.")] = 11112,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    ae_title: Annotated[str, typer.Option(help="AE title to answer to.")] = "VFRISK",
+    stable_seconds: Annotated[float, typer.Option(help="A study is complete after this many quiet seconds.")] = 10.0,
+    labs: Annotated[Path | None, typer.Option(help="Labs CSV keyed by study_instance_uid.")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model bundle (default: bundled).")] = None,
+    send_to: Annotated[str | None, typer.Option(help="Send the SR back: HOST:PORT:AETITLE.")] = None,
+) -> None:
+    """DICOM C-STORE receiver: score each complete study, write its reports, optionally send the SR back."""
+
+    def run() -> None:
+        from interop.pacs_cli import Listener
+        from interop.pacs_cli import listen as serve_listener
+
+        target = None
+        if send_to:
+            parts = send_to.split(":")
+            if len(parts) != 3 or not parts[1].isdigit():
+                raise InputError("bad_usage", "--send-to must be HOST:PORT:AETITLE")
+            target = (parts[0], int(parts[1]), parts[2])
+        listener = Listener(host=host, port=port, ae_title=ae_title, stable_seconds=stable_seconds, send_to=target)
+        serve_listener(storage, out, listener, model, labs)
+
+    _guarded(run)
+
+
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Bind address (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 7860,
+    demo_user: Annotated[bool, typer.Option(help="Add an in-memory demo account (password printed once).")] = False,
+    model: Annotated[Path | None, typer.Option(help="Model bundle (default: bundled).")] = None,
 ) -> None:
     """Start the web app (same as ``python app.py``)."""
 
     def run() -> None:
         import app as webapp
 
-        webapp.main(host=host, port=port)
+        webapp.main(host=host, port=port, demo_user=demo_user or None, model=model)
+
+    _guarded(run)
+
+
+users_app = typer.Typer(help="Web-app user accounts (hashed passwords).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    users: Annotated[Path | None, typer.Option(help="User store (default: $VFRISK_USERS or ~/.vfrisk).")] = None,
+    replace: Annotated[bool, typer.Option(help="Replace an existing user's password.")] = False,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin.")] = False,
+) -> None:
+    """Add a user (prompts twice for the password)."""
+
+    def run() -> None:
+        from webapp.users import add_user_cli
+
+        password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+        path = add_user_cli(name, users, password, replace=replace)
+        _print_json({"added": name, "store": str(path)})
+
+    _guarded(run)
+
+
+@users_app.command("remove")
+def users_remove(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    users: Annotated[Path | None, typer.Option(help="User store.")] = None,
+) -> None:
+    """Remove a user."""
+
+    def run() -> None:
+        from webapp.config import AppConfig
+        from webapp.users import remove_user
+
+        remove_user(users or AppConfig.from_env().users_file, name)
+        _print_json({"removed": name})
+
+    _guarded(run)
+
+
+@users_app.command("list")
+def users_list(users: Annotated[Path | None, typer.Option(help="User store.")] = None) -> None:
+    """List user names."""
+
+    def run() -> None:
+        from webapp.config import AppConfig
+        from webapp.users import list_users
+
+        _print_json({"users": list_users(users or AppConfig.from_env().users_file)})
 
     _guarded(run)
 
