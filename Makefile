@@ -57,5 +57,5 @@ default-model: setup
 	$(VENV)/bin/vfrisk export --run $(COHORTS)/run-default --out models/default
 	$(VENV)/bin/vfrisk synth --out $(COHORTS)/test --n 1000 --seed 2000 --matrix 160
 	$(VENV)/bin/vfrisk evaluate --model models/default --cohort $(COHORTS)/test --out $(COHORTS)/eval-test
-	$(VENV)/bin/vfrisk synth --out $(COHORTS)/test-wide --n 1000 --seed 3000 --matrix 160 --wide
+	$(VENV)/bin/vfrisk synth --out $(COHORTS)/test-wide --n 600 --seed 3000 --matrix 160 --wide
 	$(VENV)/bin/vfrisk evaluate --model models/default --cohort $(COHORTS)/test-wide --out $(COHORTS)/eval-wide
