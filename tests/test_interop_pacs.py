@@ -217,3 +217,31 @@ def test_receiver_logs_refusals_with_their_reason(
             time.sleep(0.1)
     assert "refused: too_few_slices: the series has 3 slices" in caplog.text
     assert "SYNTH" not in caplog.text
+
+
+def test_cli_score_dicomweb_scores_resumes_and_pushes(orthanc: OrthancServer, uploaded: Scored,
+                                                      tmp_path: Path) -> None:
+    """``vfrisk score --dicomweb URL --push`` with the bundled model: the table, then the SR in the PACS."""
+    import sys
+
+    from inference.bundle import default_bundle
+
+    if not (default_bundle() / "model.onnx").is_file():
+        pytest.skip("no default bundle")
+    uid = uploaded.study.study_instance_uid
+    labs = tmp_path / "labs.csv"
+    labs.write_text(f"study_instance_uid,ntx,bmd_tscore,age,sex\n{uid},58,-2.7,74,F\n")
+    out = tmp_path / "results.csv"
+    cmd = [sys.executable, "-m", "vfrisk.cli", "score", "--dicomweb", orthanc.dicomweb, "--labs", str(labs),
+           "--out", str(out), "--workers", "1", "--push"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert first.returncode == 0, first.stderr[-2000:]
+    summary = json.loads(first.stdout)
+    assert summary["dicomweb"]["studies"] >= 1 and summary["dicomweb"]["pushed"] >= 1
+    rows = out.read_text().splitlines()
+    assert any(uid in r and ",ok," in r for r in rows), rows
+    srs = find_instances(orthanc.dicomweb, uid, modality="SR")
+    assert srs, "no SR stored back"
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0 and json.loads(again.stdout)["dicomweb"]["pushed"] == 0  # pushed once only
+    assert (tmp_path / "results.csv.dicomweb" / "studies" / uid).is_dir()  # staged inside the output's folder

@@ -98,14 +98,14 @@ def draw_plan(rng: np.random.Generator, opts: CohortOptions) -> StudyPlan:
 
 def _write_axial(vol: np.ndarray, g: Grid, h: SeriesHeader, plan: StudyPlan, folder: Path,
                  thickness: float) -> int:
-    """Write one axial slice per z (file names deliberately not in z order)."""
+    """Write one axial slice per z (file names unique but deliberately not in z order)."""
     rescale = RESCALES[plan.rescale_index]
     ps = (float(g.y[1] - g.y[0]), float(g.x[1] - g.x[0]))
     for k in range(vol.shape[0]):
         ds = slice_dataset(h, k, vol[k], rescale, (float(g.x[0]), float(g.y[0]), float(g.z[k])),
                            (1, 0, 0, 0, 1, 0), ps, thickness)
         ds.SliceLocation = f"{g.z[k]:.4f}"
-        write_dataset(ds, folder / f"{h.series_number:03d}_{det_uid(h.series_uid, k)[-8:]}.dcm", plan.syntax)
+        write_dataset(ds, folder / f"{h.series_number:03d}_{(k * 7919) % 100000:05d}.dcm", plan.syntax)
     return vol.shape[0]
 
 

@@ -1,0 +1,100 @@
+"""Real CT and anatomy coverage with the bundled default model.
+
+Every accept_* case of the corpus goes through ``vfrisk predict`` to a result or to a one-line refusal (never a
+crash); scans that do not show the thoracolumbar spine are refused as spine_not_covered, naming what was found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.bundle import default_bundle
+from inference.errors import InputError
+from inference.io import load_any
+from inference.labs import Labs
+from tests.conftest import CORPUS
+
+pytestmark = pytest.mark.skipif(not (default_bundle() / "model.onnx").is_file(), reason="no default bundle")
+ACCEPT = sorted(p for p in CORPUS.glob("accept_*")) if CORPUS.is_dir() else []
+REFERENCE = CORPUS / "accept_totalseg_nifti_with_vertebra_masks"
+
+
+@pytest.fixture(scope="module")
+def engine():  # type: ignore[no-untyped-def]
+    from inference.engine import Engine
+
+    return Engine()
+
+
+@pytest.mark.parametrize("case", ACCEPT, ids=[p.name for p in ACCEPT])
+def test_every_accept_case_scores_or_is_refused_cleanly(case: Path) -> None:
+    target = case / "example_ct.nii.gz" if (case / "example_ct.nii.gz").is_file() else case
+    res = subprocess.run([sys.executable, "-m", "vfrisk.cli", "predict", str(target), "--ntx", "45",
+                          "--bmd-tscore", "-1.8", "--age", "55", "--sex", "M"],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode in (0, 2), res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    if res.returncode == 2:
+        assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
+    else:
+        result = json.loads(res.stdout)
+        assert sum(v["present"] for v in result["vertebrae"]) >= 4
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="no corpus")
+def test_reference_ct_finds_the_right_levels(engine) -> None:  # type: ignore[no-untyped-def]
+    """Levels found on the real T11-S1 CT sit where TotalSegmentator's masks put them (within half a level)."""
+    import nibabel as nib
+
+    from inference.nifti import _canonical
+
+    study = load_any(REFERENCE / "example_ct.nii.gz")
+    result = engine.predict(study, Labs(45.0, -1.8, 55.0, "M"))
+    img = nib.load(str(REFERENCE / "totalseg.nii.gz"))
+    labels, _ = _canonical(np.asarray(img.dataobj), img.affine)
+    codes = {"T12": 32, "L1": 31, "L2": 30, "L3": 29, "L4": 28, "L5": 27}
+    found = {v["level"]: v for v in result["vertebrae"] if v["present"]}
+    for level, code in codes.items():
+        k = float(np.nonzero(labels == code)[0].mean())
+        z_ref = float((study.affine @ np.array([k, 0, 0, 1.0]))[2])
+        assert level in found, f"{level} not found"
+        assert abs(found[level]["z_mm"] - z_ref) < 18.0, (level, found[level]["z_mm"], z_ref)
+
+
+def _slab(study, lo_mm: float, hi_mm: float):  # type: ignore[no-untyped-def]
+    """The part of a study between two LPS z values (bypassing the reader's minimum coverage)."""
+    z = study.affine[2, 3] + study.affine[2, 0] * np.arange(study.volume.shape[0])
+    keep = np.nonzero((z >= lo_mm) & (z <= hi_mm))[0]
+    affine = study.affine.copy()
+    affine[:3, 3] = (study.affine @ np.array([keep[0], 0, 0, 1.0]))[:3]
+    return dataclasses.replace(study, volume=study.volume[keep[0]: keep[-1] + 1], affine=affine)
+
+
+def test_pelvis_only_slab_is_refused(engine, tiny_cohort: Path) -> None:  # type: ignore[no-untyped-def]
+    import csv
+
+    truth = next(iter(csv.DictReader((tiny_cohort / "truth.csv").open())))
+    study = load_any(tiny_cohort / truth["study"])
+    slab = _slab(study, -1e9, float(truth["L5_z_mm"]) - 20)
+    with pytest.raises(InputError) as exc:
+        engine.predict(slab, Labs(45.0, -1.8, 70.0, "F"))
+    assert exc.value.code == "spine_not_covered" and "levels found" in exc.value.message
+
+
+@pytest.mark.skipif(not (CORPUS / "accept_pycerr_hn_constant_instancenumber").is_dir(), reason="no corpus")
+def test_head_and_neck_ct_is_refused_by_anatomy(engine) -> None:  # type: ignore[no-untyped-def]
+    """Even read with relaxed coverage limits, a head-and-neck CT gets no number: spine_not_covered."""
+    from inference.dicom import Limits, load_study
+
+    relaxed = Limits(min_slices=1, min_extent_mm=0.0, check_body_part=False)
+    study = load_study(CORPUS / "accept_pycerr_hn_constant_instancenumber", limits=relaxed)
+    with pytest.raises(InputError) as exc:
+        engine.predict(study, Labs(45.0, -1.8, 60.0, "M"))
+    assert exc.value.code == "spine_not_covered"
