@@ -108,9 +108,18 @@ def test_cli_stubs_and_usage_errors(tmp_path: Path) -> None:
     assert res.returncode == 2 and "Traceback" not in res.stderr
 
 
-def test_evaluate_bundle_on_a_cohort(tiny_bundle: Path, tiny_cohort: Path, tmp_path: Path) -> None:
-    res = _run("evaluate", "--model", str(tiny_bundle), "--cohort", str(tiny_cohort), "--out", str(tmp_path / "ev"))
+def test_evaluate_bundle_on_a_cohort(tiny_run: Path, tiny_bundle: Path, tiny_cohort: Path, tmp_path: Path) -> None:
+    base = tmp_path / "labs_only"
+    res = _run("export", "--run", str(tiny_run), "--out", str(base), "--variant", "labs_only")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((base / "model.json").read_text())["name"].endswith("baseline-labs_only")
+    res = _run("evaluate", "--model", str(tiny_bundle), "--cohort", str(tiny_cohort), "--out", str(tmp_path / "ev"),
+               "--compare", str(base))
     assert res.returncode == 0, res.stderr
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["scored"] + len(metrics["errors"]) == 6
     assert "spearman_vs_p_true" in metrics["vs_truth"] and (tmp_path / "ev" / "plots" / "roc.png").is_file()
+    versus = metrics["versus"]["labs_only"]
+    assert versus["delta_brier_ci95"][0] <= versus["delta_brier"] <= versus["delta_brier_ci95"][1]
+    bad = _run("export", "--run", str(tiny_run), "--out", str(tmp_path / "x"), "--variant", "nope")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ")

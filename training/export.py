@@ -19,7 +19,7 @@ from inference.bundle import CARD_KEY, file_sha256
 from inference.crop import spine_crop
 from inference.errors import InputError
 from inference.spec import LAB_CATALOGUE, PreprocessSpec
-from models.full import INPUT_NAMES, OUTPUT_NAMES, VfriskModel
+from models.full import ARCH_VERSION, INPUT_NAMES, OUTPUT_NAMES, VfriskModel
 from training.data import read_manifest
 from training.run import library_versions
 
@@ -33,6 +33,9 @@ def load_checkpoint(run: Path, variant: str = "fused") -> tuple[VfriskModel, dic
     if not path.is_file():
         raise InputError("bad_run", f"{run.name} has no checkpoint.pt (run vfrisk train first)")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if ckpt.get("arch_version", ARCH_VERSION) != ARCH_VERSION:
+        raise InputError("bad_run", f"checkpoint architecture v{ckpt['arch_version']} is not this code's "
+                         f"v{ARCH_VERSION}: retrain")
     spec = PreprocessSpec.from_dict(ckpt["spec"])
     cfg = ckpt["config"]
     img, lab = {"fused": (True, True), "labs_only": (False, True), "image_only": (True, False)}[variant]
@@ -69,12 +72,12 @@ def check_inputs(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def model_card(model: VfriskModel, ckpt: dict[str, Any], run: Path) -> dict[str, Any]:
+def model_card(model: VfriskModel, ckpt: dict[str, Any], run: Path, variant: str = "fused") -> dict[str, Any]:
     """The card: identity, preprocessing spec and hash, inputs/outputs, calibration, data, metrics, use."""
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     spec = model.spec
     return {
-        "name": MODEL_NAME,
+        "name": MODEL_NAME if variant == "fused" else f"{MODEL_NAME}-baseline-{variant}",
         "version": datetime.now(UTC).strftime("%Y.%m.%d") + f"-{spec.sha256()[:8]}",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "preprocessing": {"spec": spec.to_dict(), "sha256": spec.sha256(),
@@ -107,14 +110,20 @@ def model_card(model: VfriskModel, ckpt: dict[str, Any], run: Path) -> dict[str,
     }
 
 
-def export_bundle(run: Path, out: Path, cohort: Path | None = None) -> dict[str, Any]:
-    """Export, check ONNX Runtime against PyTorch on real studies, then write the bundle."""
+def export_bundle(run: Path, out: Path, cohort: Path | None = None, variant: str = "fused") -> dict[str, Any]:
+    """Export, check ONNX Runtime against PyTorch on real studies, then write the bundle.
+
+    ``variant`` is ``fused`` (the model) or one of the baselines fitted on the same split (``labs_only``,
+    ``image_only``), exported the same way so that ``vfrisk evaluate --compare`` can score them side by side.
+    """
     import onnxruntime as ort
 
-    model, ckpt = load_checkpoint(run)
+    if variant not in ("fused", "labs_only", "image_only"):
+        raise InputError("bad_usage", f"unknown variant {variant}: fused, labs_only or image_only")
+    model, ckpt = load_checkpoint(run, variant)
     if cohort is None and ckpt.get("cohort_path"):
         cohort = Path(ckpt["cohort_path"])
-    card = model_card(model, ckpt, run)
+    card = model_card(model, ckpt, run, variant)
     samples = check_inputs(cohort, model.spec)
     tmp = Path(tempfile.mkdtemp(prefix="vfrisk-bundle-"))
     try:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from inference.spec import PreprocessSpec
+from models.full import ARCH_VERSION, VfriskModel
 from training.config import TrainConfig
 from training.evaluate import evaluate_predictions, write_plots
 from training.train import (
@@ -78,8 +79,6 @@ def train_run(cohort: Path, out: Path, config: Path | None) -> dict[str, Any]:
     counts = {name: len(s.rows) for name, s in splits.items()}
     counts |= {f"{name}_events": int(s.labels().sum()) for name, s in splits.items()}
     log.info("splits %s", counts)
-    from models.full import VfriskModel
-
     model = VfriskModel(spec, width=cfg.width, n_members=cfg.members)
     history, timings["image_net"] = timed(train_image_net, model, splits, cfg, device)
     (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
@@ -96,7 +95,7 @@ def train_run(cohort: Path, out: Path, config: Path | None) -> dict[str, Any]:
     torch.save({"spec": spec.to_dict(), "config": cfg.to_dict(),
                 "state": {n: v.state_dict() for n, v in variants.items()},
                 "risk_z": model.risk.z, "cohort": _cohort_description(cohort, counts),
-                "cohort_path": str(cohort.resolve())},
+                "cohort_path": str(cohort.resolve()), "arch_version": ARCH_VERSION},
                out / "checkpoint.pt")
     report = build_run_report(cfg, device, counts, timings, metrics, cohort)
     (out / "run_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -119,13 +119,14 @@ def train(
 def export(
     run: Annotated[Path, typer.Option(help="Run folder from train.")],
     out: Annotated[Path, typer.Option(help="Bundle folder to write.")],
+    variant: Annotated[str, typer.Option(help="fused (the model), or a baseline: labs_only, image_only.")] = "fused",
 ) -> None:
     """Write the model bundle (ONNX + card) after checking ONNX against PyTorch."""
 
     def run_export() -> None:
         from training.export import export_bundle
 
-        _print_json(export_bundle(run, out))
+        _print_json(export_bundle(run, out, variant=variant))
 
     _guarded(run_export)
 
@@ -135,15 +136,17 @@ def evaluate(
     model: Annotated[Path, typer.Option(help="Model bundle folder.")],
     cohort: Annotated[Path, typer.Option(help="Labelled cohort folder.")],
     out: Annotated[Path, typer.Option(help="Output folder.")],
+    compare: Annotated[list[Path] | None, typer.Option(help="Baseline bundle(s) scored on the same studies.")] = None,
 ) -> None:
     """Metrics JSON and ROC/calibration plots on a labelled cohort."""
 
     def run() -> None:
         from training.evaluate_bundle import evaluate_bundle
 
-        m = evaluate_bundle(model, cohort, out)
+        m = evaluate_bundle(model, cohort, out, compare=compare or [])
         _print_json({"classification": m["classification"], "vs_truth": m.get("vs_truth"),
-                     "vertebrae": m.get("vertebrae"), "scored": m["scored"], "errors": len(m["errors"])})
+                     "vertebrae": m.get("vertebrae"), "scored": m["scored"], "errors": len(m["errors"]),
+                     "versus": m.get("versus")})
 
     _guarded(run)
 
