@@ -1,0 +1,118 @@
+"""Transparent per-vertebra measurements (inference.measure) on phantoms and on the reference real CT.
+
+Run with ``-s`` to see the tables of measured vs reference values.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from data.synthetic.cohort import CohortOptions, write_cohort
+from inference.io import load_any
+from inference.measure import Measurement, measure_levels
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "dicom-corpus"
+REFERENCE = CORPUS / "accept_totalseg_nifti_with_vertebra_masks"
+LEVELS = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
+TOTALSEG_LABELS = {"T11": 33, "T12": 32, "L1": 31, "L2": 30, "L3": 29, "L4": 28, "L5": 27}
+HU_TOL_SYNTH = 15.0
+HU_TOL_REAL = 25.0
+RATIO_TOL_REAL = 0.1
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four small phantom studies (seed 7: all levels intact)."""
+    out = tmp_path_factory.mktemp("measure") / "c"
+    write_cohort(out, CohortOptions(n=4, seed=7, matrix=128, workers=1, extras=False))
+    return out
+
+
+def test_synthetic_hu_and_ratio(synthetic: Path) -> None:
+    """Using the true level centres: HU within 15 HU of truth; intact bodies are not called deformed."""
+    rows = list(csv.DictReader((synthetic / "truth.csv").open()))
+    measured, total = [], 0
+    print("\nstudy level  hu(meas) hu(true)  ratio(meas) ratio(true) shape quality")
+    for row in rows:
+        study = load_any(synthetic / row["study"])
+        result = measure_levels(study, [(lv, float(row[f"{lv}_z_mm"])) for lv in LEVELS])
+        for m in result:
+            total += 1
+            true_hu, true_ratio = float(row[f"{m.level}_hu"]), float(row[f"{m.level}_height_ratio"])
+            print(f"{row['study'][-6:]} {m.level:4} {m.trabecular_hu!s:>8} {true_hu:8.1f} "
+                  f"{m.height_ratio!s:>11} {true_ratio:11.3f} {row[f'{m.level}_shape']:5} {m.quality}")
+            if m.quality == "ok":
+                measured.append((m, true_hu, true_ratio))
+            else:
+                assert m.trabecular_hu is None and m.height_ratio is None and m.reason
+    errors = [m.trabecular_hu - hu for m, hu, _ in measured if m.trabecular_hu is not None]
+    print(f"measured {len(measured)}/{total}; HU error mean {np.mean(errors):+.1f}, max |err| "
+          f"{np.max(np.abs(errors)):.1f}")
+    assert len(measured) >= 0.75 * total
+    assert all(abs(e) <= HU_TOL_SYNTH for e in errors)
+    intact = [m.height_ratio for m, _, r in measured if r == 1.0 and m.height_ratio is not None]
+    assert intact and min(intact) >= 0.75
+
+
+def test_unmeasurable_level_is_flagged(synthetic: Path) -> None:
+    """A level centre outside the scan gives a reason, never a number."""
+    row = next(iter(csv.DictReader((synthetic / "truth.csv").open())))
+    study = load_any(synthetic / row["study"])
+    (m,) = measure_levels(study, [("L1", 1.0e4)])
+    assert isinstance(m, Measurement) and m.quality == "outside_volume"
+    assert m.trabecular_hu is None and m.height_ratio is None and m.genant_grade is None
+    assert m.as_dict()["quality"] == "outside_volume"
+
+
+def _reference_measurements() -> tuple[list[Measurement], dict[str, float]]:
+    """Measure the reference CT at the level centres of its TotalSegmentator masks."""
+    import nibabel as nib
+
+    from inference.nifti import _canonical
+
+    study = load_any(REFERENCE / "example_ct.nii.gz")
+    img: Any = nib.load(str(REFERENCE / "totalseg.nii.gz"))
+    labels, _ = _canonical(np.asarray(img.dataobj), img.affine)
+    levels = []
+    for level, label in TOTALSEG_LABELS.items():
+        centroid = np.argwhere(labels == label).mean(axis=0)
+        levels.append((level, float((study.affine @ np.r_[centroid, 1.0])[2])))
+    report = json.loads((REFERENCE / "spine_report.json").read_text())["results"]
+    return measure_levels(study, levels), report
+
+
+KNOWN_MISSES = {
+    "L2": "3 mm slices: the middle height shows no endplate concavity (ratio 0.98 vs 0.84)",
+    "L5": "the tilted L5/S1 disc defeats the vertical endplate search: not delineated",
+}
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="dicom-corpus not available")
+@pytest.mark.parametrize("level", ["L1", "L2", "L3", "L4", "L5"])
+def test_reference_ct_against_totalsegmentator(level: str, request: pytest.FixtureRequest) -> None:
+    """Trabecular HU within 25 HU of the report's median and height ratio within 0.1 of the report's."""
+    if level in KNOWN_MISSES:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN_MISSES[level], strict=True))
+    results, report = _reference_measurements()
+    if level == "L1":  # print the whole table once
+        print("\nlevel  HU ours/report   heights ours (a/m/p mm)   report (a/m/p)   ratio ours/report  quality")
+        for r in results:
+            if r.level not in ("L1", "L2", "L3", "L4", "L5"):
+                continue
+            ref_h = [report[f"vertebrae_{r.level}_height_{k}_mm"] for k in ("anterior", "middle", "posterior")]
+            print(f"{r.level:5} {r.trabecular_hu!s:>6}/{report[f'vertebrae_{r.level}_intensity_median']:<6} "
+                  f"{r.height_anterior_mm!s:>5}/{r.height_middle_mm!s:>5}/{r.height_posterior_mm!s:>5}   "
+                  f"{ref_h[0]:5}/{ref_h[1]:5}/{ref_h[2]:5}   {r.height_ratio!s:>6}/{min(ref_h) / max(ref_h):.3f}  "
+                  f"{r.quality}")
+    m = next(r for r in results if r.level == level)
+    ref_heights = [report[f"vertebrae_{level}_height_{k}_mm"] for k in ("anterior", "middle", "posterior")]
+    assert m.quality == "ok", m.reason
+    assert m.trabecular_hu is not None and m.height_ratio is not None
+    assert abs(m.trabecular_hu - report[f"vertebrae_{level}_intensity_median"]) <= HU_TOL_REAL
+    assert abs(m.height_ratio - min(ref_heights) / max(ref_heights)) <= RATIO_TOL_REAL
