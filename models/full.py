@@ -16,6 +16,8 @@ from models.net import SpineNet, level_findings
 from models.preprocess import ImagePreprocess, LabNormalise
 from models.risk import RiskHead, image_features
 
+ARCH_VERSION = 2
+"""Bump when the network or head changes meaning: a checkpoint of another version is refused at export."""
 OUTPUT_NAMES = ("probability", "interval", "level_presence", "level_z_mm", "level_hu", "level_height_ratio")
 INPUT_NAMES = ("image", "spacing", "labs")
 
