@@ -75,6 +75,7 @@ class Engine:
         crop, out = self.locate(study, labs, crop)
         vertebrae = level_findings(self.spec.levels, out, crop, study)
         warnings = list(study.warnings) + coverage(vertebrae)
+        measured = transparent_measurements(study, vertebrae)
         probability = float(out["probability"])
         result: dict[str, Any] = {
             "probability": round(probability, 4),
@@ -85,7 +86,8 @@ class Engine:
             "input": {"slices": int(study.volume.shape[0]), "spacing_mm": [round(s, 4) for s in study.spacing_mm],
                       "orientation": study.orientation, "sha256": crop_sha256(crop)},
             "labs": labs.as_dict(),
-            "vertebrae": [v.as_dict() for v in vertebrae],
+            "vertebrae": [v.as_dict() | ({"measured": measured[v.level]} if v.level in measured else {})
+                          for v in vertebrae],
             "warnings": warnings,
             "disclaimer": DISCLAIMER,
         }
@@ -94,6 +96,22 @@ class Engine:
         result["risk_category"] = suggestion["risk_category"]
         log.info("scored series %s in %.3f s", study.series_instance_uid, time.perf_counter() - t0)
         return result
+
+
+def transparent_measurements(study: Study, vertebrae: list[Any]) -> dict[str, dict[str, Any]]:
+    """The transparent cross-check of each found level (inference.measure): trabecular HU in an elliptical ROI
+    and heights on the mid-sagittal plane, next to the learned values. Heights are experimental (see README)."""
+    from inference.measure import measure_levels
+
+    found = [(v.level, float(v.z_mm)) for v in vertebrae if v.present and v.z_mm is not None]
+    if not found:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for m in measure_levels(study, found):
+        d = m.as_dict()
+        out[m.level] = {str(k): d[k] for k in ("quality", "trabecular_hu", "height_anterior_mm", "height_middle_mm",
+                                          "height_posterior_mm", "height_ratio") if k in d}
+    return out
 
 
 def crop_sha256(crop: Crop) -> str:
