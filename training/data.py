@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -128,7 +129,7 @@ def build_cache(cohort: Path, rows: list[dict[str, str]], truth: dict[str, dict[
         else:
             todo.append((i, (str(cohort / r["study"]), f + ".npy", spec.to_dict(), truth.get(r["study"], {}))))
     if todo:
-        with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
             results = pool.map(decode_one, [a for _, a in todo], chunksize=4)
             for (i, _), res in tqdm(zip(todo, results, strict=True), total=len(todo), desc="decode", unit="study"):
                 metas[i] |= res

@@ -5,6 +5,7 @@ metrics JSON and plots. Reading and cropping run in worker processes; the ONNX s
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -53,7 +54,7 @@ def evaluate_bundle(model: Path | None, cohort: Path, out: Path, workers: int = 
     collected: dict[str, list[Any]] = {k: [] for k in OUTPUTS}
     labels, truths, errors = [], [], {}
     n = workers or len(os.sched_getaffinity(0))
-    with ProcessPoolExecutor(max_workers=n) as pool:
+    with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool:
         for row, (crop, age, sex, err) in tqdm(zip(rows, pool.map(_read_and_crop, jobs, chunksize=2), strict=True),
                                                total=len(rows), desc="evaluate", unit="study"):
             if crop is None:

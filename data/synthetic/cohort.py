@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -283,7 +284,8 @@ def write_cohort(out: Path, opts: CohortOptions) -> dict[str, Any]:
     if workers == 1 or opts.n == 1:
         results = [_job(j) for j in jobs]
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, never fork: a forked child of a threaded parent (pytest, torch, a server) can deadlock
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_job, jobs, chunksize=max(1, min(16, opts.n // (4 * workers)))))
     _write_csv(out / "manifest.csv", [m for m, _ in results])
     _write_csv(out / "truth.csv", [t for _, t in results])
