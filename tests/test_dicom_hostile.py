@@ -22,12 +22,14 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(autouse=True)
-def _no_temp_dirs_left() -> Iterator[None]:
-    """Every test leaves no private extraction folder behind."""
-    tmp = Path(tempfile.gettempdir())
-    before = set(tmp.glob("vfrisk-dicom-*"))
+def _no_temp_dirs_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test leaves no private extraction folder behind (in a temp root of its own, so that other
+    processes on the machine cannot make the check flaky)."""
+    root = tmp_path / "private-tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
     yield
-    assert set(tmp.glob("vfrisk-dicom-*")) == before
+    assert not list(root.glob("vfrisk-dicom-*"))
 
 
 def _refused(source: object, code: str, limits: Limits | None = None) -> InputError:
