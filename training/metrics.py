@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from inference.findings import GENANT_LOSS
+
 
 def auroc(y: np.ndarray, p: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney, ties averaged)."""
@@ -100,9 +102,9 @@ def bootstrap_ci(fn: Callable[..., float], arrays: list[np.ndarray], n: int, see
 
 
 def genant_grade(ratio: np.ndarray) -> np.ndarray:
-    """Genant grade from the height ratio (loss < 20 %: 0; 20-25 %: 1; 25-40 %: 2; > 40 %: 3)."""
-    r = np.asarray(ratio, dtype=float)
-    return np.select([r < 0.60, r < 0.75, r < 0.80], [3, 2, 1], default=0)
+    """Genant grade from the height ratio, vectorised; thresholds from :data:`inference.findings.GENANT_LOSS`."""
+    loss = 1.0 - np.asarray(ratio, dtype=float)
+    return sum((loss >= t).astype(int) for t in GENANT_LOSS)  # type: ignore[return-value]
 
 
 def cohen_kappa(a: np.ndarray, b: np.ndarray, k: int = 4) -> float:

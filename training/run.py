@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from inference.batch.report import library_versions as batch_library_versions
 from inference.spec import PreprocessSpec
 from models.full import ARCH_VERSION, VfriskModel
 from training.config import TrainConfig
@@ -34,14 +33,8 @@ LIBRARIES = ("torch", "monai", "numpy", "pydicom", "onnx", "onnxruntime", "vfris
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of the libraries a run depends on."""
-    out = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+    """Versions of the libraries a training run depends on."""
+    return batch_library_versions(LIBRARIES)
 
 
 def build_run_report(cfg: TrainConfig, device: torch.device, counts: dict[str, int], timings: dict[str, float],
