@@ -164,3 +164,27 @@ def test_batch_package_imports_no_torch_monai_or_gradio() -> None:
             "inference.batch.discover; bad = {'torch', 'monai', 'gradio'} & set(sys.modules); print(sorted(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_scan_without_the_spine_is_an_error_row(tmp_path: Path) -> None:
+    """The batch applies the same anatomy-coverage rule as `vfrisk predict`: no silent number."""
+    import numpy as np
+
+    from inference.batch.work import Prepared, score
+    from inference.crop import spine_crop
+    from inference.engine import Engine
+    from inference.labs import Labs
+    from inference.spec import PreprocessSpec
+
+    spec = PreprocessSpec()
+    empty = np.full((120, 64, 64), -1000.0, dtype=np.float32)  # air: no spine at all
+
+    class _Study:
+        volume = empty
+        spacing_mm = (3.0, 2.0, 2.0)
+
+    crop = spine_crop(_Study(), spec)  # type: ignore[arg-type]
+    engine = Engine()
+    item = Prepared("k", crop, Labs(40.0, -1.0, 70.0, "F"), "1.2.3", "sha", {}, None)  # type: ignore[arg-type]
+    out = score(engine.run, item)
+    assert out.status == "error" and out.error.startswith("spine_not_covered")

@@ -18,10 +18,12 @@ import numpy as np
 
 from inference.batch.tasks import Task
 from inference.crop import Crop, spine_crop
+from inference.engine import crop_sha256
 from inference.errors import InputError
+from inference.findings import MIN_LEVELS, PRESENT
 from inference.io import load_any
 from inference.labs import Labs, resolve_labs
-from inference.spec import PreprocessSpec
+from inference.spec import LEVELS, PreprocessSpec
 
 PROBABILITY_DIGITS = 6
 """Significant digits kept in the table, so that engines with other thread counts give the same table."""
@@ -114,13 +116,13 @@ def _prepare(task: Task, spec: PreprocessSpec, lab_ranges: dict[str, list[float]
     t0 = time.perf_counter()
     study = load_any(source)
     seconds["read_decode"] = time.perf_counter() - t0
-    sha = str(_timed(seconds, "hash", study.input_sha256))
+    crop = _timed(seconds, "crop", lambda: spine_crop(study, spec))
+    assert isinstance(crop, Crop)
+    sha = str(_timed(seconds, "hash", lambda: crop_sha256(crop)))  # what the model sees, as in `vfrisk predict`
     try:
         labs = resolve_labs(ntx, tscore, age, sex, study, lab_ranges)
     except InputError as exc:
         raise _LocatedError(exc, study.series_instance_uid, sha) from exc
-    crop = _timed(seconds, "crop", lambda: spine_crop(study, spec))
-    assert isinstance(crop, Crop)
     return Prepared(task.key, crop, labs, study.series_instance_uid, sha, seconds, worker_stats())
 
 
@@ -160,6 +162,11 @@ def score(run: Callable[[Crop, Labs], dict[str, np.ndarray]], item: Prepared | O
         return error_outcome(item.key, "inference_failed", type(exc).__name__, series_instance_uid=
                              item.series_instance_uid, input_sha256=item.input_sha256, worker=item.worker)
     seconds["inference"] = time.perf_counter() - t0
+    present = [level for level, p in zip(LEVELS, out["level_presence"], strict=True) if p > PRESENT]
+    if len(present) < MIN_LEVELS:  # the same anatomy-coverage rule as `vfrisk predict`
+        return error_outcome(item.key, "spine_not_covered", "the thoracolumbar spine (T11-L5) is not covered: "
+                             f"levels found: {', '.join(present) or 'none'}", series_instance_uid=
+                             item.series_instance_uid, input_sha256=item.input_sha256, worker=item.worker)
     probability = float(f"{float(out['probability']):.{PROBABILITY_DIGITS}g}")
     return Outcome(key=item.key, status="ok", probability=probability,
                    series_instance_uid=item.series_instance_uid, input_sha256=item.input_sha256,
