@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from inference.findings import Vertebra as LevelFinding
+
 DISCLAIMER = "Decision support for clinicians; not a diagnosis."
 RISK_CATEGORIES = ("low", "high", "very_high")
 
@@ -35,19 +37,6 @@ class Labs:
 
 
 @dataclass(frozen=True)
-class LevelFinding:
-    """The model's findings at one vertebral level."""
-
-    level: str
-    present: bool
-    genant_grade: int | None
-    height_ratio: float | None
-    trabecular_hu: float | None
-    z_mm: float | None
-    """LPS z (mm) of the level centre."""
-
-
-@dataclass(frozen=True)
 class Result:
     """A validated scoring result."""
 
@@ -59,6 +48,7 @@ class Result:
     input_sha256: str
     labs: Labs
     vertebrae: tuple[LevelFinding, ...]
+    """The engine's own per-level type (:class:`inference.findings.Vertebra`)."""
     risk_category: str | None
     suggestion: Mapping[str, Any] | None
     warnings: tuple[str, ...]
