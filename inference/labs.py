@@ -47,11 +47,11 @@ def resolve_labs(ntx: float | None, bmd_tscore: float | None, age: float | None,
     rng = ranges or {}
     age_v = age if age is not None else study.age
     if age_v is None:
-        raise InputError("missing_lab", "age is not in the DICOM header: give --age")
+        raise InputError("missing_lab", "age is not in the image header: give --age")
     sex_v = (sex or study.sex or "").strip().upper()
     if sex_v not in ("F", "M"):
         raise InputError("missing_lab" if not sex_v else "bad_lab",
-                         "sex must be F or M" + ("" if sex_v else " (not in the DICOM header: give --sex)"))
+                         "sex must be F or M" + ("" if sex_v else " (not in the image header: give --sex)"))
     return Labs(
         ntx=_check(ntx, cat[Lab.NTX], "--ntx", rng),
         bmd_tscore=_check(bmd_tscore, cat[Lab.TSCORE], "--bmd-tscore", rng),

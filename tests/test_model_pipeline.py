@@ -123,3 +123,11 @@ def test_evaluate_bundle_on_a_cohort(tiny_run: Path, tiny_bundle: Path, tiny_coh
     assert versus["delta_brier_ci95"][0] <= versus["delta_brier"] <= versus["delta_brier_ci95"][1]
     bad = _run("export", "--run", str(tiny_run), "--out", str(tmp_path / "x"), "--variant", "nope")
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+
+
+@pytest.mark.parametrize("args", [("predict",), ("score", "--bogus", "1"), ("nosuchcmd",),
+                                  ("synth", "--n", "x", "--out", "q")])
+def test_usage_errors_are_one_line(args: tuple[str, ...]) -> None:
+    res = _run(*args)
+    assert res.returncode == 2 and res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
+    assert res.stdout == ""

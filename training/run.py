@@ -17,6 +17,7 @@ from inference.batch.report import library_versions as batch_library_versions
 from inference.spec import PreprocessSpec
 from models.full import ARCH_VERSION, VfriskModel
 from training.config import TrainConfig
+from training.data import read_manifest
 from training.evaluate import evaluate_predictions, write_plots
 from training.train import (
     fit_all_heads,
@@ -61,6 +62,7 @@ def _setup_logging(out: Path) -> None:
 def train_run(cohort: Path, out: Path, config: Path | None) -> dict[str, Any]:
     """Train, calibrate and evaluate; write the run folder; return the run report."""
     cfg = TrainConfig.load(config)
+    read_manifest(cohort)  # refuse a missing or malformed cohort before anything is written
     out.mkdir(parents=True, exist_ok=True)
     _setup_logging(out)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")

@@ -133,9 +133,9 @@ def export(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option(help="Model bundle folder.")],
     cohort: Annotated[Path, typer.Option(help="Labelled cohort folder.")],
     out: Annotated[Path, typer.Option(help="Output folder.")],
+    model: Annotated[Path | None, typer.Option(help="Model bundle folder (default: bundled).")] = None,
     compare: Annotated[list[Path] | None, typer.Option(help="Baseline bundle(s) scored on the same studies.")] = None,
 ) -> None:
     """Metrics JSON and ROC/calibration plots on a labelled cohort."""
@@ -334,8 +334,18 @@ def users_list(users: Annotated[Path | None, typer.Option(help="User store.")] =
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors are one ``error:`` line with exit 2, like bad input."""
+    from typer._click import exceptions as click_errors  # typer vendors its own click
+
+    try:
+        app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:  # `vfrisk users`: show that group's help, as typer would
+        if exc.ctx is not None:
+            sys.stdout.write(exc.ctx.get_help() + "\n")
+        raise SystemExit(0) from None
+    except click_errors.UsageError as exc:
+        hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        _fail(f"{exc.format_message()}{hint}", 2)
 
 
 if __name__ == "__main__":
