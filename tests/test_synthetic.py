@@ -178,3 +178,70 @@ def test_import_boundary() -> None:
     )
     import sys
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _axis_angle(mask: np.ndarray, res: float) -> float:
+    """Sagittal angle (degrees, positive = superior end leaning anteriorly) of a body's height axis: the
+    principal axis of its (z, y) voxel cloud with the smaller spread."""
+    zs, ys = np.nonzero(mask)
+    cov = np.cov(np.vstack([zs * res, ys * res]))
+    vals, vecs = np.linalg.eigh(cov)
+    dz, dy = vecs[:, int(np.argmin(vals))]  # the height axis is the short one of a body 26 x 31 mm
+    if dz < 0:
+        dz, dy = -dz, -dy
+    return math.degrees(math.atan2(-dy, dz))
+
+
+@pytest.mark.parametrize("tilt", [-15.0, 0.0, 25.0, 40.0])
+def test_tilted_body_is_drawn_along_its_axis(tilt: float) -> None:
+    """A body drawn with a sagittal tilt lies along that axis, with its heights kept in its own frame."""
+    res = 0.25
+    v = VertebraGeometry("L5", 0.0, 0.0, -13.0, 26.0, 50.0, 40.0, 0.0, "none", 150.0, tilt)
+    g = Grid(z=np.arange(-40, 40, res), y=np.arange(-40, 40, res), x=np.array([0.0]))
+    vol = np.zeros(g.shape, dtype=np.float32)
+    draw_vertebra(vol, g, v, 1000.0, np.random.default_rng(0))
+    body = vol[:, :, 0] > 100
+    assert abs(_axis_angle(body, res) - tilt) < 2.0
+    assert abs(body.sum() * res * res - 26.0 * 40.0 * 0.9) < 0.12 * 26.0 * 40.0  # area kept (posterior wall cut)
+
+
+def test_sagittal_curve_is_lordotic_and_continuous() -> None:
+    """S1 leans forward by the sacral slope, the lordosis unwinds towards T12, consecutive bodies are one
+    body-plus-disc apart and the torso follows the curve."""
+    from data.synthetic.anatomy import BODY_MM, place_spine
+
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        patient = draw_patient(rng)
+        spine = {v.level: v for v in place_spine(patient, rng, 0.0, 30.0)}
+        assert 25.0 <= spine["S1"].tilt <= 50.0
+        assert spine["S1"].tilt > spine["L5"].tilt > spine["L4"].tilt > spine["L3"].tilt > spine["L1"].tilt
+        assert spine["T12"].tilt < 5.0
+        for lower, upper in [("L5", "L4"), ("L4", "L3"), ("L1", "T12")]:
+            a, b = spine[lower], spine[upper]
+            gap = math.hypot(b.z_center - a.z_center, b.yc - a.yc)
+            nominal = (BODY_MM[lower][2] + BODY_MM[upper][2]) / 2 + BODY_MM[lower][3]
+            assert 0.75 * nominal < gap < 1.25 * nominal, (seed, lower, gap, nominal)
+
+
+def test_partially_scanned_levels_have_no_position_truth(tiny_cohort: Path) -> None:
+    """A level whose body centre is less than 8 mm inside the scanned range is absent in the training truth."""
+    import dataclasses
+
+    from inference.io import load_any
+    from training.data import SCANNED_MARGIN_MM, level_truth_in_crop
+
+    for truth in csv.DictReader((tiny_cohort / "truth.csv").open()):
+        study = load_any(tiny_cohort / truth["study"])
+        full = level_truth_in_crop(study, (0, 0, 0), truth)
+        if np.isfinite(full).all():
+            break
+    else:
+        pytest.fail("no fully covered study in the tiny cohort")
+    t11 = (np.linalg.inv(study.affine) @ np.array([float(truth["T11_x_mm"]), float(truth["T11_y_mm"]),
+                                                   float(truth["T11_z_mm"]), 1.0]))[0]
+    keep = int(np.floor(t11 + SCANNED_MARGIN_MM / study.spacing_mm[0] / 2))  # stop half the margin above it
+    cut = dataclasses.replace(study, volume=study.volume[:keep + 1])
+    partial = level_truth_in_crop(cut, (0, 0, 0), truth)
+    assert np.isnan(partial[0]) and np.isfinite(partial[1:]).all()
+    assert np.allclose(partial[1:], full[1:])
