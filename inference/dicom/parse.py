@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
@@ -69,6 +71,25 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     if len(out) != n or any(not math.isfinite(v) or abs(v) > 1e7 for v in out):
         return None
     return out
+
+
+def _text_floats(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
+    """``n`` finite floats of a DS/IS element, parsed from its raw text when pydicom has not converted it yet
+    (about 10x cheaper than the conversion); the same result as ``_floats(_get(ds, keyword), n)``."""
+    tag = tag_for_keyword(keyword)
+    try:
+        elem = ds.get_item(tag) if tag is not None else None
+    except Exception:
+        return None
+    if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes) and elem.VR in (None, "DS", "IS"):
+        try:
+            out = tuple(float(part) for part in elem.value.decode("ascii").split("\\"))
+        except (UnicodeDecodeError, ValueError):
+            return _floats(_get(ds, keyword), n)
+        if len(out) != n or any(not math.isfinite(v) or abs(v) > 1e7 for v in out):
+            return None
+        return out
+    return _floats(_get(ds, keyword), n)
 
 
 def _get(ds: Dataset, keyword: str, default: Any = None) -> Any:
@@ -191,9 +212,9 @@ def frames_of(path: Path, ds: Dataset) -> list[Frame]:
         index=0,
         ds=ds,
         lut=ds,
-        position=_floats(_get(ds, "ImagePositionPatient"), 3),  # type: ignore[arg-type]
-        orientation=_floats(_get(ds, "ImageOrientationPatient"), 6),  # type: ignore[arg-type]
-        pixel_spacing=_floats(_get(ds, "PixelSpacing"), 2),  # type: ignore[arg-type]
+        position=_text_floats(ds, "ImagePositionPatient", 3),  # type: ignore[arg-type]
+        orientation=_text_floats(ds, "ImageOrientationPatient", 6),  # type: ignore[arg-type]
+        pixel_spacing=_text_floats(ds, "PixelSpacing", 2),  # type: ignore[arg-type]
         rows=rows,
         columns=cols,
         instance_number=_int(ds, "InstanceNumber"),
