@@ -1,22 +1,29 @@
-"""Benchmark of the predict path: import time, per-study scoring against a naive baseline, archive throughput.
+"""Benchmark of the predict path: import time, per-study latency by stage, archive throughput, peak memory.
 
-On the same synthetic studies (``data.synthetic``), side by side:
+On the same synthetic studies (uncompressed axial CT, ``matrix`` x ``matrix`` x ``--slices``, written by
+``data.synthetic.cohort.write_fixed_study``), side by side:
 
 * import   -- ``import inference.engine, inference.dicom, inference.labs`` in a fresh interpreter (best of 3),
               and whether torch/MONAI/Gradio came along (they must not);
-* naive    -- the usual loop: ``dcmread`` every file, stack, HU per slice, resample the *whole* volume to the
-              model grid with ``scipy.ndimage.zoom`` (what MONAI ``Spacing``/``Resize`` do), cut the centre, ORT;
-* vfrisk   -- ``load_study`` + ``spine_crop`` + ORT (one session, loaded once);
-* floor    -- reading every file and rescaling the same pixel data alone (no parsing, no model);
-* archive  -- ``inference.batch`` on a manifest repeating the studies, local engine, 2 workers: studies/min.
+* stages   -- vfrisk per study, one process: read (find files, parse headers, choose the series), decode
+              (pixel data to HU), preprocess (canonical orientation, spine crop) and inference (ONNX Runtime,
+              one thread), at each ``--matrix``;
+* baseline -- the usual research loop on the same studies: MONAI ``LoadImage`` (PydicomReader) +
+              ``EnsureChannelFirst`` + ``Spacing`` (to the model's voxel size) + ``Resize`` (to the model grid)
+              + the same network in eager PyTorch (``models.full.VfriskModel``, one thread);
+* floor    -- reading every file and rescaling its pixel data alone (no parsing, no model);
+* archive  -- ``vfrisk score`` (``inference.batch``, local engine, 2 workers) over a manifest repeating the
+              largest studies: studies/min, mean seconds per stage and the peak RSS of each worker.
 
-Run: ``.venv/bin/python bench/bench_predict.py [--matrix 512] [--n 4] [--repeat 3] [--model BUNDLE]``.
+Run: ``.venv/bin/python bench/bench_predict.py [--matrix 256 512] [--slices 300] [--n 2] [--copies 12]``.
+Run it on a quiet machine: it measures wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import subprocess
 import sys
 import tempfile
@@ -30,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 IMPORT = ("import time, sys; t = time.perf_counter(); import inference.engine, inference.dicom, inference.labs; "
           "dt = time.perf_counter() - t; print(dt, sorted({'torch', 'monai', 'gradio'} & set(sys.modules)))")
+LABS = np.array([40.0, -2.5, 70.0, 1.0], dtype=np.float32)
 
 
 def import_time() -> tuple[float, str]:
@@ -42,58 +50,66 @@ def import_time() -> tuple[float, str]:
     return best, heavy.strip()
 
 
-def make_studies(root: Path, n: int, matrix: int) -> list[Path]:
-    """``n`` synthetic single-series studies (no extras) at ``matrix``."""
-    from data.synthetic.cohort import CohortOptions, write_cohort
+def make_studies(root: Path, n: int, matrix: int, slices: int) -> list[Path]:
+    """``n`` uncompressed axial studies of ``matrix`` x ``matrix`` x ``slices``."""
+    from data.synthetic.cohort import write_fixed_study
 
-    write_cohort(root, CohortOptions(n=n, seed=7, matrix=matrix, workers=2, extras=False))
-    return sorted((root / "studies").iterdir())
-
-
-def naive_volume(folder: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """dcmread every file, sort on z, HU per slice, stack (float32, Z,Y,X) and the spacing."""
-    import pydicom
-
-    slices = [pydicom.dcmread(p) for p in sorted(folder.rglob("*.dcm"))]
-    slices.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
-    hu = [ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in slices]
-    dz = abs(float(slices[1].ImagePositionPatient[2]) - float(slices[0].ImagePositionPatient[2]))
-    dy, dx = (float(v) for v in slices[0].PixelSpacing)
-    return np.stack(hu), (dz, dy, dx)
+    return [write_fixed_study(root / f"m{matrix}" / f"S{i:03d}", 7, i, matrix=matrix, n_slices=slices)
+            for i in range(n)]
 
 
-def naive_score(folder: Path, engine: object, labs: np.ndarray) -> float:
-    """The baseline: whole-volume resample to the model grid with scipy, centre crop, ORT."""
-    from scipy.ndimage import zoom
-
-    spec = engine.spec  # type: ignore[attr-defined]
-    vol, spacing = naive_volume(folder)
-    target = [c / g for c, g in zip(spec.crop_mm, spec.grid, strict=True)]
-    vol = zoom(vol, [s / t for s, t in zip(spacing, target, strict=True)], order=1)
-    crop = np.full(spec.grid, spec.pad_hu, dtype=np.float32)
-    starts = [max(0, (v - g) // 2) for v, g in zip(vol.shape, spec.grid, strict=True)]
-    part = vol[tuple(slice(s, s + g) for s, g in zip(starts, spec.grid, strict=True))]
-    crop[tuple(slice(0, p) for p in part.shape)] = part
-    return _ort(engine, crop, tuple(target), labs)
-
-
-def _ort(engine: object, image: np.ndarray, spacing: tuple[float, ...], labs: np.ndarray) -> float:
-    feeds = {"image": image[None, None].astype(np.float32), "spacing": np.array([spacing], dtype=np.float32),
-             "labs": labs[None]}
-    return float(engine.session.run(["probability"], feeds)[0][0])  # type: ignore[attr-defined]
-
-
-def vfrisk_score(folder: Path, engine: object, labs: np.ndarray) -> float:
-    """Our path: load_study (single read, vectorised HU) + the shared spine crop + ORT."""
+def vfrisk_stages(folder: Path, engine: object) -> dict[str, float]:
+    """Seconds of each stage of ``vfrisk predict``'s scoring path for one study."""
     from inference.crop import spine_crop
     from inference.dicom import load_study
 
-    study = load_study(folder)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    study = load_study(folder, timings=seconds)
+    t1 = time.perf_counter()
     crop = spine_crop(study, engine.spec)  # type: ignore[attr-defined]
-    return _ort(engine, crop.image, crop.spacing_mm, labs)
+    t2 = time.perf_counter()
+    engine.run(crop, _labs())  # type: ignore[attr-defined]
+    t3 = time.perf_counter()
+    return {"read": seconds["read"], "decode": seconds["decode"],
+            "preprocess": seconds["orient"] + (t2 - t1), "inference": t3 - t2, "total": t3 - t0}
 
 
-def floor(folder: Path, engine: object, labs: np.ndarray) -> float:
+def _labs() -> object:
+    from inference.labs import Labs
+
+    return Labs(40.0, -2.5, 70.0, "F")
+
+
+def monai_baseline() -> tuple[Callable[[Path], float], float]:
+    """The MONAI + eager PyTorch loop (built once; its import time is returned, not counted per study)."""
+    t0 = time.perf_counter()
+    import torch
+    from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Resize, Spacing
+
+    from inference.bundle import default_bundle, load_bundle
+    from models.full import VfriskModel
+
+    torch.set_num_threads(1)
+    spec = load_bundle(default_bundle()).spec
+    voxel = [c / g for c, g in zip(spec.crop_mm, spec.grid, strict=True)]
+    # MONAI's arrays are (x, y, z) in RAS: the model's (z, y, x) voxel size reversed
+    transform = Compose([LoadImage(reader="PydicomReader", image_only=True), EnsureChannelFirst(),
+                         Spacing(pixdim=voxel[::-1], mode="bilinear"), Resize(spatial_size=spec.grid[::-1])])
+    model = VfriskModel(spec).eval()  # the bundled architecture; weights do not change the cost
+    spacing = torch.tensor([voxel], dtype=torch.float32)
+    labs = torch.from_numpy(LABS)[None]
+
+    def score(folder: Path) -> float:
+        image = transform(str(folder))
+        x = torch.as_tensor(np.asarray(image), dtype=torch.float32).permute(0, 3, 2, 1)[None]
+        with torch.no_grad():
+            return float(model(x, spacing, labs)[0][0])
+
+    return score, time.perf_counter() - t0
+
+
+def floor(folder: Path) -> float:
     """Read every file and rescale its pixel data (uncompressed, at the end of the file): nothing else."""
     import pydicom
 
@@ -110,22 +126,18 @@ def floor(folder: Path, engine: object, labs: np.ndarray) -> float:
     return float(hu[0, 0, 0])
 
 
-def best_per_study(func: Callable[[Path, object, np.ndarray], float], studies: list[Path], engine: object,
-                   labs: np.ndarray, repeat: int) -> float:
-    """Mean over studies of the best-of-``repeat`` time of one study (page cache warm)."""
-    times = []
-    for folder in studies:
-        best = float("inf")
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            func(folder, engine, labs)
-            best = min(best, time.perf_counter() - t0)
-        times.append(best)
-    return float(np.mean(times))
+def best_of(func: Callable[[Path], object], folder: Path, repeat: int) -> tuple[float, object]:
+    """Best wall time of ``repeat`` calls (page cache warm after the first) and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = func(folder)
+        best = min(best, time.perf_counter() - t0)
+    return best, out
 
 
-def archive_rate(root: Path, studies: list[Path], model: Path | None, copies: int) -> dict[str, object]:
-    """Studies per minute of ``inference.batch`` (local engine, 2 workers) over repeated rows."""
+def archive_rate(root: Path, studies: list[Path], copies: int) -> dict[str, object]:
+    """Studies per minute of ``inference.batch`` (local engine, 2 workers) over repeated rows, warm."""
     from inference.batch import ScoreOptions, run_score
 
     manifest = root / "bench_manifest.csv"
@@ -135,9 +147,7 @@ def archive_rate(root: Path, studies: list[Path], model: Path | None, copies: in
         for c in range(copies):
             w.writerows([[s.relative_to(root).as_posix(), "40", "-2.5", "70", "F", c] for s in studies])
     out = root / "bench_out" / "r.csv"
-    summary = run_score(ScoreOptions(archive=root, manifest=manifest, out=out, workers=2, model=model))
-    import json
-
+    summary = run_score(ScoreOptions(archive=root, manifest=manifest, out=out, workers=2))
     report = json.loads(Path(summary["report"]).read_text())
     return {"rows": report["rows"], "ok": report["counts"]["ok"], "studies_per_minute": report["studies_per_minute"],
             "peak_rss_mb": report["peak_rss_mb"], "mean_stage_s": report["mean_stage_s"]}
@@ -146,34 +156,47 @@ def archive_rate(root: Path, studies: list[Path], model: Path | None, copies: in
 def main() -> None:
     """Run every measurement and print a small report."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--matrix", type=int, default=256)
-    ap.add_argument("--n", type=int, default=3)
-    ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--copies", type=int, default=4, help="manifest repeats of each study for the archive rate")
-    ap.add_argument("--model", type=Path, default=None, help="bundle (default: the bundled model)")
+    ap.add_argument("--matrix", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--slices", type=int, default=300)
+    ap.add_argument("--n", type=int, default=2, help="studies per matrix")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--copies", type=int, default=12, help="manifest repeats of each study for the archive rate")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the MONAI + PyTorch baseline")
     args = ap.parse_args()
 
     seconds, heavy = import_time()
-    print(f"import inference.engine+dicom+labs: {seconds * 1000:.0f} ms (heavy libraries imported: {heavy})")
+    print(f"import inference.engine+dicom+labs: {seconds * 1000:.0f} ms (heavy libraries imported: {heavy or 'none'})")
     from inference.engine import Engine
 
-    engine = Engine(args.model, threads=1)
-    labs = np.array([40.0, -2.5, 70.0, 1.0], dtype=np.float32)
+    engine = Engine(threads=1)
+    baseline, import_s = (None, 0.0) if args.no_baseline else monai_baseline()
+    if baseline is not None:
+        print(f"(baseline set-up incl. import torch + monai: {import_s:.1f} s, not counted)")
     with tempfile.TemporaryDirectory(prefix="vfrisk-bench-") as tmp:
         root = Path(tmp)
-        studies = make_studies(root, args.n, args.matrix)
-        shape = naive_volume(studies[0])[0].shape
-        print(f"{len(studies)} synthetic studies, matrix {args.matrix}, first volume {shape} (Z,Y,X)")
-        naive = best_per_study(naive_score, studies, engine, labs, args.repeat)
-        ours = best_per_study(vfrisk_score, studies, engine, labs, args.repeat)
-        flo = best_per_study(floor, studies, engine, labs, args.repeat)
-        print(f"per study, 1 process: naive {naive:.3f} s | vfrisk {ours:.3f} s | floor (read+rescale) {flo:.3f} s")
-        print(f"ratio naive/vfrisk: {naive / ours:.1f}x   vfrisk/floor: {ours / flo:.2f}x")
-        rate = archive_rate(root, studies, args.model, args.copies)
-        print(f"archive, inference.batch local engine, 2 workers: {rate['studies_per_minute']} studies/min over "
-              f"{rate['rows']} rows ({rate['ok']} ok)")
+        last: list[Path] = []
+        for matrix in args.matrix:
+            last = make_studies(root, args.n, matrix, args.slices)
+            stages = [min((vfrisk_stages(s, engine) for _ in range(args.repeat)), key=lambda d: d["total"])
+                      for s in last]
+            mean = {k: float(np.mean([d[k] for d in stages])) for k in stages[0]}
+            flo = float(np.mean([best_of(floor, s, args.repeat)[0] for s in last]))
+            print(f"\nmatrix {matrix} x {args.slices} slices, {len(last)} studies, 1 process, best of {args.repeat}:")
+            print("  vfrisk per study: " + " | ".join(f"{k} {v:.3f} s" for k, v in mean.items()))
+            print(f"  floor (read + rescale the pixel data only): {flo:.3f} s  -> "
+                  f"vfrisk/floor {mean['total'] / flo:.2f}x")
+            if baseline is not None:
+                base = float(np.mean([best_of(baseline, s, 1)[0] for s in last]))
+                print(f"  baseline MONAI LoadImage+Spacing+Resize + eager PyTorch: {base:.3f} s  -> "
+                      f"baseline/vfrisk {base / mean['total']:.1f}x")
+        rate = archive_rate(root, last, args.copies)
+        spm = float(rate["studies_per_minute"])  # type: ignore[arg-type]
+        flo_rate = 60.0 * 2 / float(np.mean([best_of(floor, s, args.repeat)[0] for s in last]))
+        print(f"\narchive, vfrisk score (local engine, 2 workers), matrix {args.matrix[-1]} x {args.slices}: "
+              f"{spm:.0f} studies/min over {rate['rows']} rows ({rate['ok']} ok); floor on 2 cores "
+              f"{flo_rate:.0f} studies/min -> floor/vfrisk {flo_rate / spm:.2f}x")
         print(f"  mean stage seconds: {rate['mean_stage_s']}")
-        print(f"  peak RSS MB: {rate['peak_rss_mb']}")
+        print(f"  peak RSS per process, MB: {rate['peak_rss_mb']}")
 
 
 if __name__ == "__main__":

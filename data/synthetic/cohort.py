@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +230,28 @@ def make_study(
     progress.mkdir(exist_ok=True)
     (progress / f"S{index:05d}").write_text(f"{n}\n")
     return _rows(index, patient, spine, plan, n, extras)
+
+
+def write_fixed_study(folder: Path, seed: int, index: int, *, matrix: int, n_slices: int,
+                      slice_mm: float = 1.0, fov_mm: float = 400.0) -> Path:
+    """Write one uncompressed axial study of exactly ``matrix`` x ``matrix`` x ``n_slices`` (for benchmarks).
+
+    The patient and habitus are drawn as in a cohort; the acquisition is fixed (``fov_mm`` field of view,
+    ``slice_mm`` slices, Explicit VR Little Endian) and the slices are the ``n_slices`` centred on L2.
+    """
+    rng, patient, plan = _draw(seed, index, CohortOptions(n=1, seed=seed, matrix=matrix, extras=False))
+    margin = max(0.0, (n_slices * slice_mm - 200.0) / 2.0 + 40.0)
+    acq = replace(plan.acq, matrix=matrix, pixel_spacing=fov_mm / matrix, slice_spacing=slice_mm,
+                  slice_thickness=slice_mm, margin_top=margin, margin_bottom=margin)
+    plan = replace(plan, acq=acq, syntax="explicit", sagittal_main=False)
+    vol, grid, spine = render(patient, acq, plan.body, rng)
+    centre = int(np.argmin(np.abs(grid.z - next(v.z_center for v in spine if v.level == "L2"))))
+    start = int(np.clip(centre - n_slices // 2, 0, max(0, len(grid.z) - n_slices)))
+    keep = slice(start, start + n_slices)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_axial(vol[keep], Grid(z=grid.z[keep], y=grid.y, x=grid.x), _header(seed, index, patient, plan), plan,
+                 folder, slice_mm)
+    return folder
 
 
 def rows_of_written_study(

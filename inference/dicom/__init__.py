@@ -9,6 +9,7 @@ decoding pixels.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,12 +119,16 @@ def _assemble(scan: Scan, chosen: Series, volume: np.ndarray) -> Study:
     )
 
 
-def load_study(source: Source | Path, *, limits: Limits | None = None) -> Study:
+def load_study(source: Source | Path, *, limits: Limits | None = None,
+               timings: dict[str, float] | None = None) -> Study:
     """Read the scorable CT series of a study as a canonical float32 HU volume.
 
     Args:
         source: a folder (searched recursively), a zip file, a DICOM file, or a list of files/folders/zips.
         limits: safety caps and scoring minimums; defaults to :class:`Limits()`.
+        timings: when given, receives the seconds spent reading (finding files, parsing headers, choosing the
+            series: ``read``), decoding pixel data to HU (``decode``) and placing it in the canonical
+            orientation (``orient``).
 
     Returns:
         The :class:`~inference.study.Study` of the chosen series.
@@ -133,11 +138,18 @@ def load_study(source: Source | Path, *, limits: Limits | None = None) -> Study:
 
     """
     limits = limits or Limits()
+    t0 = time.perf_counter()
     with gather(source, limits) as gathered:
         scan = _scan(gathered, limits)
         chosen = _choose(scan)
-        volume = pixels.decode_volume(sorted_frames(chosen), limits)
-        return _assemble(scan, chosen, volume)
+        frames = sorted_frames(chosen)
+        t1 = time.perf_counter()
+        volume = pixels.decode_volume(frames, limits)
+        t2 = time.perf_counter()
+        study = _assemble(scan, chosen, volume)
+    if timings is not None:
+        timings.update(read=t1 - t0, decode=t2 - t1, orient=time.perf_counter() - t2)
+    return study
 
 
 def inspect_study(source: Source | Path, *, limits: Limits | None = None) -> dict[str, Any]:
