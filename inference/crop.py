@@ -48,8 +48,12 @@ def spine_center(
     """
     step = max(1, volume.shape[0] // 64)
     sub = volume[::step]
+    inside = sub > -400
+    shown = inside.any(axis=(1, 2))
+    if shown.any():  # empty slices (zero-padded research volumes) must not dilute the body outline
+        sub, inside = sub[shown], inside[shown]
     bone = (sub > spec.bone_hu).sum(axis=0).astype(np.float64)
-    body = (sub > -400).mean(axis=0)
+    body = inside.mean(axis=0)
     cols = np.where(body.mean(axis=0) > 0.02)[0]
     cx = round(float(np.average(np.arange(volume.shape[2]), weights=body.sum(axis=0) + 1e-9)))
     if cols.size:

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -142,13 +142,40 @@ def _outcomes(opts: ScoreOptions, todo: Sequence[Task], bundle: Bundle,
     refused = (prepare(t, bundle.spec, {}) for t in todo if t.problem is not None)
     if not attempt:
         return (o for o in refused if isinstance(o, Outcome)), lambda: 0
-    if opts.engine == "ray":
-        from inference.batch.ray_engine import ray_outcomes
+    restarts: list[Callable[[], int]] = []
 
-        scored, restarts = ray_outcomes(attempt, bundle, workers), (lambda: 0)
-    else:
-        scored, restarts = local_outcomes(attempt, bundle, workers, prepare_fn)
-    return _chain(refused, scored), restarts
+    def engine(tasks: Sequence[Task]) -> Iterator[Outcome]:
+        if opts.engine == "ray":
+            from inference.batch.ray_engine import ray_outcomes
+
+            return ray_outcomes(tasks, bundle, workers)
+        scored, count = local_outcomes(tasks, bundle, workers, prepare_fn)
+        restarts.append(count)
+        return scored
+
+    return _chain(refused, two_pass(attempt, engine)), lambda: sum(count() for count in restarts)
+
+
+def two_pass(tasks: Sequence[Task], engine: Callable[[Sequence[Task]], Iterator[Outcome]]) -> Iterator[Outcome]:
+    """Score ``tasks``; rows whose first crop missed part of the spine of a longer scan are held back (never
+    stored, so a killed run redoes them) and scored again on a crop centred where the first pass put the spine;
+    the pass that finds more levels is kept. The same rule as :meth:`inference.engine.Engine.locate`, so
+    ``vfrisk score`` and ``vfrisk predict`` give the same result for the same study."""
+    held: dict[str, Outcome] = {}
+    again: list[Task] = []
+    by_key = {t.key: t for t in tasks}
+    for outcome in engine(tasks):
+        if outcome.recentre_at is None:
+            yield outcome
+        else:
+            held[outcome.key] = outcome
+            again.append(replace(by_key[outcome.key], z_centre_index=outcome.recentre_at))
+    if not again:
+        return
+    for second in engine(again):
+        first = held.pop(second.key)
+        better = second.status == "ok" or second.code == "spine_not_covered"
+        yield second if better and second.levels_found > first.levels_found else replace(first, recentre_at=None)
 
 
 def _chain(*parts: Iterator[Outcome | Prepared]) -> Iterator[Outcome]:

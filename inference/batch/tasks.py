@@ -50,6 +50,8 @@ class Task:
     """(code, message) when the row cannot even be attempted (bad path, no study found)."""
     labs: dict[str, str] = field(default_factory=dict)
     """Raw lab strings: ntx, bmd_tscore, age, sex (blank age/sex: from the header)."""
+    z_centre_index: float | None = None
+    """Second pass only: the slice to centre the crop on (where the first pass placed the spine)."""
 
 
 @dataclass(frozen=True)

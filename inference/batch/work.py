@@ -18,9 +18,9 @@ import numpy as np
 
 from inference.batch.tasks import Task
 from inference.crop import Crop, spine_crop
-from inference.engine import crop_sha256
+from inference.engine import RECENTRE_MIN_MM, crop_sha256
 from inference.errors import InputError
-from inference.findings import MIN_LEVELS, PRESENT
+from inference.findings import MIN_LEVELS, PRESENT, spine_midpoint_index
 from inference.io import load_any
 from inference.labs import Labs, resolve_labs
 from inference.spec import LEVELS, PreprocessSpec
@@ -53,6 +53,10 @@ class Outcome:
     input_sha256: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     worker: WorkerStats | None = None
+    levels_found: int = 0
+    recentre_at: float | None = None
+    """Set on a first-pass outcome that is provisional: the study should be cropped again centred on this slice
+    (the rule of :meth:`inference.engine.Engine.locate`), and the pass that finds more levels kept."""
 
     @property
     def code(self) -> str:
@@ -71,6 +75,7 @@ class Prepared:
     input_sha256: str
     seconds: dict[str, float]
     worker: WorkerStats
+    second_pass: bool = False
 
 
 def worker_stats() -> WorkerStats:
@@ -116,14 +121,15 @@ def _prepare(task: Task, spec: PreprocessSpec, lab_ranges: dict[str, list[float]
     t0 = time.perf_counter()
     study = load_any(source)
     seconds["read_decode"] = time.perf_counter() - t0
-    crop = _timed(seconds, "crop", lambda: spine_crop(study, spec))
+    crop = _timed(seconds, "crop", lambda: spine_crop(study, spec, z_centre_index=task.z_centre_index))
     assert isinstance(crop, Crop)
     sha = str(_timed(seconds, "hash", lambda: crop_sha256(crop)))  # what the model sees, as in `vfrisk predict`
     try:
         labs = resolve_labs(ntx, tscore, age, sex, study, lab_ranges)
     except InputError as exc:
         raise _LocatedError(exc, study.series_instance_uid, sha) from exc
-    return Prepared(task.key, crop, labs, study.series_instance_uid, sha, seconds, worker_stats())
+    return Prepared(task.key, crop, labs, study.series_instance_uid, sha, seconds, worker_stats(),
+                    second_pass=task.z_centre_index is not None)
 
 
 class _LocatedError(Exception):
@@ -163,11 +169,24 @@ def score(run: Callable[[Crop, Labs], dict[str, np.ndarray]], item: Prepared | O
                              item.series_instance_uid, input_sha256=item.input_sha256, worker=item.worker)
     seconds["inference"] = time.perf_counter() - t0
     present = [level for level, p in zip(LEVELS, out["level_presence"], strict=True) if p > PRESENT]
+    recentre = None if item.second_pass else recentre_target(out, item.crop)
     if len(present) < MIN_LEVELS:  # the same anatomy-coverage rule as `vfrisk predict`
         return error_outcome(item.key, "spine_not_covered", "the thoracolumbar spine (T11-L5) is not covered: "
                              f"levels found: {', '.join(present) or 'none'}", series_instance_uid=
-                             item.series_instance_uid, input_sha256=item.input_sha256, worker=item.worker)
+                             item.series_instance_uid, input_sha256=item.input_sha256, worker=item.worker,
+                             levels_found=len(present), recentre_at=recentre)
     probability = float(f"{float(out['probability']):.{PROBABILITY_DIGITS}g}")
     return Outcome(key=item.key, status="ok", probability=probability,
                    series_instance_uid=item.series_instance_uid, input_sha256=item.input_sha256,
-                   seconds=seconds, worker=item.worker)
+                   seconds=seconds, worker=item.worker, levels_found=len(present), recentre_at=recentre)
+
+
+def recentre_target(out: dict[str, np.ndarray], crop: Crop) -> float | None:
+    """Where to centre a second crop, by the rule of :meth:`inference.engine.Engine.locate` (None: keep this)."""
+    if int((out["level_presence"] > PRESENT).sum()) == len(LEVELS):
+        return None
+    target = spine_midpoint_index(LEVELS, out, crop)
+    current = crop.start_index[0] + (crop.image.shape[0] - 1) / 2.0
+    if target is None or abs(target - current) * crop.spacing_mm[0] < RECENTRE_MIN_MM:
+        return None
+    return target
