@@ -131,3 +131,35 @@ def test_usage_errors_are_one_line(args: tuple[str, ...]) -> None:
     res = _run(*args)
     assert res.returncode == 2 and res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
     assert res.stdout == ""
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_torchrun_shards_are_equal_disjoint_and_in_order(world: int) -> None:
+    import torch
+
+    from training.distributed import DistInfo, shard
+
+    perm = torch.randperm(23, generator=torch.Generator().manual_seed(0))
+    parts = [shard(perm, DistInfo(rank, world)) for rank in range(world)]
+    assert len({len(p) for p in parts}) == 1 and len(parts[0]) == 23 // world
+    joined = torch.cat(parts)
+    assert len(set(joined.tolist())) == len(joined)
+    assert set(joined.tolist()) <= set(perm[: len(joined)].tolist())
+
+
+def test_torchrun_two_processes_train_one_run(tiny_run: Path, tmp_path: Path) -> None:
+    """``torchrun --nproc_per_node 2 -m vfrisk.cli train`` (Gloo on CPU): one run folder, one report."""
+    cohort = tiny_run.parent / "cohort"
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"epochs": 1, "members": 3, "bootstrap": 20, "workers": 1, "device": "cpu",
+                               "split": [0.5, 0.25, 0.25]}))
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "vfrisk.cli", "train", "--cohort", str(cohort), "--out", str(out), "--config",
+                          str(cfg)], capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    headline = json.loads(res.stdout)  # exactly one JSON document: only the first process prints
+    assert 0.0 <= headline["test_auroc"] <= 1.0
+    report = json.loads((out / "run_report.json").read_text())
+    assert report["counts"]["processes"] == 2
+    assert (out / "checkpoint.pt").is_file() and len(json.loads((out / "history.json").read_text())) == 1

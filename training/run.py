@@ -18,6 +18,7 @@ from inference.spec import PreprocessSpec
 from models.full import ARCH_VERSION, VfriskModel
 from training.config import TrainConfig
 from training.data import read_manifest
+from training.distributed import DistInfo, barrier, finish, init_distributed
 from training.evaluate import evaluate_predictions, write_plots
 from training.train import (
     fit_all_heads,
@@ -60,22 +61,40 @@ def _setup_logging(out: Path) -> None:
 
 
 def train_run(cohort: Path, out: Path, config: Path | None) -> dict[str, Any]:
-    """Train, calibrate and evaluate; write the run folder; return the run report."""
+    """Train, calibrate and evaluate; write the run folder; return the run report.
+
+    Under ``torchrun`` every process trains the image network on its shard; the first one alone decodes the
+    cache, writes the run folder and fits the heads; the others return an empty report."""
     cfg = TrainConfig.load(config)
     read_manifest(cohort)  # refuse a missing or malformed cohort before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    _setup_logging(out)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    info = init_distributed(cfg.device)
+    try:
+        return _train(cohort, out, cfg, info)
+    finally:
+        finish(info)
+
+
+def _train(cohort: Path, out: Path, cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
+    if info.main:
+        out.mkdir(parents=True, exist_ok=True)
+        _setup_logging(out)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     seed_everything(cfg.seed)
-    device = pick_device(cfg)
+    device = pick_device(cfg, info)
     spec = PreprocessSpec()
     timings: dict[str, float] = {}
+    if not info.main:
+        barrier(info)  # the first process fills the decode cache; the others then read it
     splits, timings["decode"] = timed(load_splits, cohort, cfg, spec)
+    if info.main:
+        barrier(info)
     counts = {name: len(s.rows) for name, s in splits.items()}
     counts |= {f"{name}_events": int(s.labels().sum()) for name, s in splits.items()}
-    log.info("splits %s", counts)
+    log.info("splits %s; processes %d", counts, info.world)
     model = VfriskModel(spec, width=cfg.width, n_members=cfg.members)
-    history, timings["image_net"] = timed(train_image_net, model, splits, cfg, device)
+    history, timings["image_net"] = timed(train_image_net, model, splits, cfg, device, info)
+    if not info.main:
+        return {}
     (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     variants, timings["risk_heads"] = timed(fit_all_heads, model, splits, cfg, device)
     test = splits["test"]
@@ -92,7 +111,7 @@ def train_run(cohort: Path, out: Path, config: Path | None) -> dict[str, Any]:
                 "risk_z": model.risk.z, "cohort": _cohort_description(cohort, counts),
                 "cohort_path": str(cohort.resolve()), "arch_version": ARCH_VERSION},
                out / "checkpoint.pt")
-    report = build_run_report(cfg, device, counts, timings, metrics, cohort)
+    report = build_run_report(cfg, device, counts | {"processes": info.world}, timings, metrics, cohort)
     (out / "run_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report
 

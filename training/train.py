@@ -23,6 +23,7 @@ from models.full import VfriskModel
 from models.risk import RiskHead
 from training.config import TrainConfig
 from training.data import Row, build_cache, patient_split, read_manifest, read_truth, to_row
+from training.distributed import DistInfo, shard
 
 log = logging.getLogger("vfrisk.train")
 SIGMA_MM = 6.0
@@ -57,10 +58,10 @@ class Split:
         return out
 
 
-def pick_device(cfg: TrainConfig) -> torch.device:
-    """CUDA when asked or available (auto), else CPU."""
+def pick_device(cfg: TrainConfig, info: DistInfo | None = None) -> torch.device:
+    """CUDA when asked or available (auto; this process's GPU under torchrun), else CPU."""
     if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
+        return torch.device("cuda", info.local_rank) if info is not None and info.active else torch.device("cuda")
     return torch.device("cpu")
 
 
@@ -153,31 +154,45 @@ def aux_loss(model: VfriskModel, found_raw: dict[str, torch.Tensor], z: torch.Te
 
 
 def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConfig,
-                    device: torch.device) -> list[dict[str, float]]:
-    """Stage 1: train the image network on auxiliary per-vertebra truth; returns the epoch history."""
+                    device: torch.device, info: DistInfo | None = None) -> list[dict[str, float]]:
+    """Stage 1: train the image network on auxiliary per-vertebra truth; returns the epoch history.
+
+    Under torchrun (``info.active``) each process takes its shard of every epoch's permutation (drawn from a
+    generator seeded per epoch, so all processes agree) and DistributedDataParallel averages the gradients; one
+    process keeps the original single generator, so a one-process run is unchanged."""
+    info = info or DistInfo()
     tr = splits["train"]
     hu_t, ratio_t = tr.truth_levels("hu"), tr.truth_levels("height_ratio")
     opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * math.ceil(len(tr.rows) / cfg.batch_size)
+    steps = cfg.epochs * math.ceil(len(shard(torch.arange(len(tr.rows)), info)) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, steps))
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + 7919 * info.rank)
     mm_vox = model.spec.crop_mm[0] / model.spec.grid[0]
     shifts = (int(cfg.z_shift_mm / mm_vox), int(cfg.z_far_shift_mm / mm_vox), cfg.far_shift_prob)
     use_bf16 = cfg.bf16 and (device.type == "cuda" or torch.backends.mkldnn.is_available())
     model.net.to(device)
+    net: torch.nn.Module = model.net
+    if info.active:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model.net, device_ids=[device.index] if device.type == "cuda" else None)
     history = []
     for epoch in range(cfg.epochs):
         model.net.to(device).train()
-        perm = torch.randperm(len(tr.rows), generator=gen)
+        if info.active:
+            perm = shard(torch.randperm(len(tr.rows), generator=torch.Generator().manual_seed(cfg.seed + epoch)),
+                         info)
+        else:
+            perm = torch.randperm(len(tr.rows), generator=gen)
         parts: dict[str, float] = {}
-        bar = tqdm(range(0, len(perm), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
+        bar = tqdm(range(0, len(perm), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not info.main)
         for b in bar:
             idx = perm[b: b + cfg.batch_size]
             if len(idx) < 2:
                 continue
             x, z = augment(tr.images[idx].float(), tr.z_mm[idx], shifts, gen, mm_vox)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                raw = model.net(x.to(device))
+                raw = net(x.to(device))
             loss, items = aux_loss(model, {k: v.cpu() for k, v in raw.items()}, z, hu_t[idx], ratio_t[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -185,8 +200,10 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
             opt.step()
             sched.step()
             for k, v in items.items():
-                parts[k] = parts.get(k, 0.0) + v * len(idx) / len(tr.rows)
+                parts[k] = parts.get(k, 0.0) + v * len(idx) / len(perm)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        if not info.main:
+            continue
         val = finding_errors(model, splits["cal"], device)
         history.append({"epoch": epoch + 1, **{f"train_{k}": round(v, 4) for k, v in parts.items()}, **val})
         log.info("epoch %d %s", epoch + 1, json.dumps(history[-1]))

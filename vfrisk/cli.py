@@ -110,7 +110,9 @@ def train(
     def run() -> None:
         from training.run import train_run
 
-        _print_json(train_run(cohort, out, config)["headline"])
+        report = train_run(cohort, out, config)
+        if report:  # under torchrun only the first process reports
+            _print_json(report["headline"])
 
     _guarded(run)
 
