@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
-EXTRAS := train,app,batch,interop,ray,dev
+EXTRAS := train,app,batch,interop,ray,track,dev
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO   := data/demo
 SYSTEM_PACKAGES := dcmtk dicom3tools orthanc orthanc-dicomweb postgresql chromium chromium-driver

@@ -163,3 +163,37 @@ def test_torchrun_two_processes_train_one_run(tiny_run: Path, tmp_path: Path) ->
     report = json.loads((out / "run_report.json").read_text())
     assert report["counts"]["processes"] == 2
     assert (out / "checkpoint.pt").is_file() and len(json.loads((out / "history.json").read_text())) == 1
+
+
+def test_mlflow_tracking_of_a_run(tiny_run: Path, tmp_path: Path) -> None:
+    """A finished run logged to a local MLflow store: parameters, epoch metrics and the run folder."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from training.tracking import track_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = track_run(tiny_run, uri)
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.data.params["epochs"] == "1" and run.data.params["split"].startswith("[")
+    assert "val_hu_mae" in run.data.metrics and "test_auroc" in run.data.metrics
+    names = {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
+    assert {"config.json", "metrics.json", "checkpoint.pt"} <= names
+
+
+def test_mlflow_uri_without_mlflow_is_refused_before_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from training.tracking import require_mlflow
+
+    real = builtins.__import__
+
+    def no_mlflow(name: str, *args: object, **kwargs: object) -> object:
+        if name == "mlflow":
+            raise ImportError(name)
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_mlflow)
+    with pytest.raises(InputError, match="track"):
+        require_mlflow("file:///tmp/x")
+    require_mlflow("")  # no tracking asked: nothing needed

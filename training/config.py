@@ -54,6 +54,9 @@ class TrainConfig:
     """Use only the first N manifest rows (0 = all); for quick runs and tests."""
     bootstrap: int = 1000
     """Bootstrap resamples for the evaluation intervals."""
+    mlflow_uri: str = ""
+    """MLflow tracking URI (``http://host:5000``, ``file:///path/mlruns``); empty: no tracking, the run folder
+    alone is the record. Needs the ``track`` extra."""
 
     @classmethod
     def load(cls, path: Path | None) -> TrainConfig:

@@ -20,6 +20,7 @@ from training.config import TrainConfig
 from training.data import read_manifest
 from training.distributed import DistInfo, barrier, finish, init_distributed
 from training.evaluate import evaluate_predictions, write_plots
+from training.tracking import require_mlflow, track_run
 from training.train import (
     fit_all_heads,
     load_splits,
@@ -67,6 +68,7 @@ def train_run(cohort: Path, out: Path, config: Path | None) -> dict[str, Any]:
     cache, writes the run folder and fits the heads; the others return an empty report."""
     cfg = TrainConfig.load(config)
     read_manifest(cohort)  # refuse a missing or malformed cohort before anything is written
+    require_mlflow(cfg.mlflow_uri)
     info = init_distributed(cfg.device)
     try:
         return _train(cohort, out, cfg, info)
@@ -113,6 +115,9 @@ def _train(cohort: Path, out: Path, cfg: TrainConfig, info: DistInfo) -> dict[st
                out / "checkpoint.pt")
     report = build_run_report(cfg, device, counts | {"processes": info.world}, timings, metrics, cohort)
     (out / "run_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if cfg.mlflow_uri:
+        report["mlflow_run_id"] = track_run(out, cfg.mlflow_uri)
+        log.info("tracked in MLflow as run %s", report["mlflow_run_id"])
     return report
 
 
