@@ -472,65 +472,50 @@ def find_body(slab: np.ndarray, sp: tuple[float, float, float], centre_rc: tuple
 def body_heights(patch: np.ndarray, extent: tuple[float, float],
                  windows: tuple[tuple[float, float], tuple[float, float]], slice_mm: float = 1.0
                  ) -> tuple[tuple[float, float, float], tuple[float, float]]:
-    """Anterior, middle and posterior heights (mm) on a body's sagittal patch, and the mean endplate rows.
+    """Anterior, middle and posterior heights (mm) on a body's tilted sagittal patch, and the mean endplate rows.
 
-    Profiles along the body's axis are taken in the middle of each third of its depth (``extent``, patch
-    columns; averaged over a sixth of the depth). On the middle profile each endplate is the disc -> endplate
-    step (see :func:`disc_edge`) within ``windows`` (patch rows: ``windows[0]`` below the centre,
-    ``windows[1]`` above). On the anterior and posterior profiles it is the steepest step within
-    ``REFINE_MM`` of the middle one, which follows wedge-shaped bodies. Edge steepness is judged per
-    ``slice_mm`` (the scan's slice spacing), as blurred as the scan made it.
+    ``extent`` is the body's depth in patch columns and ``windows`` the patch rows to search (see
+    :func:`profile_heights`). Edge steepness is judged per ``slice_mm`` (the scan's slice spacing).
     """
-    depth = extent[1] - extent[0]
-    profiles = [_band(patch.T, extent[0] + f * depth, depth / 12.0, axis=0) for f in (1 / 6, 1 / 2, 5 / 6)]
-    smooth = [ndimage.gaussian_filter1d(p.astype(np.float64), sigma=1.0 / PATCH_MM) for p in profiles]
-    mid_low = disc_edge(smooth[1], windows[0], +1, PATCH_MM)
-    mid_high = disc_edge(smooth[1], windows[1], -1, PATCH_MM)
-    r = REFINE_MM / PATCH_MM
-    lows, highs = [], []
-    for i, q in enumerate(smooth):
-        if i == 1:
-            lows.append(mid_low)
-            highs.append(mid_high)
-            continue
-        grad = np.gradient(q) * (max(1.0, slice_mm) / PATCH_MM)  # HU per slice, as MIN_EDGE_HU is stated
-        lows.append(_steepest(grad, (mid_low - r, mid_low + r)))
-        highs.append(_steepest(-grad, (mid_high - r, mid_high + r)))
-    heights = [(h - lo) * PATCH_MM for lo, h in zip(lows, highs, strict=True)]
-    for h in heights:
-        if not HEIGHT_RANGE_MM[0] <= h <= HEIGHT_RANGE_MM[1]:
-            raise _FailedError("endplates_not_found", f"body height {h:.0f} mm is implausible")
-    return (heights[0], heights[1], heights[2]), (float(np.mean(lows)), float(np.mean(highs)))
+    return profile_heights(patch, extent, windows, PATCH_MM, 1.0 / PATCH_MM, max(1.0, slice_mm) / PATCH_MM)
 
 
 def vertical_heights(vol: np.ndarray, sp: tuple[float, float, float], body: _Body,
-                 windows: tuple[tuple[float, float], tuple[float, float]]
-                 ) -> tuple[tuple[float, float, float], tuple[float, float]]:
-    """Anterior, middle and posterior heights (mm) on the mid-sagittal plane, and the mean endplate slices.
-
-    z profiles are taken in the middle of each third of the AP depth (averaged over a sixth of the depth
-    and 4 mm either side of the mid-sagittal plane). On the middle profile each endplate is the disc ->
-    endplate step (see :func:`disc_edge`) within ``windows`` (slice indices: ``windows[0]`` below the level
-    centre, ``windows[1]`` above). On the anterior and posterior profiles it is the steepest step within
-    ``REFINE_MM`` of the middle one, which follows wedge-shaped bodies and moderately tilted endplates.
-    """
-    depth = body.y_post - body.y_ant
+                     windows: tuple[tuple[float, float], tuple[float, float]]
+                     ) -> tuple[tuple[float, float, float], tuple[float, float]]:
+    """Anterior, middle and posterior heights (mm) on the mid-sagittal plane of the native slices (averaged
+    4 mm either side of it), and the mean endplate slices; ``windows`` are slice indices."""
     sag = _band(np.moveaxis(vol, 2, 0), body.xc, max(0.5, 4.0 / sp[2]), axis=0)  # (Z, Y) mid-sagittal
-    profiles = [_band(sag.T, body.y_ant + f * depth, depth / 12.0, axis=0) for f in (1 / 6, 1 / 2, 5 / 6)]
-    smooth = [ndimage.gaussian_filter1d(p.astype(np.float64), sigma=max(0.3, 1.0 / sp[0])) for p in profiles]
-    mid_low = disc_edge(smooth[1], windows[0], +1, sp[0])
-    mid_high = disc_edge(smooth[1], windows[1], -1, sp[0])
-    r = REFINE_MM / sp[0]
+    return profile_heights(sag, (body.y_ant, body.y_post), windows, sp[0], max(0.3, 1.0 / sp[0]), 1.0)
+
+
+def profile_heights(image: np.ndarray, extent: tuple[float, float],
+                    windows: tuple[tuple[float, float], tuple[float, float]], step_mm: float, sigma: float,
+                    grad_scale: float) -> tuple[tuple[float, float, float], tuple[float, float]]:
+    """Heights on a sagittal ``image`` whose rows run up the body (``step_mm`` apart) and columns backwards.
+
+    Profiles are taken in the middle of each third of the depth ``extent`` (columns; averaged over a sixth
+    of it) and smoothed by ``sigma`` rows. On the middle profile each endplate is the disc -> endplate step
+    (see :func:`disc_edge`) within ``windows`` (rows: ``windows[0]`` below the centre, ``windows[1]`` above).
+    On the anterior and posterior profiles it is the steepest step (gradient times ``grad_scale``, in HU per
+    slice) within ``REFINE_MM`` of the middle one, which follows wedge-shaped bodies.
+    """
+    depth = extent[1] - extent[0]
+    profiles = [_band(image.T, extent[0] + f * depth, depth / 12.0, axis=0) for f in (1 / 6, 1 / 2, 5 / 6)]
+    smooth = [ndimage.gaussian_filter1d(p.astype(np.float64), sigma=sigma) for p in profiles]
+    mid_low = disc_edge(smooth[1], windows[0], +1, step_mm)
+    mid_high = disc_edge(smooth[1], windows[1], -1, step_mm)
+    r = REFINE_MM / step_mm
     lows, highs = [], []
     for i, q in enumerate(smooth):
         if i == 1:
             lows.append(mid_low)
             highs.append(mid_high)
             continue
-        grad = np.gradient(q)
+        grad = np.gradient(q) * grad_scale
         lows.append(_steepest(grad, (mid_low - r, mid_low + r)))
         highs.append(_steepest(-grad, (mid_high - r, mid_high + r)))
-    heights = [(h - lo) * sp[0] for lo, h in zip(lows, highs, strict=True)]
+    heights = [(h - lo) * step_mm for lo, h in zip(lows, highs, strict=True)]
     for h in heights:
         if not HEIGHT_RANGE_MM[0] <= h <= HEIGHT_RANGE_MM[1]:
             raise _FailedError("endplates_not_found", f"body height {h:.0f} mm is implausible")
