@@ -179,6 +179,7 @@ def test_mlflow_tracking_of_a_run(tiny_run: Path, tmp_path: Path) -> None:
     assert "val_hu_mae" in run.data.metrics and "test_auroc" in run.data.metrics
     names = {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
     assert {"config.json", "metrics.json", "checkpoint.pt"} <= names
+    assert (tmp_path / "mlartifacts").is_dir() and not Path("mlruns").exists()  # nothing outside tmp_path
 
 
 def test_mlflow_uri_without_mlflow_is_refused_before_training(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,6 +39,14 @@ def _flat(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
+def _local_artifacts(uri: str) -> str | None:
+    """For a local SQLite store, keep the artifacts beside the database (MLflow's default is ./mlruns in the
+    current directory); a tracking server decides for itself (None)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
 def track_run(run: Path, uri: str, experiment: str = EXPERIMENT) -> str:
     """Log the run folder ``run`` to the MLflow server or store at ``uri``; return the MLflow run id."""
     require_mlflow(uri)
@@ -48,6 +56,8 @@ def track_run(run: Path, uri: str, experiment: str = EXPERIMENT) -> str:
     report = json.loads((run / "run_report.json").read_text())
     history = json.loads((run / "history.json").read_text())
     mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        mlflow.create_experiment(experiment, artifact_location=_local_artifacts(uri))
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=run.name) as active:
         mlflow.log_params({k: str(v)[:500] for k, v in _flat("", config).items()})
