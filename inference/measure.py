@@ -35,8 +35,9 @@ with three equal heights is not seen by it; that needs a comparison with the nei
 Status: the trabecular HU agrees with the phantom truth (within 10 HU) and with TotalSegmentator on the
 reference CT (within 17 HU, ours lower: a trabecular ROI against a whole-body median). The heights are less
 reliable: on the reference CT the ratio is within 0.1 of TotalSegmentator's on L1, L3, L4 and L5 but not on L2
-(3 mm slices hide its endplate concavity); on the lordotic phantom at coarse pixels the posterior height of an
-intact body often comes out short. Treat ``height_ratio`` as indicative, next to the learned value.
+(3 mm slices hide its endplate concavity). On a phantom with strongly tilted bodies (an experiment with a
+steeper lordosis) the posterior height of an intact body often came out short at coarse pixels. Treat
+``height_ratio`` as indicative, next to the learned value.
 
 When a body cannot be delineated, the measurement carries ``quality`` != ``"ok"`` with a reason and the
 values are ``None``: no number is ever made up.

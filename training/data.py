@@ -71,8 +71,8 @@ def patient_split(keys: list[str], fractions: tuple[float, float, float], seed: 
 
 
 def _cache_key(study_path: Path, spec: PreprocessSpec) -> str:
-    """Key from the input files (names, sizes, mtimes), the spec hash and the truth rule's version."""
-    h = hashlib.sha256(f"{spec.sha256()}:scanned-margin-{SCANNED_MARGIN_MM}".encode())
+    """Key from the input files (names, sizes, mtimes) and the spec hash."""
+    h = hashlib.sha256(spec.sha256().encode())
     files = [study_path] if study_path.is_file() else sorted(p for p in study_path.rglob("*") if p.is_file())
     for p in files:
         st = p.stat()
@@ -80,24 +80,16 @@ def _cache_key(study_path: Path, spec: PreprocessSpec) -> str:
     return h.hexdigest()[:32]
 
 
-SCANNED_MARGIN_MM = 8.0
-"""A level counts as shown when its body centre lies at least this far inside the scanned z range."""
-
-
 def level_truth_in_crop(study: Study, start_index: tuple[int, int, int], truth: dict[str, Any]) -> np.ndarray:
-    """Per level: z of the body centre in mm from the crop's first slice (NaN when unknown, or when the scan
-    stops before showing most of the body, so that the presence head learns partial coverage)."""
+    """Per level: z of the body centre in mm from the crop's first slice (NaN when unknown)."""
     out = np.full(len(LEVELS), np.nan, dtype=np.float32)
     inv = np.linalg.inv(study.affine)
-    dz = study.spacing_mm[0]
-    last = study.volume.shape[0] - 1
     for i, lv in enumerate(LEVELS):
         key = f"{lv}_z_mm"
         if truth.get(key) not in (None, ""):
             lps = np.array([float(truth[f"{lv}_x_mm"]), float(truth[f"{lv}_y_mm"]), float(truth[key]), 1.0])
             k = (inv @ lps)[0]
-            if min(k + 0.5, last + 0.5 - k) * dz >= SCANNED_MARGIN_MM:
-                out[i] = (k - start_index[0]) * dz
+            out[i] = (k - start_index[0]) * study.spacing_mm[0]
     return out
 
 

@@ -11,31 +11,22 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from data.synthetic.model import LEVELS, Patient
 
-ALL_LEVELS: tuple[str, ...] = ("T8", "T9", "T10", *LEVELS, "S1")
-"""Levels drawn as separate bodies (T8-T10 so the spine does not stop at the model's levels, S1 as the top of
-the sacrum so the body below L5 looks like the real one: tilted, with the sacrum continuing below it)."""
+ALL_LEVELS: tuple[str, ...] = ("T8", "T9", "T10", *LEVELS)
+"""Levels drawn in the phantom (the ones above T11 exist so the spine does not stop at the model's levels)."""
 
 # width (x), depth (y), height (z) of the vertebral body in mm at size 1.0, then the disc below it.
 BODY_MM: dict[str, tuple[float, float, float, float]] = {
     "T8": (30, 24, 20, 6.0), "T9": (32, 25, 21, 6.5), "T10": (34, 26, 22, 7.0), "T11": (37, 28, 23, 7.5),
     "T12": (40, 30, 25, 8.0), "L1": (43, 31, 26, 9.0), "L2": (45, 32, 27, 10.0), "L3": (46, 33, 28, 11.0),
-    "L4": (48, 34, 28, 11.5), "L5": (50, 34, 27, 12.0), "S1": (48, 33, 27, 0.0),
+    "L4": (48, 34, 28, 11.5), "L5": (50, 34, 27, 12.0),
 }
-SACRAL_SEGMENTS: tuple[tuple[float, float, float, float], ...] = (
-    (40, 27, 24, 12.0), (32, 22, 20, 24.0), (25, 17, 17, 36.0), (19, 13, 14, 48.0),
-)
-"""S2-S5: width, depth, height (mm) and how much flatter than S1 each segment lies (degrees): the sacrum
-curves back towards the vertical as it descends (sacral kyphosis)."""
-LORDOSIS_SHARE: dict[str, float] = {"L5": 0.30, "L4": 0.55, "L3": 0.72, "L2": 0.85, "L1": 0.95, "T12": 1.0}
-"""Share of the lumbar lordosis (S1 to T12) reached at each level: about two thirds lies at L4-S1
-(Been and Kalichman 2014; Roussouly 2005)."""
 RIB_LEVELS = ("T8", "T9", "T10", "T11", "T12")
 
 
@@ -68,38 +59,11 @@ class VertebraGeometry:
     loss: float
     shape: str
     trabecular_hu: float
-    tilt: float = 0.0
-    """Sagittal tilt in degrees: the body's superior axis leans anteriorly (towards -y) by this angle, as the
-    lower lumbar bodies and S1 do in lordosis. Heights, ``z_bottom`` and the in-plane shape are in the body's own
-    frame, centred on (``z_center``, ``yc``)."""
 
     @property
     def z_center(self) -> float:
         """Centre of the body along z."""
         return self.z_bottom + self.height / 2.0
-
-    def axis(self) -> tuple[float, float]:
-        """The superior unit vector (z, y) of the body."""
-        t = math.radians(self.tilt)
-        return math.cos(t), -math.sin(t)
-
-    def to_local(self, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """World (z, y) to the body's frame (same origin at its centre; z along its superior axis)."""
-        t = math.radians(self.tilt)
-        c, s = math.cos(t), math.sin(t)
-        dz, dy = z - self.z_center, y - self.yc
-        return self.z_center + dz * c - dy * s, self.yc + dz * s + dy * c
-
-    def world_box(self, z_lo: float, z_hi: float, y_lo: float, y_hi: float) -> tuple[float, float, float, float]:
-        """World bounding box (z_lo, z_hi, y_lo, y_hi) of a rectangle given in the body's frame."""
-        t = math.radians(self.tilt)
-        c, s = math.cos(t), math.sin(t)
-        zs, ys = [], []
-        for zl, yl in itertools.product((z_lo, z_hi), (y_lo, y_hi)):
-            dz, dy = zl - self.z_center, yl - self.yc
-            zs.append(self.z_center + dz * c + dy * s)
-            ys.append(self.yc - dz * s + dy * c)
-        return min(zs), max(zs), min(ys), max(ys)
 
 
 def _sl(coords: np.ndarray, lo: float, hi: float) -> slice:
@@ -109,65 +73,26 @@ def _sl(coords: np.ndarray, lo: float, hi: float) -> slice:
     return slice(a, b)
 
 
-def spine_tilts(rng: np.random.Generator) -> dict[str, float]:
-    """Sagittal tilt of every body: sacral slope 25-50 degrees, lumbar lordosis (S1 to T12) 5-35 degrees more
-    than the sacral slope (LL about PI + 9 and PI = SS + PT with PT about 12: Legaye 1998, Schwab 2012), spread
-    mostly over L4-S1; the thoracic bodies above T12 lean back towards kyphosis."""
-    sacral_slope = float(rng.uniform(25.0, 50.0))
-    lordosis = sacral_slope + float(rng.uniform(5.0, 35.0))
-    tilts = {"S1": sacral_slope}
-    tilts |= {lv: sacral_slope - lordosis * share for lv, share in LORDOSIS_SHARE.items()}
-    for k, level in enumerate(("T11", "T10", "T9", "T8"), start=1):
-        tilts[level] = tilts["T12"] + 4.0 * k
-    return tilts
-
-
 def place_spine(patient: Patient, rng: np.random.Generator, z_l5_bottom: float,
                 y_spine: float) -> list[VertebraGeometry]:
-    """Stack S1 and the bodies above it along the sagittal curve, with scoliosis and fractures.
-
-    The curve is integrated from the centre of the lower endplate of L5 (at ``z_l5_bottom``): each body sits on
-    the one below along its own tilted axis, each disc along the mean axis of its two bodies; the whole curve is
-    then centred on ``y_spine`` (mid-range). Returned from S1 upwards."""
+    """Stack the vertebral bodies and discs from L5 upwards, with lordosis, scoliosis and fractures."""
     truth = {v.level: v for v in patient.vertebrae}
-    tilts = spine_tilts(rng)
+    lordosis = rng.uniform(3.0, 14.0)
     scoliosis = rng.uniform(-6.0, 6.0)
-    dims = {level: tuple(s * patient.size * rng.normal(1.0, 0.03) for s in BODY_MM[level])
-            for level in reversed(ALL_LEVELS)}
-    order = list(reversed(ALL_LEVELS))  # S1, L5, L4, ... T8
-    geos: dict[str, VertebraGeometry] = {}
-    for idx, level in enumerate(order[1:], start=1):
-        w, d, h, _ = dims[level]
+    z = z_l5_bottom
+    out: list[VertebraGeometry] = []
+    for idx, level in enumerate(reversed(ALL_LEVELS)):
+        w, d, h, disc = (s * patient.size * rng.normal(1.0, 0.03) for s in BODY_MM[level])
         t = truth.get(level)
         loss, shape = (t.height_loss, t.shape) if t else (0.0, "none")
         hu = t.trabecular_hu if t else patient.l1_hu + 10.0 + rng.normal(0, 6)
         slot = h * (1.0 - loss) if shape == "crush" else h
-        phase = (idx - 1) / (len(order) - 2)
-        if level == "L5":
-            bottom = (z_l5_bottom, 0.0)
-        else:
-            below = geos[order[idx - 1]]
-            az, ay = below.axis()
-            gap = dims[order[idx - 1]][3]
-            mid = math.radians((below.tilt + tilts[level]) / 2.0)
-            bottom = (below.z_center + az * below.height / 2 + math.cos(mid) * gap,
-                      below.yc + ay * below.height / 2 - math.sin(mid) * gap)
-        tr = math.radians(tilts[level])
-        zc, yc = bottom[0] + math.cos(tr) * slot / 2, bottom[1] - math.sin(tr) * slot / 2
-        geos[level] = VertebraGeometry(level, scoliosis * math.sin(math.pi * phase), yc, zc - slot / 2, slot,
-                                       w, d, loss, shape, hu, tilts[level])
-    l5 = geos["L5"]
-    w, d, h, _ = dims["S1"]
-    gap = dims["L5"][3]
-    mid, tr = math.radians((l5.tilt + tilts["S1"]) / 2.0), math.radians(tilts["S1"])
-    az, ay = l5.axis()
-    top = (l5.z_center - az * l5.height / 2 - math.cos(mid) * gap, l5.yc - ay * l5.height / 2 + math.sin(mid) * gap)
-    zc, yc = top[0] - math.cos(tr) * h / 2, top[1] + math.sin(tr) * h / 2
-    geos["S1"] = VertebraGeometry("S1", 0.0, yc, zc - h / 2, h, w, d, 0.0, "none",
-                                  patient.l1_hu + 15.0 + rng.normal(0, 6), tilts["S1"])
-    ys = [g.yc for g in geos.values()]
-    shift = y_spine - (min(ys) + max(ys)) / 2.0
-    return [replace(geos[level], yc=geos[level].yc + shift) for level in order]
+        phase = idx / (len(ALL_LEVELS) - 1)
+        yc = y_spine - lordosis * math.sin(math.pi * min(1.0, phase * 1.6)) + 8.0 * max(0.0, phase - 0.6)
+        xc = scoliosis * math.sin(math.pi * phase)
+        out.append(VertebraGeometry(level, xc, yc, z, slot, w, d, loss, shape, hu))
+        z += slot + disc
+    return out
 
 
 def _body_heights(v: VertebraGeometry, u: np.ndarray, vv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,39 +110,28 @@ def _body_heights(v: VertebraGeometry, u: np.ndarray, vv: np.ndarray) -> tuple[n
     return lo, hi
 
 
-def _box(g: Grid, v: VertebraGeometry, zl: tuple[float, float], yl: tuple[float, float],
-         xl: tuple[float, float]) -> tuple[slice, slice, slice]:
-    """Voxel slices of the world box holding a rectangle of the body's frame (z, y) and an x range."""
-    z0, z1, y0, y1 = v.world_box(zl[0], zl[1], yl[0], yl[1])
-    return _sl(g.z, z0, z1), _sl(g.y, y0, y1), _sl(g.x, v.xc + xl[0], v.xc + xl[1])
-
-
 def draw_vertebra(vol: np.ndarray, g: Grid, v: VertebraGeometry, cortical_hu: float,
                   rng: np.random.Generator) -> None:
     """Draw one vertebral body (cortical shell, trabecular interior with texture) into ``vol``."""
-    zs, ys, xs = _box(g, v, (v.z_bottom - 1, v.z_bottom + v.height + 1),
-                      (v.yc - v.depth / 2 - 1, v.yc + v.depth / 2 + 1), (-v.width / 2 - 1, v.width / 2 + 1))
+    zs = _sl(g.z, v.z_bottom - 1, v.z_bottom + v.height + 1)
+    ys = _sl(g.y, v.yc - v.depth / 2 - 1, v.yc + v.depth / 2 + 1)
+    xs = _sl(g.x, v.xc - v.width / 2 - 1, v.xc + v.width / 2 + 1)
     if zs.start >= zs.stop or ys.start >= ys.stop or xs.start >= xs.stop:
         return
-    z, y = v.to_local(g.z[zs][:, None, None], g.y[ys][None, :, None])
+    z = g.z[zs][:, None, None]
     u = ((g.x[xs] - v.xc) / (v.width / 2))[None, None, :]
-    w = (y - v.yc) / (v.depth / 2)
+    w = ((g.y[ys] - v.yc) / (v.depth / 2))[None, :, None]
     r = np.sqrt(u * u + w * w)
     inplane = (r < 1.0) & (w < 0.8)  # flattened posterior wall
     lo, hi = _body_heights(v, u, w)
     inside = inplane & (z >= lo) & (z <= hi)
     shell_mm = rng.uniform(0.8, 1.4)
-    # A shell thinner than the voxels would be sampled as dots where the body is tilted: widen it to the voxel
-    # size and lower its HU so the bone mass across it is kept (what partial volume does in a real scan).
-    voxel = max(float(np.diff(g.z[:2]).max(initial=1.0)), float(np.diff(g.y[:2]).max(initial=1.0)))
-    drawn_mm = max(shell_mm, 0.6 * voxel) if v.tilt else shell_mm
-    shell_hu = v.trabecular_hu + (cortical_hu - v.trabecular_hu) * shell_mm / drawn_mm
     edge = np.minimum((1.0 - r) * min(v.width, v.depth) / 2, (0.8 - w) * v.depth / 2)
     dist = np.minimum(edge, np.minimum(z - lo, hi - z))
     texture = ndimage.gaussian_filter(rng.normal(0.0, 1.0, inside.shape), 1.0) * 60.0
     region = vol[zs, ys, xs]
     region[inside] = (v.trabecular_hu + texture)[inside]
-    region[inside & (dist < drawn_mm)] = shell_hu
+    region[inside & (dist < shell_mm)] = cortical_hu
 
 
 def draw_posterior(vol: np.ndarray, g: Grid, v: VertebraGeometry, hu: float, lumbar: bool) -> None:
@@ -225,15 +139,15 @@ def draw_posterior(vol: np.ndarray, g: Grid, v: VertebraGeometry, hu: float, lum
     zc, h = v.z_center, v.height * 0.75
     ry, rx = 7.5 * (v.width / 45), 10.0 * (v.width / 45)
     yc_canal = v.yc + v.depth / 2 + ry + 1.5
-    zs, ys, xs = _box(g, v, (zc - h / 2 - 12, zc + h / 2 + 4), (v.yc, yc_canal + ry + 45), (-rx - 40, rx + 40))
-    if zs.start >= zs.stop or ys.start >= ys.stop or xs.start >= xs.stop:
-        return
-    z, y = v.to_local(g.z[zs][:, None, None], g.y[ys][None, :, None])
+    zs = _sl(g.z, zc - h / 2 - 12, zc + h / 2 + 4)
+    ys = _sl(g.y, v.yc, yc_canal + ry + 45)
+    xs = _sl(g.x, v.xc - rx - 40, v.xc + rx + 40)
+    z = g.z[zs][:, None, None]
+    y = g.y[ys][None, :, None]
     x = g.x[xs][None, None, :] - v.xc
     zin = np.abs(z - zc) < h / 2
     ring = ((x / rx) ** 2 + ((y - yc_canal) / ry) ** 2)
     outer = ((x / (rx + 5)) ** 2 + ((y - yc_canal) / (ry + 5)) ** 2) < 1
-    inside_box = (z >= zc - h / 2 - 12) & (z <= zc + h / 2 + 4) & (y >= v.yc)
     lamina = outer & (ring >= 1) & (y > v.yc + v.depth / 2 - 2) & zin
     slope = 0.0 if lumbar else 0.35
     spinous = (np.abs(x) < 3.5) & (y > yc_canal + ry) & (y < yc_canal + ry + (30 if lumbar else 38)) & (
@@ -242,30 +156,19 @@ def draw_posterior(vol: np.ndarray, g: Grid, v: VertebraGeometry, hu: float, lum
     transverse = (np.abs(x) > rx) & (np.abs(x) < rx + tlen) & (np.abs(y - yc_canal + 2) < 4) & (
         np.abs(z - zc) < 4)
     region = vol[zs, ys, xs]
-    region[np.broadcast_to((ring < 1) & zin & inside_box, region.shape)] = 15.0  # CSF
-    region[np.broadcast_to((lamina | spinous | transverse) & inside_box, region.shape)] = hu
+    region[np.broadcast_to(((ring < 1) & zin), region.shape)] = 15.0  # CSF
+    region[np.broadcast_to(lamina | spinous | transverse, region.shape)] = hu
 
 
 def draw_disc(vol: np.ndarray, g: Grid, below: VertebraGeometry, above: VertebraGeometry, hu: float) -> None:
-    """Fill the disc space between two bodies: between the upper endplate of the lower body and the lower
-    endplate of the upper one (a wedge when they are tilted differently), inside their mean outline."""
-    mid = replace(below, xc=(below.xc + above.xc) / 2, yc=(below.yc + above.yc) / 2,
-                  z_bottom=(below.z_center + above.z_center) / 2 - 1.0, height=2.0,
-                  width=(below.width + above.width) / 2, depth=(below.depth + above.depth) / 2,
-                  tilt=(below.tilt + above.tilt) / 2)
-    reach = abs(above.z_center - below.z_center) / 2 + 2.0
-    zs, ys, xs = _box(g, mid, (mid.z_center - reach, mid.z_center + reach),
-                      (mid.yc - mid.depth / 2, mid.yc + mid.depth / 2), (-mid.width / 2, mid.width / 2))
-    if zs.start >= zs.stop or ys.start >= ys.stop or xs.start >= xs.stop:
-        return
-    zw, yw = g.z[zs][:, None, None], g.y[ys][None, :, None]
-    _, yl = mid.to_local(zw, yw)
-    u = ((g.x[xs] - mid.xc) / (mid.width / 2))[None, None, :]
-    vv = (yl - mid.yc) / (mid.depth / 2)
-    zb, _ = below.to_local(zw, yw)
-    za, _ = above.to_local(zw, yw)
-    inside = ((u * u + vv * vv < 1.0) & (vv < 0.8) & (zb > below.z_bottom + below.height)
-              & (za < above.z_bottom))
+    """Fill the disc space between two bodies."""
+    zlo, zhi = below.z_bottom + below.height, above.z_bottom
+    w, d = (below.width + above.width) / 2, (below.depth + above.depth) / 2
+    xc, yc = (below.xc + above.xc) / 2, (below.yc + above.yc) / 2
+    zs, ys, xs = _sl(g.z, zlo, zhi), _sl(g.y, yc - d / 2, yc + d / 2), _sl(g.x, xc - w / 2, xc + w / 2)
+    u = ((g.x[xs] - xc) / (w / 2))[None, None, :]
+    vv = ((g.y[ys] - yc) / (d / 2))[None, :, None]
+    inside = np.broadcast_to((u * u + vv * vv < 1.0) & (vv < 0.8), (zs.stop - zs.start, *(u * vv).shape[1:]))
     region = vol[zs, ys, xs]
     region[inside] = hu
 
@@ -296,43 +199,21 @@ def draw_rib(vol: np.ndarray, g: Grid, v: VertebraGeometry, side: int, body_ax: 
         draw_ellipsoid(vol, g, center, (4.0, 4.0, 4.0), hu)
 
 
-def sacral_segments(s1: VertebraGeometry) -> list[VertebraGeometry]:
-    """S2-S5 below S1: fused, narrowing bodies following the sacral curve (1.5 mm fused disc remnants)."""
-    out, above = [], s1
-    for width, depth, height, flatter in SACRAL_SEGMENTS:
-        tilt = s1.tilt - flatter
-        az, ay = above.axis()
-        mid = math.radians((above.tilt + tilt) / 2.0)
-        top = (above.z_center - az * above.height / 2 - math.cos(mid) * 1.5,
-               above.yc - ay * above.height / 2 + math.sin(mid) * 1.5)
-        tr = math.radians(tilt)
-        zc, yc = top[0] - math.cos(tr) * height / 2, top[1] + math.sin(tr) * height / 2
-        seg = replace(s1, level="S", yc=yc, z_bottom=zc - height / 2, height=height * s1.height / 27.0,
-                      width=width * s1.width / 48.0, depth=depth * s1.depth / 33.0, tilt=tilt)
-        out.append(seg)
-        above = seg
-    return out
-
-
-def draw_pelvis(vol: np.ndarray, g: Grid, s1: VertebraGeometry, cortical_hu: float,
-                rng: np.random.Generator) -> None:
-    """Draw the sacrum below S1 (segments S2-S5 with the alae beside S1-S2) and both iliac wings."""
-    segments = sacral_segments(s1)
-    for below, above in itertools.pairwise([*reversed(segments), s1]):
-        draw_disc(vol, g, below, above, 0.5 * (below.trabecular_hu + 200.0))
-    for seg in segments:
-        draw_vertebra(vol, g, seg, cortical_hu, rng)
-    for side in (-1, 1):  # alae: lateral masses of S1-S2 reaching the sacroiliac joints
-        ala = replace(s1, xc=s1.xc + side * (s1.width / 2 + 12.0), width=34.0, depth=s1.depth * 0.9,
-                      z_bottom=s1.z_bottom - 14.0, height=s1.height + 12.0, shape="none", loss=0.0)
-        draw_vertebra(vol, g, ala, cortical_hu, rng)
-    top = s1.z_center + s1.height / 2
-    zs = _sl(g.z, top - 110, top - 10)
+def draw_pelvis(vol: np.ndarray, g: Grid, l5: VertebraGeometry, hu: float, cortical_hu: float) -> None:
+    """Draw the sacrum (tapering, tilted block) and both iliac wings below L5."""
+    top = l5.z_bottom - 11.0
+    zs = _sl(g.z, top - 110, top)
+    z = g.z[zs][:, None, None]
+    depth_frac = np.clip((top - z) / 110.0, 0, 1)
+    half_w = 52.0 - 30.0 * depth_frac
+    yc = l5.yc + 6.0 + 30.0 * depth_frac
     y = g.y[None, :, None]
-    x = g.x[None, None, :] - s1.xc
-    wing_r = ((np.abs(x) - 95.0) / 42.0) ** 2 + ((y - s1.yc + 5.0) / 55.0) ** 2
-    wing = (wing_r > 0.78) & (wing_r < 1.0) & (y > s1.yc - 40)
+    x = g.x[None, None, :] - l5.xc
+    sacrum = (np.abs(x) < half_w) & (np.abs(y - yc) < 20.0 - 6.0 * depth_frac)
+    wing_r = ((np.abs(x) - 95.0) / 42.0) ** 2 + ((y - l5.yc - 5.0) / 55.0) ** 2
+    wing = (wing_r > 0.78) & (wing_r < 1.0) & (y > l5.yc - 30) & (z < top - 10)
     region = vol[zs]
+    region[np.broadcast_to(sacrum, region.shape)] = hu
     region[np.broadcast_to(wing, region.shape)] = cortical_hu * 0.7
 
 
@@ -367,32 +248,7 @@ class Body:
 
 def draw_soft_tissue(vol: np.ndarray, g: Grid, body: Body, spine: list[VertebraGeometry],
                      acq: Acquisition, rng: np.random.Generator) -> None:
-    """Body outline, subcutaneous fat, viscera, organs, muscles, vessels and bowel gas.
-
-    The torso is drawn around a straightened spine and each run of slices is then moved along y with the
-    sagittal curve, so the aorta, the psoas and the back muscles follow the lordosis as they do in a patient."""
-    order = sorted(spine, key=lambda v: v.z_center)
-    zc = np.array([v.z_center for v in order])
-    yc = np.array([v.yc for v in order])
-    y_ref = float((yc.min() + yc.max()) / 2.0)
-    straight = [replace(v, yc=y_ref) for v in spine]
-    n_gas = int(rng.integers(3, 9))
-    gas = [(float(rng.uniform(0, 1)), float(rng.uniform(-body.ay * 0.7, -10.0)),
-            float(rng.uniform(-body.ax * 0.6, body.ax * 0.6)), tuple(float(r) for r in rng.uniform(6.0, 22.0, 3)),
-            float(rng.choice([-920.0, -100.0, 20.0]))) for _ in range(n_gas)]
-    vessel_hu = float(rng.uniform(160, 320)) if acq.contrast else 42.0
-    step = float(g.y[1] - g.y[0]) if len(g.y) > 1 else 1.0
-    shift = np.rint((np.interp(g.z, zc, yc) - y_ref) / step).astype(int)
-    start = 0
-    for stop in [*(np.nonzero(np.diff(shift))[0] + 1).tolist(), len(g.z)]:
-        sub = Grid(z=g.z[start:stop], y=g.y - shift[start] * step, x=g.x)
-        _draw_torso(vol[start:stop], sub, body, straight, vessel_hu, gas)
-        start = stop
-
-
-def _draw_torso(vol: np.ndarray, g: Grid, body: Body, spine: list[VertebraGeometry], vessel_hu: float,
-                gas: list[tuple[float, float, float, tuple[float, ...], float]]) -> None:
-    """The soft tissue of :func:`draw_soft_tissue` on one run of slices, around a straight spine."""
+    """Body outline, subcutaneous fat, viscera, organs, muscles, vessels and bowel gas."""
     y = g.y[:, None]
     x = g.x[None, :]
     outer = (x / body.ax) ** 2 + (y / body.ay) ** 2 < 1.0
@@ -408,11 +264,15 @@ def _draw_torso(vol: np.ndarray, g: Grid, body: Body, spine: list[VertebraGeomet
                        (l5.z_bottom - l1.z_center + 20, 16.0, 17.0), 50.0)  # psoas
         draw_ellipsoid(vol, g, (l1.z_center + 5 * side, l1.yc, side * 72.0), (55.0, 24.0, 30.0), 32.0)
     draw_ellipsoid(vol, g, (t11.z_center + 10, -15.0, -70.0), (85.0, 70.0, 70.0), 56.0)  # liver
+    vessel_hu = float(rng.uniform(160, 320)) if acq.contrast else 42.0
     draw_ellipsoid(vol, g, (0.0, l1.yc - l1.depth / 2 - 14, 16.0), (big, 11.0, 11.0), vessel_hu)
     draw_ellipsoid(vol, g, (0.0, l1.yc - l1.depth / 2 - 12, -22.0), (big, 10.0, 13.0), vessel_hu * 0.8)
-    z_lo, z_hi = l5.z_bottom - 40, l1.z_center + 40
-    for frac, gy, gx, radii, hu in gas:
-        draw_ellipsoid(vol, g, (z_lo + frac * (z_hi - z_lo), gy, gx), radii, hu)  # type: ignore[arg-type]
+    for _ in range(int(rng.integers(3, 9))):
+        center = (float(rng.uniform(l5.z_bottom - 40, l1.z_center + 40)),
+                  float(rng.uniform(-body.ay * 0.7, -10.0)),
+                  float(rng.uniform(-body.ax * 0.6, body.ax * 0.6)))
+        radii = tuple(float(r) for r in rng.uniform(6.0, 22.0, 3))
+        draw_ellipsoid(vol, g, center, radii, float(rng.choice([-920.0, -100.0, 20.0])))  # type: ignore[arg-type]
 
 
 def draw_spine(vol: np.ndarray, g: Grid, spine: list[VertebraGeometry], body: Body,
@@ -423,13 +283,13 @@ def draw_spine(vol: np.ndarray, g: Grid, spine: list[VertebraGeometry], body: Bo
         draw_disc(vol, g, below, above, disc_hu)
     for v in spine:
         cortical = float(np.clip(480.0 + 2.6 * v.trabecular_hu + rng.normal(0, 30), 500, 1200))
-        draw_posterior(vol, g, v, 0.55 * cortical, v.level[0] in "LS")
+        draw_posterior(vol, g, v, 0.55 * cortical, v.level.startswith("L"))
         draw_vertebra(vol, g, v, cortical, rng)
         if v.level in RIB_LEVELS:
             for side in (-1, 1):
                 draw_rib(vol, g, v, side, body.ax, body.ay, 0.7 * cortical)
-    s1 = next(v for v in spine if v.level == "S1")
-    draw_pelvis(vol, g, s1, float(np.clip(480 + 2.6 * s1.trabecular_hu, 500, 1200)), rng)
+    l5 = spine[0]
+    draw_pelvis(vol, g, l5, l5.trabecular_hu + 40.0, float(np.clip(480 + 2.6 * l5.trabecular_hu, 500, 1200)))
 
 
 def make_grid(acq: Acquisition, spine: list[VertebraGeometry]) -> Grid:

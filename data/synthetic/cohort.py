@@ -83,9 +83,7 @@ def draw_plan(rng: np.random.Generator, opts: CohortOptions) -> StudyPlan:
         matrix=matrix, pixel_spacing=round(float(ps), 4), slice_spacing=spacing, slice_thickness=thickness,
         kernel=str(rng.choice(["STANDARD", "BONE"], p=[0.6, 0.4])), noise_sd=float(noise),
         fov_offset=(float(rng.uniform(-off, off)) + 10.0, float(rng.uniform(-off, off))),
-        # a quarter of the scans start inside T11-T12 and a tenth stop inside L5 (partial coverage is real)
-        margin_top=float(rng.uniform(15, 70) if rng.random() < 0.75 else rng.uniform(-40, 15)),
-        margin_bottom=float(rng.uniform(5, 90) if rng.random() < 0.9 else rng.uniform(-20, 5)),
+        margin_top=float(rng.uniform(15, 70)), margin_bottom=float(rng.uniform(5, 90)),
         contrast=bool(rng.random() < 0.4), table_z=float(rng.uniform(-700, -100)),
     )
     names = list(SYNTAX_WEIGHTS)
