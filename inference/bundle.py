@@ -48,6 +48,11 @@ class Bundle:
         """Name, version and hash, as reported in every result."""
         return {"name": self.card["name"], "version": self.card["version"], "sha256": self.onnx_sha256}
 
+    @property
+    def lab_ranges(self) -> dict[str, list[float]]:
+        """Valid range of each lab input, from the card."""
+        return {lab["name"]: lab["valid_range"] for lab in self.card["inputs"]["labs"]}
+
 
 def load_bundle(path: Path | None = None) -> Bundle:
     """Read and verify a bundle folder (default: the bundled model)."""

@@ -38,7 +38,7 @@ class Engine:
     @property
     def lab_ranges(self) -> dict[str, list[float]]:
         """Valid ranges of the labs, from the model card."""
-        return {lab["name"]: lab["valid_range"] for lab in self.bundle.card["inputs"]["labs"]}
+        return self.bundle.lab_ranges
 
     def crop(self, study: Study) -> Crop:
         """The shared spine-centred crop (numpy; may run in a worker process)."""
@@ -118,7 +118,7 @@ def transparent_measurements(study: Study, vertebrae: list[Any]) -> dict[str, di
 
 def crop_sha256(crop: Crop) -> str:
     """Hash of exactly what the model saw: the crop's HU, its spacing and where it was cut."""
-    h = hashlib.sha256(np.ascontiguousarray(crop.image, dtype=np.float32).tobytes())
+    h = hashlib.sha256(np.ascontiguousarray(crop.image, dtype=np.float32).data)  # the buffer itself: no copy
     h.update(np.asarray(crop.spacing_mm, dtype=np.float64).tobytes())
     h.update(str((crop.image.shape, crop.start_index)).encode())
     return h.hexdigest()

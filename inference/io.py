@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inference.errors import InputError
 from inference.nifti import is_nifti, load_nifti
 from inference.study import Study
 
+if TYPE_CHECKING:
+    from inference.dicom.limits import Limits
 
-def load_any(source: Path | str | Sequence[Path | str]) -> Study:
-    """Load a study from DICOM or NIfTI; the same refusals either way."""
+
+def load_any(source: Path | str | Sequence[Path | str], limits: Limits | None = None) -> Study:
+    """Load a study from DICOM or NIfTI; the same refusals either way (``limits``: the DICOM reader's)."""
     from inference.dicom import load_study
 
     if isinstance(source, (str, Path)):
@@ -20,10 +24,10 @@ def load_any(source: Path | str | Sequence[Path | str]) -> Study:
             raise InputError("not_found", f"no such file or folder: {path.name}")
         if is_nifti(path):
             return load_nifti(path)
-        return load_study(path)
+        return load_study(path, limits=limits)
     paths = [Path(p) for p in source]
     if len(paths) == 1:
-        return load_any(paths[0])
+        return load_any(paths[0], limits)
     if any(is_nifti(p) for p in paths):
         raise InputError("bad_usage", "give one NIfTI file at a time")
-    return load_study(paths)
+    return load_study(paths, limits=limits)

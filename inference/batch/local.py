@@ -1,4 +1,5 @@
-"""The local engine: reading, decoding and cropping in worker processes; ONNX inference in the parent.
+"""The local engine: reading, decoding, cropping and ONNX inference in worker processes (one single-threaded
+ONNX Runtime session per worker, so only small outcomes travel back to the parent).
 
 Workers are started by a fork server (a clean process, never a fork of the parent's ONNX Runtime threads). A
 worker killed by the OS breaks a :class:`~concurrent.futures.ProcessPoolExecutor`; :class:`ResilientPool` then

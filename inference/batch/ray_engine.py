@@ -84,7 +84,7 @@ def ray_outcomes(todo: Sequence[Task], bundle: Bundle, workers: int) -> Iterator
     """Outcomes of every task, as Ray Data finishes them; rows lost to crashes come last as error rows."""
     import ray
 
-    lab_ranges = {lab["name"]: lab["valid_range"] for lab in bundle.card["inputs"]["labs"]}
+    lab_ranges = bundle.lab_ranges
     started = _init_ray()
     seen: set[str] = set()
     try:

@@ -126,13 +126,17 @@ def local_outcomes(todo: Sequence[Task], bundle: Bundle, workers: int,
                    prepare_fn: PrepareFn = prepare) -> tuple[Iterator[Outcome], Callable[[], int]]:
     """Outcomes of the local engine, and a function giving its pool restarts so far."""
     from inference.batch.local import ResilientPool
-    from inference.batch.work import score
-    from inference.engine import Engine
+    from inference.batch.work import prepare_and_score
 
-    engine = Engine(bundle.path)
-    ranges = engine.lab_ranges
-    pool = ResilientPool(workers, partial(prepare_fn, spec=bundle.spec, lab_ranges=ranges))
-    return (score(engine.run, item) for item in pool.imap(todo)), lambda: pool.restarts
+    pool = ResilientPool(workers, partial(prepare_and_score, spec=bundle.spec, lab_ranges=bundle.lab_ranges,
+                                          bundle=str(bundle.path), prepare_fn=prepare_fn))
+    return (_outcome(item) for item in pool.imap(todo)), lambda: pool.restarts
+
+
+def _outcome(item: Outcome | Prepared) -> Outcome:
+    """Local workers score their rows themselves: what comes back is always an outcome."""
+    assert isinstance(item, Outcome)
+    return item
 
 
 def _outcomes(opts: ScoreOptions, todo: Sequence[Task], bundle: Bundle,

@@ -24,6 +24,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from inference.dicom.fastread import fast_read
 from inference.dicom.limits import Limits
 from inference.errors import InputError
 
@@ -154,6 +155,9 @@ def _may_be_deflated(head: bytes) -> bool:
 
 def _read_dataset(path: Path, limits: Limits) -> FileDataset:
     """Parse the header (pixel data deferred) or raise."""
+    fast = fast_read(path)
+    if fast is not None:
+        return fast
     with path.open("rb") as fp:
         head = fp.read(8192)
     if head[128:132] != b"DICM":
