@@ -178,3 +178,14 @@ def test_import_boundary() -> None:
     )
     import sys
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_ideal_predictors_bound_the_fused_margin() -> None:
+    """On the generative model itself, ideal logistic predictors on the true findings rank as expected and the
+    ideal fused one reaches the true probability: the margins the baselines can be beaten by are small."""
+    from training.ceiling import ceiling
+
+    res = ceiling(30_000, 3)
+    assert res["labs_only"][0] < res["image_only"][0] < res["fused"][0] <= res["p_true"][0] + 0.005
+    assert res["p_true"][1] <= res["fused"][1] < res["image_only"][1] < res["labs_only"][1]
+    assert res["fused"][0] - res["image_only"][0] < 0.03  # the gap a test cohort has to resolve
