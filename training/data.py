@@ -25,6 +25,7 @@ from inference.crop import spine_crop
 from inference.errors import InputError
 from inference.spec import LEVELS, PreprocessSpec
 from inference.study import Study
+from inference.workers import init_worker
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ def build_cache(cohort: Path, rows: list[dict[str, str]], truth: dict[str, dict[
         else:
             todo.append((i, (str(cohort / r["study"]), f + ".npy", spec.to_dict(), truth.get(r["study"], {}))))
     if todo:
-        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=init_worker, initargs=(os.getpid(),)) as pool:
             results = pool.map(decode_one, [a for _, a in todo], chunksize=4)
             for (i, _), res in tqdm(zip(todo, results, strict=True), total=len(todo), desc="decode", unit="study"):
                 metas[i] |= res

@@ -24,6 +24,7 @@ from data.synthetic.anatomy import Acquisition, Body, Grid, VertebraGeometry, pl
 from data.synthetic.dicom_writer import RESCALES, SeriesHeader, det_uid, slice_dataset, write_dataset
 from data.synthetic.model import LEVELS, Patient, draw_patient
 from inference.errors import InputError
+from inference.workers import init_worker
 
 SYNTAX_WEIGHTS = {"explicit": 0.5, "implicit": 0.15, "rle": 0.15, "jpegls": 0.1, "j2k": 0.1}
 
@@ -307,7 +308,8 @@ def write_cohort(out: Path, opts: CohortOptions) -> dict[str, Any]:
         results = [_job(j) for j in jobs]
     else:
         # spawn, never fork: a forked child of a threaded parent (pytest, torch, a server) can deadlock
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=init_worker, initargs=(os.getpid(),)) as pool:
             results = list(pool.map(_job, jobs, chunksize=max(1, min(16, opts.n // (4 * workers)))))
     _write_csv(out / "manifest.csv", [m for m, _ in results])
     _write_csv(out / "truth.csv", [t for _, t in results])

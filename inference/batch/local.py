@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
-import threading
-import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -22,27 +19,10 @@ from concurrent.futures.process import BrokenProcessPool
 
 from inference.batch.tasks import Task
 from inference.batch.work import Outcome, Prepared, error_outcome
+from inference.workers import init_worker
 
 Prepare = Callable[[Task], Prepared | Outcome]
 CRASH_MESSAGE = "the worker process died while reading this study (killed by the operating system?)"
-
-
-def _watch_parent(parent: int) -> None:
-    """Exit this worker as soon as the parent process is gone."""
-    while True:
-        time.sleep(1.0)
-        try:
-            os.kill(parent, 0)
-        except ProcessLookupError:
-            os._exit(1)
-        except PermissionError:
-            continue
-
-
-def _init_worker(parent: int) -> None:
-    """Worker start-up: leave Ctrl-C to the parent; die with the parent."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
 class ResilientPool:
@@ -56,7 +36,7 @@ class ResilientPool:
         self._ctx.set_forkserver_preload(["inference.batch.work"])
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_init_worker,
+        return ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=init_worker,
                                    initargs=(os.getpid(),))
 
     def imap(self, tasks: Iterable[Task]) -> Iterator[Prepared | Outcome]:
