@@ -17,6 +17,7 @@ from tqdm import tqdm
 from inference.crop import Crop, spine_crop
 from inference.errors import InputError
 from inference.spec import PreprocessSpec
+from inference.workers import init_worker
 from training.data import read_manifest, read_truth
 from training.evaluate import evaluate_predictions, write_plots
 
@@ -54,7 +55,8 @@ def evaluate_bundle(model: Path | None, cohort: Path, out: Path, workers: int = 
     collected: dict[str, list[Any]] = {k: [] for k in OUTPUTS}
     labels, truths, errors = [], [], {}
     n = workers or len(os.sched_getaffinity(0))
-    with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=init_worker, initargs=(os.getpid(),)) as pool:
         for row, (crop, age, sex, err) in tqdm(zip(rows, pool.map(_read_and_crop, jobs, chunksize=2), strict=True),
                                                total=len(rows), desc="evaluate", unit="study"):
             if crop is None:
