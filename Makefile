@@ -51,11 +51,16 @@ clean:
 
 ## default-model: reproduce the bundled default model (synthetic cohort -> train -> export -> evaluate)
 COHORTS ?= cohorts
+BASELINES = --compare $(COHORTS)/base_labs --compare $(COHORTS)/base_image
 default-model: setup
 	$(VENV)/bin/vfrisk synth --out $(COHORTS)/train --n 2000 --seed 1000 --matrix 160 --no-extras
 	$(VENV)/bin/vfrisk train --cohort $(COHORTS)/train --out $(COHORTS)/run-default --config training/configs/default.toml
 	$(VENV)/bin/vfrisk export --run $(COHORTS)/run-default --out models/default
+	$(VENV)/bin/vfrisk export --run $(COHORTS)/run-default --out $(COHORTS)/base_labs --variant labs_only
+	$(VENV)/bin/vfrisk export --run $(COHORTS)/run-default --out $(COHORTS)/base_image --variant image_only
 	$(VENV)/bin/vfrisk synth --out $(COHORTS)/test --n 1000 --seed 2000 --matrix 160
-	$(VENV)/bin/vfrisk evaluate --model models/default --cohort $(COHORTS)/test --out $(COHORTS)/eval-test
+	$(VENV)/bin/vfrisk evaluate --model models/default --cohort $(COHORTS)/test --out $(COHORTS)/eval-test $(BASELINES)
 	$(VENV)/bin/vfrisk synth --out $(COHORTS)/test-wide --n 600 --seed 3000 --matrix 160 --wide
-	$(VENV)/bin/vfrisk evaluate --model models/default --cohort $(COHORTS)/test-wide --out $(COHORTS)/eval-wide
+	$(VENV)/bin/vfrisk evaluate --model models/default --cohort $(COHORTS)/test-wide --out $(COHORTS)/eval-wide $(BASELINES)
+	$(VENV)/bin/vfrisk synth --out $(COHORTS)/test-large --n 3000 --seed 4000 --matrix 160 --no-extras
+	$(VENV)/bin/vfrisk evaluate --model models/default --cohort $(COHORTS)/test-large --out $(COHORTS)/eval-large $(BASELINES)
