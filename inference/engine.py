@@ -16,14 +16,12 @@ import numpy as np
 
 from inference.bundle import Bundle, load_bundle, make_session
 from inference.crop import Crop, spine_crop
-from inference.findings import PRESENT, coverage, level_findings, spine_midpoint_index
+from inference.findings import PRESENT, coverage, level_findings, recentre_target
 from inference.labs import Labs
 from inference.study import Study
 
 log = logging.getLogger("vfrisk.engine")
 DISCLAIMER = "Decision support for clinicians; not a diagnosis. vfrisk is research software, not a diagnostic device."
-RECENTRE_MIN_MM = 20.0
-"""A second, re-centred crop is tried only when the spine's midpoint is at least this far from the first one's."""
 OUTPUTS = ("probability", "interval", "level_presence", "level_z_mm", "level_hu", "level_height_ratio")
 
 
@@ -57,16 +55,12 @@ class Engine:
         the crop on the spine the first pass found and keep whichever pass found more levels."""
         crop = crop or self.crop(study)
         out = self.run(crop, labs)
-        found = int((out["level_presence"] > PRESENT).sum())
-        if found == len(self.spec.levels):
-            return crop, out
-        target = spine_midpoint_index(self.spec.levels, out, crop)
-        current = crop.start_index[0] + (crop.image.shape[0] - 1) / 2.0
-        if target is None or abs(target - current) * crop.spacing_mm[0] < RECENTRE_MIN_MM:
+        target = recentre_target(self.spec.levels, out, crop)
+        if target is None:
             return crop, out
         crop2 = spine_crop(study, self.spec, z_centre_index=target)
         out2 = self.run(crop2, labs)
-        if int((out2["level_presence"] > PRESENT).sum()) > found:
+        if int((out2["level_presence"] > PRESENT).sum()) > int((out["level_presence"] > PRESENT).sum()):
             return crop2, out2
         return crop, out
 

@@ -79,6 +79,23 @@ def spine_midpoint_index(levels: tuple[str, ...], outputs: dict[str, np.ndarray]
     return crop.start_index[0] + float(np.mean(estimates)) / crop.spacing_mm[0] - 0.5
 
 
+RECENTRE_MIN_MM = 20.0
+"""A second, re-centred crop is tried only when the spine's midpoint is at least this far from the first one's."""
+
+
+def recentre_target(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop) -> float | None:
+    """Slice index to centre a second crop on when ``crop`` missed some of ``levels`` and the spine it found lies
+    at least ``RECENTRE_MIN_MM`` from its centre; None to keep ``crop``. The one rule of ``vfrisk predict``
+    (:meth:`inference.engine.Engine.locate`) and ``vfrisk score``."""
+    if int((outputs["level_presence"] > PRESENT).sum()) == len(levels):
+        return None
+    target = spine_midpoint_index(levels, outputs, crop)
+    current = crop.start_index[0] + (crop.image.shape[0] - 1) / 2.0
+    if target is None or abs(target - current) * crop.spacing_mm[0] < RECENTRE_MIN_MM:
+        return None
+    return target
+
+
 def coverage(vertebrae: list[Vertebra]) -> list[str]:
     """Refuse a scan that does not show the thoracolumbar spine; return warnings for missing levels."""
     found = [v.level for v in vertebrae if v.present]

@@ -21,9 +21,9 @@ import numpy as np
 from inference.batch.tasks import Task
 from inference.crop import Crop, spine_crop
 from inference.dicom.limits import Limits
-from inference.engine import RECENTRE_MIN_MM, crop_sha256
+from inference.engine import crop_sha256
 from inference.errors import InputError
-from inference.findings import MIN_LEVELS, PRESENT, spine_midpoint_index
+from inference.findings import MIN_LEVELS, PRESENT, recentre_target
 from inference.io import load_any
 from inference.labs import Labs, resolve_labs
 from inference.spec import LEVELS, PreprocessSpec
@@ -174,7 +174,7 @@ def score(run: Callable[[Crop, Labs], dict[str, np.ndarray]], item: Prepared | O
                              item.series_instance_uid, input_sha256=item.input_sha256, worker=item.worker)
     seconds["inference"] = time.perf_counter() - t0
     present = [level for level, p in zip(LEVELS, out["level_presence"], strict=True) if p > PRESENT]
-    recentre = None if item.second_pass else recentre_target(out, item.crop)
+    recentre = None if item.second_pass else recentre_target(LEVELS, out, item.crop)
     if len(present) < MIN_LEVELS:  # the same anatomy-coverage rule as `vfrisk predict`
         return error_outcome(item.key, "spine_not_covered", "the thoracolumbar spine (T11-L5) is not covered: "
                              f"levels found: {', '.join(present) or 'none'}", series_instance_uid=
@@ -184,17 +184,6 @@ def score(run: Callable[[Crop, Labs], dict[str, np.ndarray]], item: Prepared | O
     return Outcome(key=item.key, status="ok", probability=probability,
                    series_instance_uid=item.series_instance_uid, input_sha256=item.input_sha256,
                    seconds=seconds, worker=item.worker, levels_found=len(present), recentre_at=recentre)
-
-
-def recentre_target(out: dict[str, np.ndarray], crop: Crop) -> float | None:
-    """Where to centre a second crop, by the rule of :meth:`inference.engine.Engine.locate` (None: keep this)."""
-    if int((out["level_presence"] > PRESENT).sum()) == len(LEVELS):
-        return None
-    target = spine_midpoint_index(LEVELS, out, crop)
-    current = crop.start_index[0] + (crop.image.shape[0] - 1) / 2.0
-    if target is None or abs(target - current) * crop.spacing_mm[0] < RECENTRE_MIN_MM:
-        return None
-    return target
 
 
 _ENGINES: dict[str, Any] = {}
