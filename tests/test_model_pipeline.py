@@ -198,3 +198,18 @@ def test_mlflow_uri_without_mlflow_is_refused_before_training(monkeypatch: pytes
     with pytest.raises(InputError, match="track"):
         require_mlflow("file:///tmp/x")
     require_mlflow("")  # no tracking asked: nothing needed
+
+
+def test_a_tracking_failure_keeps_the_run(tiny_run: Path, tmp_path: Path) -> None:
+    """An MLflow store that cannot be written is reported in the run report; the run folder is complete."""
+    pytest.importorskip("mlflow")
+    from training.run import train_run
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder would be\n")
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"epochs": 1, "members": 3, "bootstrap": 20, "workers": 1, "max_studies": 24,
+                               "split": [0.5, 0.25, 0.25], "mlflow_uri": f"sqlite:///{blocker}/mlflow.db"}))
+    report = train_run(tiny_run.parent / "cohort", tmp_path / "run", cfg)
+    assert report["mlflow_error"] and "mlflow_run_id" not in report
+    assert (tmp_path / "run" / "checkpoint.pt").is_file() and (tmp_path / "run" / "metrics.json").is_file()

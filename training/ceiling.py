@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()
+    if args.n < 2000:
+        ap.error("--n must be at least 2000 (each half needs events to score)")
     for name, (a, b) in ceiling(args.n, args.seed).items():
         print(f"{name:10s} AUROC {a:.4f}  Brier {b:.5f}")
 

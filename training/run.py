@@ -115,9 +115,13 @@ def _train(cohort: Path, out: Path, cfg: TrainConfig, info: DistInfo) -> dict[st
                out / "checkpoint.pt")
     report = build_run_report(cfg, device, counts | {"processes": info.world}, timings, metrics, cohort)
     (out / "run_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    if cfg.mlflow_uri:
-        report["mlflow_run_id"] = track_run(out, cfg.mlflow_uri)
-        log.info("tracked in MLflow as run %s", report["mlflow_run_id"])
+    if cfg.mlflow_uri:  # the run folder is complete already: a tracking failure costs the tracking only
+        try:
+            report["mlflow_run_id"] = track_run(out, cfg.mlflow_uri)
+            log.info("tracked in MLflow as run %s", report["mlflow_run_id"])
+        except Exception as exc:
+            report["mlflow_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            log.warning("MLflow tracking failed (the run folder is complete): %s", report["mlflow_error"])
     return report
 
 
