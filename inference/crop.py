@@ -5,12 +5,32 @@ Resampling to the model grid, windowing and normalisation happen inside the mode
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from inference.spec import PreprocessSpec
 from inference.study import Study
+
+
+class Volume(Protocol):
+    """What the crop needs of a canonical HU volume when it is not an ndarray: a region reader that decodes on
+    demand (:class:`inference.dicom.region.RegionVolume`)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(Z, Y, X) voxel counts."""
+        ...
+
+    def __getitem__(self, key: slice | tuple[slice, ...]) -> np.ndarray:
+        """float32 HU of a basic slice."""
+        ...
+
+    def above(self, k: int, thresholds: Sequence[float]) -> list[np.ndarray]:
+        """Masks ``HU > t`` of slice ``k``, one per threshold."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -37,8 +57,15 @@ def _smooth2d(img: np.ndarray, radius: int) -> np.ndarray:
     return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
 
 
+def _above(volume: np.ndarray | Volume, k: int, thresholds: Sequence[float]) -> list[np.ndarray]:
+    """Masks ``HU > t`` of slice ``k`` (a region reader compares its stored values instead)."""
+    if isinstance(volume, np.ndarray):
+        return [volume[k] > t for t in thresholds]
+    return volume.above(k, thresholds)
+
+
 def spine_center(
-    volume: np.ndarray, spacing: tuple[float, float, float], spec: PreprocessSpec
+    volume: np.ndarray | Volume, spacing: tuple[float, float, float], spec: PreprocessSpec
 ) -> tuple[int, int]:
     """(row, col) in-plane index of the vertebral column: the densest bony column near the body centre.
 
@@ -47,13 +74,19 @@ def spine_center(
     body's left-right centre.
     """
     step = max(1, volume.shape[0] // 64)
-    sub = volume[::step]
-    inside = sub > -400
-    shown = inside.any(axis=(1, 2))
-    if shown.any():  # empty slices (zero-padded research volumes) must not dilute the body outline
-        sub, inside = sub[shown], inside[shown]
-    bone = (sub > spec.bone_hu).sum(axis=0).astype(np.float64)
-    body = inside.mean(axis=0)
+    sampled = range(0, volume.shape[0], step)  # at most 127 slices: the counts fit in uint8
+    bone_n = np.zeros(volume.shape[1:], dtype=np.uint8)
+    body_n = np.zeros(volume.shape[1:], dtype=np.uint8)
+    shown = 0
+    for k in sampled:
+        inside, bony = _above(volume, k, (-400.0, spec.bone_hu))
+        if not inside.any():  # empty slices (zero-padded research volumes) must not dilute the body outline
+            continue
+        shown += 1
+        np.add(body_n, inside.view(np.uint8), out=body_n)
+        np.add(bone_n, bony.view(np.uint8), out=bone_n)
+    bone = bone_n.astype(np.float64)
+    body = body_n / shown if shown else np.zeros(volume.shape[1:])
     cols = np.where(body.mean(axis=0) > 0.02)[0]
     cx = round(float(np.average(np.arange(volume.shape[2]), weights=body.sum(axis=0) + 1e-9)))
     if cols.size:
@@ -74,8 +107,13 @@ def spine_crop(study: Study, spec: PreprocessSpec, z_centre_index: float | None 
     In-plane the crop is centred on the vertebral column; along z on the middle of the scan unless
     ``z_centre_index`` (a slice index) is given.
     """
-    vol = study.volume
-    sp = study.spacing_mm
+    return crop_volume(study.volume, study.spacing_mm, spec, z_centre_index)
+
+
+def crop_volume(vol: np.ndarray | Volume, sp: tuple[float, float, float], spec: PreprocessSpec,
+                z_centre_index: float | None = None) -> Crop:
+    """:func:`spine_crop` of a canonical volume with voxel size ``sp``: reads only the slices that
+    :func:`spine_center` samples and the crop's own region."""
     row, col = spine_center(vol, sp, spec)
     z_c = (vol.shape[0] - 1) / 2.0 if z_centre_index is None else float(z_centre_index)
     centre = (z_c, float(row), float(col))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from inference.errors import InputError
 from inference.spec import LAB_CATALOGUE, Lab, LabSpec
-from inference.study import Study
+from inference.study import SeriesFacts
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def _check(value: float | None, spec: LabSpec, flag: str, ranges: dict[str, list
 
 
 def resolve_labs(ntx: float | None, bmd_tscore: float | None, age: float | None, sex: str | None,
-                 study: Study, ranges: dict[str, list[float]] | None = None) -> Labs:
+                 study: SeriesFacts, ranges: dict[str, list[float]] | None = None) -> Labs:
     """Validate the labs; age and sex come from the DICOM header unless given."""
     cat = {s.name: s for s in LAB_CATALOGUE}
     rng = ranges or {}

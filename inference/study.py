@@ -21,12 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-@dataclass(frozen=True)
-class Study:
-    """A scorable CT volume in HU plus the identity and header facts the pipeline needs."""
+@dataclass(frozen=True, kw_only=True)
+class SeriesFacts:
+    """What is known about a scorable series besides its voxels: geometry, identity and header facts."""
 
-    volume: np.ndarray
-    """float32 HU, shape (Z, Y, X), canonical orientation (see module docstring)."""
     spacing_mm: tuple[float, float, float]
     """Voxel size in mm along (Z, Y, X)."""
     affine: np.ndarray
@@ -42,6 +40,14 @@ class Study:
     """'F' or 'M' from the header, if present."""
     source_format: str = "dicom"
     warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Study(SeriesFacts):
+    """A scorable CT volume in HU plus the identity and header facts the pipeline needs."""
+
+    volume: np.ndarray
+    """float32 HU, shape (Z, Y, X), canonical orientation (see module docstring)."""
 
     def input_sha256(self) -> str:
         """Hash of the canonical HU volume and its spacing: the identity of what the model sees."""

@@ -52,7 +52,7 @@ def test_mixed_archive_gives_ok_and_error_rows(batch_archive: Path, tiny_bundle:
     report = json.loads(Path(summary["report"]).read_text())
     assert report["model"]["sha256"] and report["versions"]["onnxruntime"] != "absent"
     assert report["peak_rss_mb"]["workers"] and all(m > 0 for m in report["peak_rss_mb"]["workers"])
-    assert {"read_decode", "crop", "inference"} <= set(report["mean_stage_s"])
+    assert {"read", "crop", "hash", "inference"} <= set(report["mean_stage_s"])
 
 
 def test_rerun_skips_rows_already_ok_and_rescores_changed_input(batch_archive: Path, tiny_bundle: Path,

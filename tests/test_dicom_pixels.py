@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut
 
 from inference.dicom.parse import Frame
-from inference.dicom.pixels import _hu_into
+from inference.dicom.pixels import hu_into
 
 
 def _frame(slope: str, intercept: str) -> Frame:
@@ -28,7 +28,7 @@ def test_table_matches_apply_modality_lut(dtype: type, slope: str, intercept: st
     stored = np.random.default_rng(0).integers(info.min, info.max, (8, 8), endpoint=True).astype(dtype)
     frame = _frame(slope, intercept)
     out = np.empty((8, 8), np.float32)
-    _hu_into(out, stored, frame, {})
+    hu_into(out, stored, frame, {})
     assert np.array_equal(out, apply_modality_lut(stored, frame.lut).astype(np.float32))
 
 

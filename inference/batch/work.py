@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from inference.batch.tasks import Task
-from inference.crop import Crop, spine_crop
+from inference.crop import Crop
 from inference.dicom.limits import Limits
 from inference.engine import crop_sha256
 from inference.errors import InputError
 from inference.findings import MIN_LEVELS, PRESENT, recentre_target
-from inference.io import load_any
+from inference.io import load_crop_any
 from inference.labs import Labs, resolve_labs
 from inference.spec import LEVELS, PreprocessSpec
 
@@ -123,11 +123,8 @@ def _prepare(task: Task, spec: PreprocessSpec, lab_ranges: dict[str, list[float]
     age = _number(task.labs.get("age", ""), "age")
     sex = task.labs.get("sex", "").strip() or None
     source = [*task.source] if len(task.source) > 1 else task.source[0]
-    t0 = time.perf_counter()
-    study = load_any(source, limits=WORKER_LIMITS)
-    seconds["read_decode"] = time.perf_counter() - t0
-    crop = _timed(seconds, "crop", lambda: spine_crop(study, spec, z_centre_index=task.z_centre_index))
-    assert isinstance(crop, Crop)
+    study, crop = load_crop_any(source, spec, z_centre_index=task.z_centre_index, limits=WORKER_LIMITS,
+                                timings=seconds)
     sha = str(_timed(seconds, "hash", lambda: crop_sha256(crop)))  # what the model sees, as in `vfrisk predict`
     try:
         labs = resolve_labs(ntx, tscore, age, sex, study, lab_ranges)

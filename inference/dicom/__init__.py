@@ -16,16 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from inference.dicom import geometry, pixels
+from inference.crop import Crop, crop_volume, spine_crop
+from inference.dicom import geometry, pixels, region
 from inference.dicom.archive import Gathered, Source, gather
 from inference.dicom.limits import Limits
 from inference.dicom.parse import ParsedFile, read_file
 from inference.dicom.patient import patient_age, patient_sex
 from inference.dicom.series import Series, choose, evaluate, group_series, report, sorted_frames
 from inference.errors import InputError
-from inference.study import Study
+from inference.spec import PreprocessSpec
+from inference.study import SeriesFacts, Study
 
-__all__ = ["Limits", "inspect_study", "load_study"]
+__all__ = ["Limits", "inspect_study", "load_crop", "load_study"]
 
 
 @dataclass
@@ -95,28 +97,33 @@ def _study_warnings(scan: Scan, chosen: Series) -> list[str]:
     return out
 
 
+def _facts(scan: Scan, chosen: Series, affine: np.ndarray) -> dict[str, Any]:
+    """The :class:`~inference.study.SeriesFacts` fields of the chosen series with its canonical ``affine``."""
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    age, age_warning = patient_age(chosen.ds)
+    warnings = _study_warnings(scan, chosen) + ([age_warning] if age_warning else [])
+    assert chosen.stack is not None
+    return {
+        "spacing_mm": (float(spacing[0]), float(spacing[1]), float(spacing[2])),
+        "affine": affine,
+        "study_instance_uid": str(chosen.ds.get("StudyInstanceUID", "")),
+        "series_instance_uid": chosen.uid,
+        "orientation": chosen.stack.plane,
+        "n_source_slices": len(chosen.frames),
+        "age": age,
+        "sex": patient_sex(chosen.ds),
+        "source_format": "dicom",
+        "warnings": tuple(warnings),
+    }
+
+
 def _assemble(scan: Scan, chosen: Series, volume: np.ndarray) -> Study:
     stack = chosen.stack
     assert stack is not None
     if stack.tilted:
         geometry.correct_tilt(volume, stack)
     canon, affine = geometry.to_canonical(volume, stack.affine())
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    age, age_warning = patient_age(chosen.ds)
-    warnings = _study_warnings(scan, chosen) + ([age_warning] if age_warning else [])
-    return Study(
-        volume=canon,
-        spacing_mm=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
-        affine=affine,
-        study_instance_uid=str(chosen.ds.get("StudyInstanceUID", "")),
-        series_instance_uid=chosen.uid,
-        orientation=stack.plane,
-        n_source_slices=len(chosen.frames),
-        age=age,
-        sex=patient_sex(chosen.ds),
-        source_format="dicom",
-        warnings=tuple(warnings),
-    )
+    return Study(volume=canon, **_facts(scan, chosen, affine))
 
 
 def load_study(source: Source | Path, *, limits: Limits | None = None,
@@ -150,6 +157,48 @@ def load_study(source: Source | Path, *, limits: Limits | None = None,
     if timings is not None:
         timings.update(read=t1 - t0, decode=t2 - t1, orient=time.perf_counter() - t2)
     return study
+
+
+def load_crop(source: Source | Path, spec: PreprocessSpec, *, z_centre_index: float | None = None,
+              limits: Limits | None = None, timings: dict[str, float] | None = None) -> tuple[SeriesFacts, Crop]:
+    """The model's crop of a study, decoding only what the crop needs when the series allows it.
+
+    The crop and the facts are exactly those of ``spine_crop(load_study(source), spec, z_centre_index)`` and the
+    refusals are the same; for an uncompressed axial series only the slices :func:`~inference.crop.spine_center`
+    samples and the crop's own rows and columns are read and converted (:mod:`inference.dicom.region`).
+
+    Args:
+        source: as for :func:`load_study`.
+        spec: the bundle's preprocessing spec (crop extent, bone threshold).
+        z_centre_index: centre the crop on this canonical slice instead of the middle of the scan.
+        limits: as for :func:`load_study`.
+        timings: when given, receives ``read`` (as in :func:`load_study`) and ``crop`` (decoding what the crop
+            needs, finding the spine, cutting the crop).
+
+    """
+    limits = limits or Limits()
+    t0 = time.perf_counter()
+    with gather(source, limits) as gathered:
+        scan = _scan(gathered, limits)
+        chosen = _choose(scan)
+        frames = sorted_frames(chosen)
+        t1 = time.perf_counter()
+        assert chosen.stack is not None
+        lazy = region.region_volume(frames, chosen.stack)
+        result: tuple[SeriesFacts, Crop] | None = None
+        if lazy is not None:
+            facts = SeriesFacts(**_facts(scan, chosen, geometry.canonical_affine(chosen.stack.affine(),
+                                                                                 lazy.shape)))
+            try:
+                result = facts, crop_volume(lazy, facts.spacing_mm, spec, z_centre_index)
+            except region.NotNativeError:
+                result = None
+        if result is None:
+            study = _assemble(scan, chosen, pixels.decode_volume(frames, limits))
+            result = study, spine_crop(study, spec, z_centre_index)
+    if timings is not None:
+        timings.update(read=t1 - t0, crop=time.perf_counter() - t1)
+    return result
 
 
 def inspect_study(source: Source | Path, *, limits: Limits | None = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -26,7 +26,7 @@ _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b
                        b"UV"})
 _SHORT_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",
                         b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"})
-_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _EXPLICIT_LE = str(ExplicitVRLittleEndian)
 _TAG = struct.Struct("<HH2s")
 _U16 = struct.Struct("<H")
@@ -36,32 +36,38 @@ _U32 = struct.Struct("<I")
 Elements = dict[BaseTag, DataElement | RawDataElement]
 
 
+_VR_KINDS = {**{vr: (vr.decode(), True) for vr in _LONG_VRS}, **{vr: (vr.decode(), False) for vr in _SHORT_VRS}}
+"""VR bytes -> (VR name, whether its length field is the 4-byte one)."""
+
+
 def _elements(data: bytes, pos: int, end: int, meta: bool) -> tuple[Elements, int] | None:
     """Raw elements from ``pos`` until ``end``, Pixel Data (deferred) or, for the meta group, group 2 ends."""
     out: Elements = {}
+    unpack_tag, unpack_u16, unpack_u32 = _TAG.unpack_from, _U16.unpack_from, _U32.unpack_from
     while pos + 8 <= end:
-        group, elem, vr = _TAG.unpack_from(data, pos)
+        group, elem, vr = unpack_tag(data, pos)
         if meta and group != 2:
             return out, pos
-        tag = (group << 16) | elem
-        if vr in _LONG_VRS:
+        kind = _VR_KINDS.get(vr)
+        if kind is None:
+            return None
+        name, long = kind
+        if long:
             if pos + 12 > end:
                 return None
-            length, header = _U32.unpack_from(data, pos + 8)[0], 12
-        elif vr in _SHORT_VRS:
-            length, header = _U16.unpack_from(data, pos + 6)[0], 8
+            length, header = unpack_u32(data, pos + 8)[0], 12
         else:
-            return None
+            length, header = unpack_u16(data, pos + 6)[0], 8
         if length == 0xFFFFFFFF or group == 0xFFFE:
             return None
+        tag = BaseTag((group << 16) | elem)
         tell = pos + header
         if tag in _PIXEL_TAGS:
-            out[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr.decode(), length, None, tell, False, True)
+            out[tag] = RawDataElement(tag, name, length, None, tell, False, True)
             return out, tell + length
         if tell + length > end:
             return None
-        out[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr.decode(), length, data[tell: tell + length], tell,
-                                           False, True)
+        out[tag] = RawDataElement(tag, name, length, data[tell: tell + length], tell, False, True)
         pos = tell + length
     return (out, pos) if pos == end and not meta else None
 
@@ -88,14 +94,12 @@ def fast_read(path: Path) -> FileDataset | None:
     if not any(BaseTag(t) in raw for t in _PIXEL_TAGS) or stop != size:
         return None  # the header ran past the first read, or something follows the pixel data
     try:
-        file_meta = FileMetaDataset(Dataset(meta_raw))
-        dataset = Dataset(raw)
+        file_meta = FileMetaDataset(meta_raw)
         charset = raw.get(BaseTag(0x00080005))
-        encoding = (convert_encodings(convert_raw_data_element(charset).value)
-                    if isinstance(charset, RawDataElement) else default_encoding)
-        dataset.set_original_encoding(False, True, encoding)
-        ds = FileDataset(str(path), dataset, data[:128], file_meta, False, True)
-        ds.set_original_encoding(False, True, dataset._character_set)
+        value = convert_raw_data_element(charset).value if isinstance(charset, RawDataElement) else None
+        encoding = convert_encodings(value) if value else default_encoding
+        ds = FileDataset(str(path), raw, data[:128], file_meta, False, True)
+        ds.set_original_encoding(False, True, encoding)
     except Exception:  # anything pydicom itself would treat differently: let it read the file
         return None
     return ds

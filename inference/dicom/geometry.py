@@ -231,16 +231,24 @@ def canonical_axes(affine: np.ndarray) -> tuple[tuple[int, int, int], tuple[bool
     return perm, (flips[0], flips[1], flips[2])
 
 
-def to_canonical(volume: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reorder and flip ``volume`` (with its affine) into the canonical (Z, Y, X) orientation."""
+def canonical_affine(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The affine of an array of ``shape`` (with ``affine``) once reordered and flipped by :func:`to_canonical`."""
     perm, flips = canonical_axes(affine)
-    out = volume.transpose(perm)
     new = np.eye(4)
     new[:3, :3] = affine[:3, list(perm)]
     new[:3, 3] = affine[:3, 3]
     for a in range(3):
         if flips[a]:
-            out = np.flip(out, axis=a)
-            new[:3, 3] += new[:3, a] * (out.shape[a] - 1)
+            new[:3, 3] += new[:3, a] * (shape[perm[a]] - 1)
             new[:3, a] = -new[:3, a]
-    return np.ascontiguousarray(out), new
+    return new
+
+
+def to_canonical(volume: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder and flip ``volume`` (with its affine) into the canonical (Z, Y, X) orientation."""
+    perm, flips = canonical_axes(affine)
+    out = volume.transpose(perm)
+    for a in range(3):
+        if flips[a]:
+            out = np.flip(out, axis=a)
+    return np.ascontiguousarray(out), canonical_affine(affine, volume.shape)

@@ -24,9 +24,13 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from inference.dicom import valuecache
 from inference.dicom.fastread import fast_read
 from inference.dicom.limits import Limits
+from inference.dicom.valuecache import header_value
 from inference.errors import InputError
+
+valuecache.install()  # every header goes through here: convert a series' repeated values once
 
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 DEFER_BYTES = 4096
@@ -96,7 +100,7 @@ def _text_floats(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
 def _get(ds: Dataset, keyword: str, default: Any = None) -> Any:
     """Read an element tolerating malformed values (a bad IS/DS gives ``default``)."""
     try:
-        value = ds.get(keyword, default)
+        value = header_value(ds, keyword, default)
     except Exception:
         return default
     return default if value is None or value == "" else value

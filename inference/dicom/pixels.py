@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataelem import RawDataElement
@@ -21,6 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from inference.dicom.limits import Limits
 from inference.dicom.parse import PIXEL_DATA_TAGS, Frame
+from inference.dicom.valuecache import header_value
 from inference.errors import InputError
 
 _PIXEL_DATA = 0x7FE00010
@@ -53,37 +55,65 @@ def _pixel_bytes(ds: Dataset) -> bytes:
     return data[header:]
 
 
+@dataclass(frozen=True)
+class NativeLayout:
+    """How the stored values of an uncompressed little-endian single-frame 8/16-bit image lie in its bytes."""
+
+    dtype: np.dtype
+    """Little-endian stored type (``<i2``, ``<u2``, ``<i1`` or ``<u1``)."""
+    stored: int
+    """Bits Stored (the high bits above it are not part of the value)."""
+
+
+def native_layout(frame: Frame) -> NativeLayout | None:
+    """The layout of a frame whose stored values can be read straight from its bytes; None for anything
+    else (compressed, big-endian, multi-frame, colour, odd bit depths: the decoder handles those)."""
+    ds = frame.ds
+    try:
+        if (frame.index != 0 or str(header_value(ds.file_meta, "TransferSyntaxUID")) not in _NATIVE_LE
+                or int(header_value(ds, "SamplesPerPixel", 1)) != 1
+                or int(header_value(ds, "NumberOfFrames") or 1) != 1):
+            return None
+        allocated, stored = int(header_value(ds, "BitsAllocated")), int(header_value(ds, "BitsStored"))
+        signed = int(header_value(ds, "PixelRepresentation")) == 1
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    if allocated not in (8, 16) or not 1 <= stored <= allocated:
+        return None
+    return NativeLayout(np.dtype(f"<{'i' if signed else 'u'}{allocated // 8}"), stored)
+
+
+def stored_values(arr: np.ndarray, layout: NativeLayout) -> np.ndarray:
+    """Raw words as stored values: unused high bits masked, signed values sign-extended, exactly as
+    pydicom's decoder does."""
+    dtype, allocated = layout.dtype, layout.dtype.itemsize * 8
+    if layout.stored >= allocated:
+        return arr
+    shift = allocated - layout.stored
+    unsigned = arr.view(f"<u{dtype.itemsize}")
+    if dtype.kind == "i":  # move the sign bit to the top (on the unsigned view), then shift back arithmetically
+        return (unsigned << unsigned.dtype.type(shift)).view(dtype) >> dtype.type(shift)
+    return unsigned & dtype.type((1 << layout.stored) - 1)
+
+
 def native_frame(frame: Frame) -> np.ndarray | None:
     """Stored values of an uncompressed little-endian single-frame 8/16-bit image straight from its bytes.
 
     The same array pydicom's decoder gives (unused high bits masked, signed values sign-extended) for the
     common CT case, without its per-call set-up; None when the frame is anything else (the decoder handles it).
     """
-    ds = frame.ds
+    layout = native_layout(frame)
+    if layout is None:
+        return None
     try:
-        if (frame.index != 0 or str(ds.file_meta.TransferSyntaxUID) not in _NATIVE_LE
-                or int(ds.get("SamplesPerPixel", 1)) != 1 or int(ds.get("NumberOfFrames") or 1) != 1):
-            return None
-        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
-        signed = int(ds.PixelRepresentation) == 1
-        raw = _pixel_bytes(ds)
+        raw = _pixel_bytes(frame.ds)
     except (AttributeError, KeyError, TypeError, ValueError, OSError):
         return None
-    if allocated not in (8, 16) or not 1 <= stored <= allocated or not isinstance(raw, bytes):
-        return None
-    dtype = np.dtype(f"<{'i' if signed else 'u'}{allocated // 8}")
     count = frame.rows * frame.columns
-    if len(raw) < count * dtype.itemsize:
+    if not isinstance(raw, bytes) or len(raw) < count * layout.dtype.itemsize:
         return None  # the decoder reports the short pixel data
-    arr = np.frombuffer(raw, dtype=dtype, count=count).reshape(frame.rows, frame.columns)
-    if stored < allocated:
-        shift = allocated - stored
-        unsigned = arr.view(f"<u{dtype.itemsize}")
-        if signed:  # move the sign bit to the top (on the unsigned view), then shift back arithmetically
-            arr = (unsigned << unsigned.dtype.type(shift)).view(dtype) >> dtype.type(shift)
-        else:
-            arr = unsigned & dtype.type((1 << stored) - 1)
-    return arr
+    arr = np.frombuffer(raw, dtype=layout.dtype, count=count).reshape(frame.rows, frame.columns)
+    return stored_values(arr, layout)
 
 
 def decode_frame(frame: Frame) -> np.ndarray:
@@ -125,12 +155,12 @@ def to_hu(stored: np.ndarray, frame: Frame) -> np.ndarray:
     return np.asarray(hu, dtype=np.float32)
 
 
-def _table_key(frame: Frame, dtype: np.dtype) -> tuple[str, ...] | None:
+def table_key(frame: Frame, dtype: np.dtype) -> tuple[str, ...] | None:
     """Key of a reusable stored-value -> HU table, or None when the frame needs a direct conversion."""
     lut = frame.lut
     if dtype.kind not in "iu" or dtype.itemsize > 2 or "ModalityLUTSequence" in lut:
         return None
-    return (dtype.str, str(lut.get("RescaleSlope", "")), str(lut.get("RescaleIntercept", "")))
+    return (dtype.str, str(header_value(lut, "RescaleSlope", "")), str(header_value(lut, "RescaleIntercept", "")))
 
 
 def hu_table(frame: Frame, dtype: np.dtype) -> np.ndarray:
@@ -144,21 +174,29 @@ def hu_table(frame: Frame, dtype: np.dtype) -> np.ndarray:
     return to_hu(domain, frame)
 
 
-def _hu_into(
+def hu_into(
     out: np.ndarray, stored: np.ndarray, frame: Frame, tables: dict[tuple[str, ...], np.ndarray]
 ) -> None:
-    """Write the HU of ``stored`` into ``out`` (a table look-up when the stored type allows it)."""
-    key = _table_key(frame, stored.dtype)
+    """Write the HU of ``stored`` into ``out`` (a table look-up when the stored type allows it; ``tables``
+    caches the tables by :func:`table_key`)."""
+    key = table_key(frame, stored.dtype)
     if key is None:
         out[...] = to_hu(stored, frame)
         return
-    if key[1] in ("1", "1.0", "1.") and _is_integer(key[2]):  # slope 1, whole intercept: exact in float32
-        np.add(stored, np.float32(float(key[2])), out=out)
+    intercept = whole_intercept(key)
+    if intercept is not None:  # slope 1, whole intercept: exact in float32
+        np.add(stored, np.float32(intercept), out=out)
         return
     table = tables.get(key)
     if table is None:
         table = tables.setdefault(key, hu_table(frame, stored.dtype))
     np.take(table, stored.view(f"u{stored.dtype.itemsize}"), out=out)
+
+
+def whole_intercept(key: tuple[str, ...]) -> float | None:
+    """The intercept of a :func:`table_key` with slope 1 and a whole intercept small enough that
+    ``float32(stored) + float32(intercept)`` is exact; None for any other rescale."""
+    return float(key[2]) if key[1] in ("1", "1.0", "1.") and _is_integer(key[2]) else None
 
 
 def _is_integer(text: str) -> bool:
@@ -182,7 +220,7 @@ def decode_volume(frames: Sequence[Frame], limits: Limits) -> np.ndarray:
 
     def work(k: int) -> None:
         frame = frames[k]
-        _hu_into(out[k], decode_frame(frame), frame, tables)
+        hu_into(out[k], decode_frame(frame), frame, tables)
         if id(frame.ds) not in multi and _PIXEL_DATA in frame.ds:
             del frame.ds[_PIXEL_DATA]  # keep peak memory near the output array
 
