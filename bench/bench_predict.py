@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -182,8 +183,13 @@ def archive_rate(root: Path, studies: list[Path], copies: int) -> dict[str, obje
     out = root / "bench_out" / "r.csv"
     summary = run_score(ScoreOptions(archive=root, manifest=manifest, out=out, workers=2))
     report = json.loads(Path(summary["report"]).read_text())
+    with out.open(newline="") as fh:
+        stamps = sorted(dt.datetime.fromisoformat(r["scored_at"]) for r in csv.DictReader(fh))
+    # warm: from the second worker's first result on (both workers started, page cache hot) to the last
+    warm = 60.0 * (len(stamps) - 2) / (stamps[-1] - stamps[1]).total_seconds()
     return {"rows": report["rows"], "ok": report["counts"]["ok"], "studies_per_minute": report["studies_per_minute"],
-            "peak_rss_mb": report["peak_rss_mb"], "mean_stage_s": report["mean_stage_s"]}
+            "warm_studies_per_minute": warm, "peak_rss_mb": report["peak_rss_mb"],
+            "mean_stage_s": report["mean_stage_s"]}
 
 
 def main() -> None:
@@ -193,7 +199,7 @@ def main() -> None:
     ap.add_argument("--slices", type=int, default=300)
     ap.add_argument("--n", type=int, default=2, help="studies per matrix")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--copies", type=int, default=12, help="manifest repeats of each study for the archive rate")
+    ap.add_argument("--copies", type=int, default=40, help="manifest repeats of each study for the archive rate")
     ap.add_argument("--no-baseline", action="store_true", help="skip the MONAI + PyTorch baseline")
     args = ap.parse_args()
 
@@ -231,10 +237,11 @@ def main() -> None:
                 print(f"  baseline MONAI LoadImage+Spacing+Resize + eager PyTorch: {base:.3f} s  -> "
                       f"baseline/predict {base / mean['total']:.1f}x, baseline/score {base / smean['total']:.1f}x")
         rate = archive_rate(root, last, args.copies)
-        spm = float(rate["studies_per_minute"])  # type: ignore[arg-type]
+        spm = float(rate["warm_studies_per_minute"])  # type: ignore[arg-type]
         flo_rate = floor_rate(last * args.copies, workers=2)
-        print(f"\narchive, vfrisk score (local engine, 2 workers), matrix {args.matrix[-1]} x {args.slices}: "
-              f"{spm:.0f} studies/min over {rate['rows']} rows ({rate['ok']} ok)")
+        print(f"\narchive, vfrisk score (local engine, 2 workers), matrix {args.matrix[-1]} x {args.slices}, "
+              f"{rate['rows']} rows ({rate['ok']} ok): warm {spm:.0f} studies/min "
+              f"(whole run with worker start-up: {float(rate['studies_per_minute']):.0f}/min)")
         print(f"  floor, 2 processes reading + rescaling every study's pixel data: {flo_rate:.0f} studies/min "
               f"-> floor/vfrisk {flo_rate / spm:.2f}x")
         if args.matrix[-1] in baseline_s:
