@@ -69,8 +69,10 @@ class Engine:
         """Score one study: probability, interval, findings, identity, hashes, warnings, suggestion."""
         t0 = time.perf_counter()
         crop, out = self.locate(study, labs, crop)
-        vertebrae = level_findings(self.spec.levels, out, crop, study)
-        warnings = list(study.warnings) + coverage(vertebrae)
+        from inference.levels import checked_levels  # scipy: imported when a study is scored, not at start-up
+
+        vertebrae, moved = checked_levels(study, level_findings(self.spec.levels, out, crop, study))
+        warnings = list(study.warnings) + coverage(vertebrae) + moved
         measured = transparent_measurements(study, vertebrae)
         probability = float(out["probability"])
         result: dict[str, Any] = {

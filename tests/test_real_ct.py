@@ -78,12 +78,22 @@ def test_reference_ct_levels_and_hu(engine, level: str) -> None:  # type: ignore
 
 
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="no corpus")
-@pytest.mark.xfail(strict=True, reason="known: on this strongly lordotic real spine the phantom-trained model "
-                   "puts L5 on S1 (22 mm low); T12, cut by the top of the scan, is not found")
-def test_reference_ct_l5_and_t12(engine) -> None:  # type: ignore[no-untyped-def]
+def test_reference_ct_l5_is_put_back_on_its_body(engine) -> None:  # type: ignore[no-untyped-def]
+    """The model puts L5 on the L5/S1 disc (22 mm low); the transparent level check moves it to its body."""
+    from inference.labs import Labs
+
+    found, ref, _ = _reference(engine)
+    print(f"\nL5 z: ours {found['L5']['z_mm']} mm, TotalSegmentator {ref['L5']:.1f} mm")
+    assert abs(found["L5"]["z_mm"] - ref["L5"]) < 10.0
+    result = engine.predict(load_any(REFERENCE / "example_ct.nii.gz"), Labs(45.0, -1.8, 55.0, "M"))
+    assert any(w.startswith("L5: the model placed it") for w in result["warnings"])
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="no corpus")
+@pytest.mark.xfail(strict=True, reason="known: T12, cut by the top of this scan, is not found (reported missing)")
+def test_reference_ct_t12(engine) -> None:  # type: ignore[no-untyped-def]
     found, ref, _ = _reference(engine)
     assert "T12" in found and abs(found["T12"]["z_mm"] - ref["T12"]) < 10.0
-    assert abs(found["L5"]["z_mm"] - ref["L5"]) < 10.0
 
 
 def _slab(study, lo_mm: float, hi_mm: float):  # type: ignore[no-untyped-def]
