@@ -20,7 +20,7 @@ from inference.crop import Crop, crop_volume, spine_crop
 from inference.dicom import geometry, pixels, region
 from inference.dicom.archive import Gathered, Source, gather
 from inference.dicom.limits import Limits
-from inference.dicom.parse import ParsedFile, read_file
+from inference.dicom.parse import Frame, ParsedFile, read_file
 from inference.dicom.patient import patient_age, patient_sex
 from inference.dicom.series import Series, choose, evaluate, group_series, report, sorted_frames
 from inference.errors import InputError
@@ -71,6 +71,13 @@ def _refuse_empty(scan: Scan) -> None:
             f"{counts['unreadable']} DICOM file(s) could not be read and no other DICOM was found",
         )
     raise InputError("not_dicom", f"no DICOM file found ({counts['files']} file(s) looked at)")
+
+
+def _read_headers(gathered: Gathered, limits: Limits) -> tuple[Scan, Series, list[Frame]]:
+    """Parse every header, choose the scorable series and sort its frames (the ``read`` stage)."""
+    scan = _scan(gathered, limits)
+    chosen = _choose(scan)
+    return scan, chosen, sorted_frames(chosen)
 
 
 def _choose(scan: Scan) -> Series:
@@ -147,9 +154,7 @@ def load_study(source: Source | Path, *, limits: Limits | None = None,
     limits = limits or Limits()
     t0 = time.perf_counter()
     with gather(source, limits) as gathered:
-        scan = _scan(gathered, limits)
-        chosen = _choose(scan)
-        frames = sorted_frames(chosen)
+        scan, chosen, frames = _read_headers(gathered, limits)
         t1 = time.perf_counter()
         volume = pixels.decode_volume(frames, limits)
         t2 = time.perf_counter()
@@ -179,9 +184,7 @@ def load_crop(source: Source | Path, spec: PreprocessSpec, *, z_centre_index: fl
     limits = limits or Limits()
     t0 = time.perf_counter()
     with gather(source, limits) as gathered:
-        scan = _scan(gathered, limits)
-        chosen = _choose(scan)
-        frames = sorted_frames(chosen)
+        scan, chosen, frames = _read_headers(gathered, limits)
         t1 = time.perf_counter()
         assert chosen.stack is not None
         lazy = region.region_volume(frames, chosen.stack)
