@@ -127,3 +127,53 @@ def test_reference_ct_against_totalsegmentator(level: str, request: pytest.Fixtu
     assert m.trabecular_hu is not None and m.height_ratio is not None
     assert abs(m.trabecular_hu - report[f"vertebrae_{level}_intensity_median"]) <= HU_TOL_REAL
     assert abs(m.height_ratio - min(ref_heights) / max(ref_heights)) <= RATIO_TOL_REAL
+
+
+def _profile(values: list[float]) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
+
+
+def test_disc_edge_does_not_take_a_band_inside_the_body_for_a_disc() -> None:
+    """The reference CT's L1 in miniature (3 mm samples, the level centre at index 10): below the centre a real
+    disc (75 HU) under the body, above it a low-density band (95 HU) under a compacted, bright upper part. The
+    band scores higher (the bright block is within reach) but its edge lies above the centre; the darker disc
+    is the endplate."""
+    from inference.measure import disc_edge
+
+    q = _profile([190, 200, 120, 80, 75, 175, 165, 115, 100, 100, 95, 160, 265, 285, 290, 120, 80, 90, 185, 110])
+    edge = disc_edge(q, (2.0, 9.5), +1, 3.0)
+    assert 4.0 < edge < 5.0  # from the disc (index 4) into the body, not at 11-12
+
+
+def test_disc_edge_refuses_when_only_a_brighter_dip_remains() -> None:
+    """When the best dip's edge passes the centre and the only other dip is brighter than it, no endplate is
+    made up: endplates_not_found."""
+    from inference.measure import _FailedError, disc_edge
+
+    q = _profile([190, 200, 150, 130, 125, 175, 165, 115, 100, 100, 95, 160, 265, 285, 290, 120, 80, 90, 185, 110])
+    with pytest.raises(_FailedError):
+        disc_edge(q, (2.0, 9.5), +1, 3.0)
+
+
+def test_disc_edge_finds_an_ordinary_disc() -> None:
+    """Intact body between two discs: the lower endplate is where the profile climbs out of the lower disc."""
+    from inference.measure import disc_edge
+
+    q = _profile([200, 210, 90, 70, 80, 220, 200, 190, 200, 195, 200, 190, 205, 200, 215, 80, 70, 210, 200, 190])
+    assert 4.0 < disc_edge(q, (1.0, 9.5), +1, 3.0) < 5.0
+    assert 14.0 < disc_edge(q, (10.5, 18.0), -1, 3.0) < 15.0
+
+
+def test_measure_check_summarises_a_cohort(synthetic: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m training.measure_check`` at the true centres: every figure comes from the cohort (all intact
+    here, so no fractured level), and a folder without truth.csv is a usage error."""
+    from training.measure_check import check, main
+
+    out = check(synthetic, "truth")
+    assert out["studies"] == 4 and out["levels"] == 28 and 0 < out["measured"] <= 28
+    assert out["fractured_measured"] == 0 and out["intact"] == out["measured"]
+    assert out["hu_mae"] < 10.0 and out["intact_below_0.8"] <= out["intact"]
+    main(["--cohort", str(synthetic), "--levels", "truth", "--n", "2"])
+    assert "2 studies: measured" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--cohort", str(synthetic / "studies")])
