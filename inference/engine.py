@@ -71,8 +71,9 @@ class Engine:
         crop, out = self.locate(study, labs, crop)
         from inference.levels import checked_levels  # scipy: imported when a study is scored, not at start-up
 
-        vertebrae, moved = checked_levels(study, level_findings(self.spec.levels, out, crop, study))
-        warnings = list(study.warnings) + coverage(vertebrae) + moved
+        vertebrae, moved, partial = checked_levels(study, level_findings(self.spec.levels, out, crop, study))
+        warnings = (list(study.warnings) + coverage(vertebrae, partly={p.level for p in partial}) + moved
+                    + [p.warning() for p in partial])
         measured = transparent_measurements(study, vertebrae)
         probability = float(out["probability"])
         result: dict[str, Any] = {

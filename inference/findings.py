@@ -96,12 +96,13 @@ def recentre_target(levels: tuple[str, ...], outputs: dict[str, np.ndarray], cro
     return target
 
 
-def coverage(vertebrae: list[Vertebra]) -> list[str]:
-    """Refuse a scan that does not show the thoracolumbar spine; return warnings for missing levels."""
+def coverage(vertebrae: list[Vertebra], partly: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Refuse a scan that does not show the thoracolumbar spine; return warnings for missing levels (those in
+    ``partly``, shown cut by the scan's edge, get their own warning from :mod:`inference.levels`)."""
     found = [v.level for v in vertebrae if v.present]
     if len(found) < MIN_LEVELS:
         listed = ", ".join(found) if found else "none"
         raise InputError("spine_not_covered",
                          f"the thoracolumbar spine (T11-L5) is not covered: levels found: {listed}")
-    missing = [v.level for v in vertebrae if not v.present]
+    missing = [v.level for v in vertebrae if not v.present and v.level not in partly]
     return [f"levels not in the scan: {', '.join(missing)}; scored on the levels found"] if missing else []

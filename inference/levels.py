@@ -50,6 +50,9 @@ MOVE_MAX_MM = 0.8 * LEVEL_PITCH_MM
 MIN_ASSIGNED = 3
 AGREE_MM = 6.0
 ON_DISC_PITCH = 0.12
+PARTIAL_DISC_PITCH = (0.3, 0.8)
+PARTIAL_MAX_PITCH = 0.9
+PARTIAL_MIN_MM = 10.0
 
 
 @dataclass(frozen=True)
@@ -99,17 +102,33 @@ def find_discs(profile: np.ndarray, pitch_px: float) -> list[int]:
     return merged
 
 
-def check_levels(study: Study, levels: list[tuple[str, int, float]]) -> list[Move]:
-    """Moves that put each found level on its own body; ``levels`` is ``(name, index in T11..L5, z_mm)``.
+@dataclass(frozen=True)
+class _Spine:
+    """The body-centre profile of a study and the discs found on it (slice indices, axis 0 running up)."""
 
-    Returns an empty list when the image does not support a confident assignment (see the module docstring).
-    """
+    discs: list[int]
+    lo: int
+    hi: int
+    profile: np.ndarray
+    centre_rc: tuple[int, int]
+
+    def z_of(self, study: Study, k: float) -> float:
+        """Patient z (mm) of slice index ``k`` on the vertebral column."""
+        a = study.affine
+        return float(a[2, 3] + a[2, 0] * k + a[2, 1] * self.centre_rc[0] + a[2, 2] * self.centre_rc[1])
+
+
+def _spine(study: Study, levels: list[tuple[str, int, float]], extend: tuple[bool, bool] = (False, False)
+           ) -> _Spine | None:
+    """Delineate the bodies at ``levels`` and find the discs between them (and ``MARGIN_PITCH`` beyond, or up to
+    the scan's edge below / above where ``extend`` says so). None when fewer than two levels can be delineated
+    or the volume's axis 0 does not run up along patient z."""
     dz = float(study.affine[2, 0])
-    if len(levels) < MIN_ASSIGNED or dz <= 0:
-        return []
+    if dz <= 0:
+        return None
     centre_rc = spine_center(study.volume, study.spacing_mm, PreprocessSpec())
     located = []
-    for name, index, z in levels:
+    for _, _, z in levels:
         try:
             k = slice_index(study, z, centre_rc)
             if not 0 <= k <= study.volume.shape[0] - 1:
@@ -117,19 +136,31 @@ def check_levels(study: Study, levels: list[tuple[str, int, float]]) -> list[Mov
             body = find_body(axial_slab(study.volume, study.spacing_mm, k), study.spacing_mm, centre_rc)
         except Exception:  # a level that cannot be delineated does not steer the profile
             continue
-        located.append((name, index, z, k, body.yc, body.xc))
+        located.append((k, body.yc, body.xc))
     if len(located) < 2:
-        return []
+        return None
     pitch_px = LEVEL_PITCH_MM / dz
-    ks = [loc[3] for loc in located]
-    lo = max(0, int(min(ks) - MARGIN_PITCH * pitch_px))
-    hi = min(study.volume.shape[0] - 1, int(np.ceil(max(ks) + MARGIN_PITCH * pitch_px)))
-    profile = body_profile(study, ks, [loc[4] for loc in located], [loc[5] for loc in located], lo, hi)
-    discs = [lo + d for d in find_discs(profile, pitch_px)]
-    z_of = lambda k: float(study.affine[2, 3] + dz * k + study.affine[2, 1] * centre_rc[0]  # noqa: E731
-                           + study.affine[2, 2] * centre_rc[1])
+    ks = [loc[0] for loc in located]
+    lo = 0 if extend[0] else max(0, int(min(ks) - MARGIN_PITCH * pitch_px))
+    top = study.volume.shape[0] - 1
+    hi = top if extend[1] else min(top, int(np.ceil(max(ks) + MARGIN_PITCH * pitch_px)))
+    profile = body_profile(study, ks, [loc[1] for loc in located], [loc[2] for loc in located], lo, hi)
+    return _Spine([lo + d for d in find_discs(profile, pitch_px)], lo, hi, profile, centre_rc)
+
+
+def check_levels(study: Study, levels: list[tuple[str, int, float]]) -> list[Move]:
+    """Moves that put each found level on its own body; ``levels`` is ``(name, index in T11..L5, z_mm)``.
+
+    Returns an empty list when the image does not support a confident assignment (see the module docstring).
+    """
+    spine = _spine(study, levels) if len(levels) >= MIN_ASSIGNED else None
+    if spine is None:
+        return []
+    dz = float(study.affine[2, 0])
+    discs = spine.discs
     # runs between consecutive discs, superior -> inferior as T11..L5; None where the run is not a plausible body
-    bodies = [(z_of(a) + z_of(b)) / 2.0 if PITCH_RANGE_MM[0] <= (b - a) * dz <= PITCH_RANGE_MM[1] else None
+    bodies = [(spine.z_of(study, a) + spine.z_of(study, b)) / 2.0
+              if PITCH_RANGE_MM[0] <= (b - a) * dz <= PITCH_RANGE_MM[1] else None
               for a, b in zip(discs[::-1][1:], discs[::-1][:-1], strict=True)]
     if sum(b is not None for b in bodies) < MIN_ASSIGNED:
         return []
@@ -149,7 +180,7 @@ def check_levels(study: Study, levels: list[tuple[str, int, float]]) -> list[Mov
     ends = {min(levels, key=lambda t: t[1])[0], max(levels, key=lambda t: t[1])[0]}
     moves = [m for m in best[1] if abs(m.to_z_mm - m.from_z_mm) > MOVE_MIN_MM]
     kept = [abs(m.to_z_mm - m.from_z_mm) for m in best[1] if m not in moves]
-    disc_z = [z_of(k) for k in discs]
+    disc_z = [spine.z_of(study, k) for k in discs]
     if (not moves or any(m.level not in ends for m in moves)
             or len(kept) < MIN_ASSIGNED - 1 or float(np.mean(kept)) > AGREE_MM
             or any(abs(m.to_z_mm - m.from_z_mm) > MOVE_MAX_MM for m in moves)
@@ -158,11 +189,72 @@ def check_levels(study: Study, levels: list[tuple[str, int, float]]) -> list[Mov
     return moves
 
 
-def checked_levels(study: Study, vertebrae: list[Vertebra]) -> tuple[list[Vertebra], list[str]]:
-    """``vertebrae`` with the moves of :func:`check_levels` applied, and one warning per moved level."""
+@dataclass(frozen=True)
+class Partial:
+    """A modelled level next to the end of the found range that the scan cuts: a disc beyond the end level,
+    then bone up to the scan's edge (``shown_mm`` of it)."""
+
+    level: str
+    neighbour: str
+    edge: str
+    shown_mm: float
+
+    def warning(self) -> str:
+        """The one-line warning of the result."""
+        upper, lower = (self.level, self.neighbour) if self.edge == "top" else (self.neighbour, self.level)
+        return (f"{self.level}: partly in the scan (about {self.shown_mm:.0f} mm of its body between the "
+                f"{upper}/{lower} disc and the {self.edge} edge of the scan); not scored, the model needs the "
+                f"whole body")
+
+
+def partial_levels(study: Study, levels: list[tuple[str, int, float]], names: tuple[str, ...]) -> list[Partial]:
+    """The modelled levels just beyond the highest and lowest found that the scan shows cut by its edge.
+
+    ``levels`` is ``(name, index in names, z_mm)`` of the levels found. Beyond an end level whose neighbour in
+    ``names`` was not found, the body-centre profile is followed to the scan's edge: the neighbour is partly
+    in the scan when a disc lies ``PARTIAL_DISC_PITCH`` of a pitch beyond the end level's centre, no other disc
+    follows, and bone (median brighter than that disc by half ``DISC_CONTRAST_HU``) runs from it to the edge
+    over at least ``PARTIAL_MIN_MM`` and at most ``PARTIAL_MAX_PITCH`` of the end level's own pitch (disc to
+    disc; a whole body and its next disc would need more). Nothing is reported otherwise.
+    """
+    dz = float(study.affine[2, 0])
+    if len(levels) < 2 or dz <= 0:
+        return []
+    pitch_px = LEVEL_PITCH_MM / dz
+    out = []
+    top_end, bottom_end = min(levels, key=lambda t: t[1]), max(levels, key=lambda t: t[1])
+    for end, step, edge in ((top_end, +1, "top"), (bottom_end, -1, "bottom")):
+        name, index, z = end
+        if not 0 <= index - step < len(names) or any(i == index - step for _, i, _ in levels):
+            continue
+        spine = _spine(study, levels, extend=(step < 0, step > 0))
+        if spine is None:
+            continue
+        k_end = slice_index(study, z, spine.centre_rc)
+        k_edge = spine.hi if step > 0 else spine.lo
+        beyond = [d for d in spine.discs if (d - k_end) * step > 0]
+        within = [d for d in spine.discs if (d - k_end) * step <= 0]
+        if len(beyond) != 1 or not (PARTIAL_DISC_PITCH[0] * pitch_px <= abs(beyond[0] - k_end)
+                                    <= PARTIAL_DISC_PITCH[1] * pitch_px):
+            continue
+        disc = beyond[0]
+        local_px = abs(disc - max(within, key=lambda d: d * step)) if within else pitch_px  # the end level's pitch
+        shown_mm = abs(k_edge - disc) * dz
+        run = spine.profile[min(disc, k_edge) - spine.lo: max(disc, k_edge) - spine.lo + 1]
+        if (not PARTIAL_MIN_MM <= shown_mm <= PARTIAL_MAX_PITCH * local_px * dz
+                or float(np.median(run)) < spine.profile[disc - spine.lo] + DISC_CONTRAST_HU / 2):
+            continue
+        out.append(Partial(names[index - step], name, edge, round(shown_mm, 1)))
+    return out
+
+
+def checked_levels(study: Study, vertebrae: list[Vertebra]) -> tuple[list[Vertebra], list[str], list[Partial]]:
+    """``vertebrae`` with the moves of :func:`check_levels` applied, one warning per moved level, and the
+    levels the scan shows cut by its edge (:func:`partial_levels`)."""
     found = [(v.level, i, float(v.z_mm)) for i, v in enumerate(vertebrae) if v.present and v.z_mm is not None]
     moves = {m.level: m for m in check_levels(study, found)}
     out = [replace(v, z_mm=moves[v.level].to_z_mm) if v.level in moves else v for v in vertebrae]
     warnings = [f"{m.level}: the model placed it at z {m.from_z_mm:.1f} mm, on a disc; the transparent level check "
                 f"moved it to the centre of its body at z {m.to_z_mm:.1f} mm" for m in moves.values()]
-    return out, warnings
+    checked = [(v.level, i, float(v.z_mm)) for i, v in enumerate(out) if v.present and v.z_mm is not None]
+    return out, warnings, partial_levels(study, checked, tuple(v.level for v in vertebrae))

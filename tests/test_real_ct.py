@@ -77,6 +77,41 @@ def test_reference_ct_levels_and_hu(engine, level: str) -> None:  # type: ignore
     assert abs(found[level]["trabecular_hu"] - median) < 25.0
 
 
+MEASURE_MISSES = {"L2": "3 mm slices: no endplate concavity in the middle height (ratio 0.99 vs the report's 0.84)"}
+
+
+@pytest.fixture(scope="module")
+def reference_result(engine):  # type: ignore[no-untyped-def]
+    """What a user gets from ``vfrisk predict`` on the reference CT, with TotalSegmentator's report."""
+    found, _, report = _reference(engine)
+    print("\nthe whole pipeline (model levels, level check, transparent measurement) on the reference CT:")
+    print("level  HU measured/learned/report   heights ours a/m/p (mm)   report a/m/p   ratio ours/report")
+    for level in ("L1", "L2", "L3", "L4", "L5"):
+        m, ref_h = found[level]["measured"], [report[f"vertebrae_{level}_height_{k}_mm"]
+                                              for k in ("anterior", "middle", "posterior")]
+        print(f"{level:5}  {m['trabecular_hu']!s:>6}/{found[level]['trabecular_hu']!s:>6}/"
+              f"{report[f'vertebrae_{level}_intensity_median']:<6}  {m['height_anterior_mm']!s:>5}/"
+              f"{m['height_middle_mm']!s:>5}/{m['height_posterior_mm']!s:>5}   {ref_h[0]}/{ref_h[1]}/{ref_h[2]}"
+              f"   {m['height_ratio']!s:>6}/{min(ref_h) / max(ref_h):.3f}")
+    return found, report
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="no corpus")
+@pytest.mark.parametrize("level", ["L1", "L2", "L3", "L4", "L5"])
+def test_reference_ct_measured_through_the_pipeline(reference_result, level: str,  # type: ignore[no-untyped-def]
+                                                    request: pytest.FixtureRequest) -> None:
+    """The transparent measurement a user sees (at the model's checked levels, without TotalSegmentator's
+    masks): trabecular HU within 25 HU of the report's median and height ratio within 0.1 of the report's."""
+    if level in MEASURE_MISSES:
+        request.applymarker(pytest.mark.xfail(reason=MEASURE_MISSES[level], strict=True))
+    found, report = reference_result
+    m = found[level]["measured"]
+    heights = [report[f"vertebrae_{level}_height_{k}_mm"] for k in ("anterior", "middle", "posterior")]
+    assert m["quality"] == "ok"
+    assert abs(m["trabecular_hu"] - report[f"vertebrae_{level}_intensity_median"]) <= 25.0
+    assert abs(m["height_ratio"] - min(heights) / max(heights)) <= 0.1
+
+
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="no corpus")
 def test_reference_ct_l5_is_put_back_on_its_body(engine) -> None:  # type: ignore[no-untyped-def]
     """The model puts L5 on the L5/S1 disc (22 mm low); the transparent level check moves it to its body."""
@@ -90,10 +125,17 @@ def test_reference_ct_l5_is_put_back_on_its_body(engine) -> None:  # type: ignor
 
 
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="no corpus")
-@pytest.mark.xfail(strict=True, reason="known: T12, cut by the top of this scan, is not found (reported missing)")
-def test_reference_ct_t12(engine) -> None:  # type: ignore[no-untyped-def]
-    found, ref, _ = _reference(engine)
-    assert "T12" in found and abs(found["T12"]["z_mm"] - ref["T12"]) < 10.0
+def test_reference_ct_t12_is_reported_partly_in_the_scan(engine) -> None:  # type: ignore[no-untyped-def]
+    """T12, cut by the top of this scan, is not scored by the model (it needs the whole body) but the result
+    says it is partly in the scan, and how much of it, instead of calling it absent; T11 is named missing."""
+    result = engine.predict(load_any(REFERENCE / "example_ct.nii.gz"), Labs(45.0, -1.8, 55.0, "M"))
+    found = {v["level"] for v in result["vertebrae"] if v["present"]}
+    assert "T12" not in found
+    (t12,) = [w for w in result["warnings"] if w.startswith("T12: partly in the scan")]
+    shown = float(t12.split("about ")[1].split(" mm")[0])
+    print(f"\n{t12}")
+    assert 12.0 <= shown <= 33.0  # TotalSegmentator's T12 body reaches 30 mm into this scan (3 mm voxels)
+    assert "levels not in the scan: T11; scored on the levels found" in result["warnings"]
 
 
 def _slab(study, lo_mm: float, hi_mm: float):  # type: ignore[no-untyped-def]
