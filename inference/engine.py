@@ -16,7 +16,7 @@ import numpy as np
 
 from inference.bundle import Bundle, load_bundle, make_session
 from inference.crop import Crop, spine_crop
-from inference.findings import PRESENT, coverage, level_findings, recentre_target
+from inference.findings import coverage, found_levels, level_findings, recentre_target
 from inference.labs import Labs
 from inference.study import Study
 
@@ -60,7 +60,7 @@ class Engine:
             return crop, out
         crop2 = spine_crop(study, self.spec, z_centre_index=target)
         out2 = self.run(crop2, labs)
-        if int((out2["level_presence"] > PRESENT).sum()) > int((out["level_presence"] > PRESENT).sum()):
+        if len(found_levels(self.spec.levels, out2)) > len(found_levels(self.spec.levels, out)):
             return crop2, out2
         return crop, out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,3 +107,60 @@ def coverage(vertebrae: list[Vertebra], partly: set[str] | frozenset[str] = froz
                          f"the thoracolumbar spine (T11-L5) is not covered: levels found: {listed}")
     missing = [v.level for v in vertebrae if not v.present and v.level not in partly]
     return [f"levels not in the scan: {', '.join(missing)}; scored on the levels found"] if missing else []
+
+
+CROWDED_PITCH = 0.6
+"""Adjacent levels found less than this many pitches apart (per index step) cannot both be bodies of their own."""
+
+
+@dataclass(frozen=True)
+class Crowded:
+    """A level withdrawn because the model put two adjacent levels too close together (or in the wrong order)."""
+
+    level: str
+    pair: tuple[str, str]
+    gap_mm: float
+    expected_mm: float
+
+    def warning(self) -> str:
+        """The one-line warning of the result."""
+        return (f"{self.level}: withdrawn from the findings: the model put {self.pair[0]} and {self.pair[1]} "
+                f"{self.gap_mm:.0f} mm apart where its neighbouring levels imply about {self.expected_mm:.0f} mm, "
+                f"as it does where a scan's edge cuts the spine (the probability is the model's)")
+
+
+def crowded_levels(levels: list[tuple[str, int, float]]) -> list[Crowded]:
+    """Levels the model put too close to (or beyond) their neighbour to be bodies of their own.
+
+    ``levels`` is ``(name, index, z_mm)`` of the levels found. Where a scan's edge cuts the spine away from the
+    anatomy the model anchors on (the sacrum below, the lower thoracic spine above), it can squeeze the levels
+    beyond the edge onto the last bodies in the scan (phantoms cut at L4: L4 put on L3 and L5 on L4; cut
+    through T11: T11 put on T12). Two adjacent levels found (``k`` indices apart) are inconsistent when they
+    lie less than ``CROWDED_PITCH * k`` pitches apart along z (or in the wrong order), the pitch being the
+    median distance per index step of the neighbouring pairs (the one above and the one below; at least three
+    pairs in all, since the pitch grows down the spine). Of an inconsistent pair, the side with fewer levels
+    up to its end of the spine is withdrawn.
+    """
+    ordered = sorted(levels, key=lambda t: t[1])
+    pairs = list(itertools.pairwise(ordered))
+    if len(pairs) < 3:
+        return []
+    step = [(a[2] - b[2]) / (b[1] - a[1]) for a, b in pairs]  # LPS z runs up: superior levels have larger z
+    out: dict[str, Crowded] = {}
+    for n, (a, b) in enumerate(pairs):
+        pitch = float(np.median([step[m] for m in (n - 1, n + 1) if 0 <= m < len(pairs)]))
+        if pitch <= 0 or step[n] >= CROWDED_PITCH * pitch:
+            continue
+        above, below = ordered[: n + 1], ordered[n + 1:]
+        for t in above if len(above) < len(below) else below:
+            out.setdefault(t[0], Crowded(t[0], (a[0], b[0]), round(a[2] - b[2], 1), round(pitch * (b[1] - a[1]), 1)))
+    return list(out.values())
+
+
+def found_levels(levels: tuple[str, ...], outputs: dict[str, np.ndarray]) -> list[str]:
+    """The levels the graph found (presence above ``PRESENT``) less those :func:`crowded_levels` withdraws; the
+    count ``vfrisk predict`` and ``vfrisk score`` both compare crops by and apply the coverage rule to."""
+    found = [(level, i, float(outputs["level_z_mm"][i])) for i, level in enumerate(levels)
+             if outputs["level_presence"][i] > PRESENT]
+    withdrawn = {c.level for c in crowded_levels(found)}
+    return [level for level, _, _ in found if level not in withdrawn]

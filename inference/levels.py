@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from inference.crop import spine_center
-from inference.findings import LEVEL_PITCH_MM, Vertebra
+from inference.findings import LEVEL_PITCH_MM, Vertebra, crowded_levels
 from inference.measure import axial_slab, find_body, slice_index
 from inference.spec import PreprocessSpec
 from inference.study import Study
@@ -249,12 +249,21 @@ def partial_levels(study: Study, levels: list[tuple[str, int, float]], names: tu
 
 
 def checked_levels(study: Study, vertebrae: list[Vertebra]) -> tuple[list[Vertebra], list[str], list[Partial]]:
-    """``vertebrae`` with the moves of :func:`check_levels` applied, one warning per moved level, and the
-    levels the scan shows cut by its edge (:func:`partial_levels`)."""
+    """``vertebrae`` after the level check, its warnings, and the levels the scan shows cut by its edge.
+
+    In order: levels crowded onto their neighbours (:func:`crowded_levels`) are withdrawn (not present, its
+    learned values left out); an end level on a disc is moved to its body (:func:`check_levels`); the levels
+    just beyond the ends that the scan cuts are found (:func:`partial_levels`).
+    """
     found = [(v.level, i, float(v.z_mm)) for i, v in enumerate(vertebrae) if v.present and v.z_mm is not None]
+    crowded = {c.level: c for c in crowded_levels(found)}
+    out = [replace(v, present=False, genant_grade=None, height_ratio=None, trabecular_hu=None, z_mm=None)
+           if v.level in crowded else v for v in vertebrae]
+    warnings = [c.warning() for c in crowded.values()]
+    found = [(v.level, i, float(v.z_mm)) for i, v in enumerate(out) if v.present and v.z_mm is not None]
     moves = {m.level: m for m in check_levels(study, found)}
-    out = [replace(v, z_mm=moves[v.level].to_z_mm) if v.level in moves else v for v in vertebrae]
-    warnings = [f"{m.level}: the model placed it at z {m.from_z_mm:.1f} mm, on a disc; the transparent level check "
-                f"moved it to the centre of its body at z {m.to_z_mm:.1f} mm" for m in moves.values()]
+    out = [replace(v, z_mm=moves[v.level].to_z_mm) if v.level in moves else v for v in out]
+    warnings += [f"{m.level}: the model placed it at z {m.from_z_mm:.1f} mm, on a disc; the transparent level "
+                 f"check moved it to the centre of its body at z {m.to_z_mm:.1f} mm" for m in moves.values()]
     checked = [(v.level, i, float(v.z_mm)) for i, v in enumerate(out) if v.present and v.z_mm is not None]
     return out, warnings, partial_levels(study, checked, tuple(v.level for v in vertebrae))

@@ -45,3 +45,14 @@ def tiny_bundle(tiny_run: Path) -> Path:
     out = tiny_run.parent / "bundle"
     export_bundle(tiny_run, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def scoring_bundle() -> Path:
+    """The bundled default model, for tests that need the levels of a trained model (the one-epoch tiny bundle
+    places levels at random, and the level check withdraws such crowded levels, refusing the scan)."""
+    from inference.bundle import default_bundle
+
+    if not (default_bundle() / "model.onnx").is_file():
+        pytest.skip("no default bundle")
+    return default_bundle()

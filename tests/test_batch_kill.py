@@ -23,8 +23,8 @@ KILLS = 4
 
 
 @pytest.fixture(scope="module")
-def batch_archive(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_archive(tiny_bundle, tmp_path_factory)
+def batch_archive(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_archive(tiny_run, tmp_path_factory)
 
 
 def _start(archive: Path, out: Path, bundle: Path) -> subprocess.Popen[bytes]:
@@ -41,22 +41,22 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_sigkill_at_random_moments_then_resume_gives_the_same_table(batch_archive: Path, tiny_bundle: Path,
+def test_sigkill_at_random_moments_then_resume_gives_the_same_table(batch_archive: Path, scoring_bundle: Path,
                                                                      tmp_path: Path) -> None:
-    reference, _ = reference_table(batch_archive, tiny_bundle)
+    reference, _ = reference_table(batch_archive, scoring_bundle)
     out = tmp_path / "killed.csv"
     t0 = time.perf_counter()
-    proc = _start(batch_archive, tmp_path / "timing.csv", tiny_bundle)
+    proc = _start(batch_archive, tmp_path / "timing.csv", scoring_bundle)
     proc.communicate(timeout=300)
     duration = time.perf_counter() - t0
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     for _ in range(KILLS):
-        proc = _start(batch_archive, out, tiny_bundle)
+        proc = _start(batch_archive, out, scoring_bundle)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=rng.uniform(0.2, duration))
         _kill_group(proc)
-    proc = _start(batch_archive, out, tiny_bundle)
+    proc = _start(batch_archive, out, scoring_bundle)
     stdout, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, f"seed {seed}"
     assert json.loads(stdout)["rows"] == len(reference)  # stdout holds the summary JSON and nothing else

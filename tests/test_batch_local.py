@@ -20,16 +20,16 @@ from inference.errors import InputError
 
 
 @pytest.fixture(scope="module")
-def batch_archive(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_archive(tiny_bundle, tmp_path_factory)
+def batch_archive(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_archive(tiny_run, tmp_path_factory)
 
 
 def _codes(rows: list[dict[str, str]]) -> list[str]:
     return [r["status"] if r["status"] == "ok" else r["error"].split(":")[0] for r in rows]
 
 
-def test_mixed_archive_gives_ok_and_error_rows(batch_archive: Path, tiny_bundle: Path) -> None:
-    rows, summary = reference_table(batch_archive, tiny_bundle)
+def test_mixed_archive_gives_ok_and_error_rows(batch_archive: Path, scoring_bundle: Path) -> None:
+    rows, summary = reference_table(batch_archive, scoring_bundle)
     codes = _codes(rows)
     assert codes[4] in TRUNCATED
     assert [*codes[:4], "truncated", *codes[5:]] == EXPECTED
@@ -55,11 +55,11 @@ def test_mixed_archive_gives_ok_and_error_rows(batch_archive: Path, tiny_bundle:
     assert {"read", "crop", "hash", "inference"} <= set(report["mean_stage_s"])
 
 
-def test_rerun_skips_rows_already_ok_and_rescores_changed_input(batch_archive: Path, tiny_bundle: Path,
+def test_rerun_skips_rows_already_ok_and_rescores_changed_input(batch_archive: Path, scoring_bundle: Path,
                                                                 tmp_path: Path) -> None:
     out = tmp_path / "r.csv"
     opts = ScoreOptions(archive=batch_archive, manifest=batch_archive / "manifest.csv", out=out, workers=1,
-                        model=tiny_bundle)
+                        model=scoring_bundle)
     first = run_score(opts)
     table1 = read_table(out)
     second = run_score(opts)
@@ -72,7 +72,7 @@ def test_rerun_skips_rows_already_ok_and_rescores_changed_input(batch_archive: P
         assert db.execute("select count(*) from vfrisk_results").fetchone()[0] == len(table1)
 
 
-def test_changed_files_are_scored_again(batch_archive: Path, tiny_bundle: Path, tmp_path: Path) -> None:
+def test_changed_files_are_scored_again(batch_archive: Path, scoring_bundle: Path, tmp_path: Path) -> None:
     archive = tmp_path / "a"
     (archive / "studies").mkdir(parents=True)
     import shutil
@@ -80,7 +80,7 @@ def test_changed_files_are_scored_again(batch_archive: Path, tiny_bundle: Path, 
     shutil.copytree(batch_archive / "studies" / GOOD[0], archive / "studies" / GOOD[0])
     (archive / "m.csv").write_text("study,ntx,bmd_tscore,age,sex\nstudies/S00000,17.6,-0.88,57,M\n")
     opts = ScoreOptions(archive=archive, manifest=archive / "m.csv", out=tmp_path / "r.parquet", workers=1,
-                        model=tiny_bundle)
+                        model=scoring_bundle)
     assert run_score(opts)["this_run"]["scored"] == 1
     assert run_score(opts)["this_run"]["scored"] == 0
     some_file = next((archive / "studies" / GOOD[0]).iterdir())
@@ -97,13 +97,13 @@ def crashing_prepare(task, spec, lab_ranges):  # type: ignore[no-untyped-def]
     return prepare(task, spec, lab_ranges)
 
 
-def test_a_killed_worker_costs_its_row_only(batch_archive: Path, tiny_bundle: Path, tmp_path: Path) -> None:
+def test_a_killed_worker_costs_its_row_only(batch_archive: Path, scoring_bundle: Path, tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
     lines = ["study,ntx,bmd_tscore,age,sex,site"] + [f"studies/{g},20,-1,60,F,ok{i}" for i, g in enumerate(GOOD)]
     lines.insert(2, "studies/S00000,20,-1,60,F,crash")
     manifest.write_text("\n".join(lines) + "\n")
     out = tmp_path / "r.csv"
-    opts = ScoreOptions(archive=batch_archive, manifest=manifest, out=out, workers=2, model=tiny_bundle)
+    opts = ScoreOptions(archive=batch_archive, manifest=manifest, out=out, workers=2, model=scoring_bundle)
     summary = run_score(opts, prepare_fn=crashing_prepare)
     rows = read_table(out)
     assert [r["site"] for r in rows] == ["ok0", "crash", "ok1", "ok2"]
@@ -111,7 +111,7 @@ def test_a_killed_worker_costs_its_row_only(batch_archive: Path, tiny_bundle: Pa
     assert summary["this_run"]["pool_restarts"] >= 1
 
 
-def test_folder_only_mode_joins_labs_by_study_uid(batch_archive: Path, tiny_bundle: Path, tmp_path: Path) -> None:
+def test_folder_only_mode_joins_labs_by_study_uid(batch_archive: Path, scoring_bundle: Path, tmp_path: Path) -> None:
     import pydicom
 
     uids = {}
@@ -126,7 +126,7 @@ def test_folder_only_mode_joins_labs_by_study_uid(batch_archive: Path, tiny_bund
         w.writerow([uids["S00000"], "25", "-1", "70", "F"])
         w.writerow(["1.2.3.4.5", "25", "-1", "70", "F"])
     out = tmp_path / "r.csv"
-    summary = score_cli(batch_archive, None, out, "local", 1, tiny_bundle, None, labs)
+    summary = score_cli(batch_archive, None, out, "local", 1, scoring_bundle, None, labs)
     rows = read_table(out)
     assert list(rows[0])[:6] == ["study_instance_uid", "study", "ntx", "bmd_tscore", "age", "sex"]
     by_uid = {r["study_instance_uid"]: r for r in rows}
@@ -145,7 +145,7 @@ def test_folder_only_mode_joins_labs_by_study_uid(batch_archive: Path, tiny_bund
     ({"manifest_text": "study,ntx\nx,1\n"}, "bad_manifest"),
     ({"manifest_text": "study,ntx,bmd_tscore,age,sex,status\nx,1,1,1,F,ok\n"}, "bad_manifest"),
 ])
-def test_usage_errors_are_input_errors(batch_archive: Path, tiny_bundle: Path, tmp_path: Path,
+def test_usage_errors_are_input_errors(batch_archive: Path, scoring_bundle: Path, tmp_path: Path,
                                        kwargs: dict[str, object], code: str) -> None:
     manifest: Path | None = batch_archive / "manifest.csv"
     if "manifest_text" in kwargs:
@@ -155,7 +155,7 @@ def test_usage_errors_are_input_errors(batch_archive: Path, tiny_bundle: Path, t
         manifest = None
     out = tmp_path / str(kwargs.get("out_name", "r.csv"))
     with pytest.raises(InputError) as info:
-        score_cli(batch_archive, manifest, out, str(kwargs.get("engine", "local")), 1, tiny_bundle, None, None)
+        score_cli(batch_archive, manifest, out, str(kwargs.get("engine", "local")), 1, scoring_bundle, None, None)
     assert info.value.code == code
 
 

@@ -24,8 +24,8 @@ from inference.batch import score_cli
 
 
 @pytest.fixture(scope="module")
-def batch_archive(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_archive(tiny_bundle, tmp_path_factory)
+def batch_archive(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_archive(tiny_run, tmp_path_factory)
 
 
 def _binary(name: str) -> str | None:
@@ -80,13 +80,13 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.mark.system
-def test_postgres_store_gives_the_sqlite_table_and_resumes(batch_archive: Path, tiny_bundle: Path,
+def test_postgres_store_gives_the_sqlite_table_and_resumes(batch_archive: Path, scoring_bundle: Path,
                                                            postgres_url: str, tmp_path: Path) -> None:
     from sqlalchemy import create_engine, text
 
-    reference, _ = reference_table(batch_archive, tiny_bundle)
+    reference, _ = reference_table(batch_archive, scoring_bundle)
     out = tmp_path / "pg.parquet"
-    first = score_cli(batch_archive, batch_archive / "manifest.csv", out, "local", 2, tiny_bundle, postgres_url,
+    first = score_cli(batch_archive, batch_archive / "manifest.csv", out, "local", 2, scoring_bundle, postgres_url,
                       None)
     assert first["database"].startswith("postgresql+psycopg://vfrisk@127.0.0.1")
     assert not out.with_suffix(".sqlite").exists()
@@ -95,7 +95,7 @@ def test_postgres_store_gives_the_sqlite_table_and_resumes(batch_archive: Path, 
     assert [r["probability"] for r in rows] == [float(r["probability"]) if r["probability"] else None
                                                 for r in reference]
     assert [r["error"] for r in rows] == [r["error"] for r in reference]
-    again = score_cli(batch_archive, batch_archive / "manifest.csv", out, "local", 2, tiny_bundle, postgres_url,
+    again = score_cli(batch_archive, batch_archive / "manifest.csv", out, "local", 2, scoring_bundle, postgres_url,
                       None)
     assert again["this_run"]["skipped_already_ok"] == first["counts"]["ok"]
     assert without_time(read_table(out)) == without_time(rows)

@@ -36,9 +36,9 @@ TRUNCATED = {"missing_slices", "decode_failed", "unreadable"}
 """Codes ingestion may give a series with one truncated file (depends on which slice it is)."""
 
 
-def cohort_of(bundle: Path) -> Path:
-    """The synthetic cohort the conftest's tiny bundle was trained on (24 studies, matrix 96)."""
-    return bundle.parent / "cohort"
+def cohort_of(run: Path) -> Path:
+    """The synthetic cohort of the conftest's tiny training run (24 studies, matrix 96)."""
+    return run.parent / "cohort"
 
 
 def make_archive(root: Path, cohort: Path) -> Path:
@@ -89,19 +89,20 @@ def reference_table(archive: Path, bundle: Path) -> tuple[list[dict[str, Any]], 
     return read_table(out), summary
 
 
-def shared_archive(bundle: Path, factory: pytest.TempPathFactory) -> Path:
-    """The mixed archive, built once per session (the manifest, written last, marks it complete)."""
+def shared_archive(run: Path, factory: pytest.TempPathFactory) -> Path:
+    """The mixed archive from the tiny run's cohort, built once per session (the manifest, written last, marks it
+    complete); it is scored with the bundled default model (``scoring_bundle``)."""
     root = factory.getbasetemp() / "batch" / "archive"
     if not (root / "manifest.csv").is_file():
         shutil.rmtree(root, ignore_errors=True)
-        make_archive(root, cohort_of(bundle))
+        make_archive(root, cohort_of(run))
     return root
 
 
 @pytest.fixture(scope="module")
-def batch_archive(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def batch_archive(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The mixed archive (every batch test module has this same fixture)."""
-    return shared_archive(tiny_bundle, tmp_path_factory)
+    return shared_archive(tiny_run, tmp_path_factory)
 
 
 # --- unit tests of the pure parts ----------------------------------------------------------------------------

@@ -74,3 +74,50 @@ def test_a_level_cut_by_the_scan_edge_is_reported_partly_in_the_scan(cohort: Pat
         (q,) = partial_levels(_cut(study, z["L5"] - 3.0, z["T11"] + 60.0), found[:-1], names)
         assert (q.level, q.neighbour, q.edge) == ("L5", "L4", "bottom")
         assert abs(q.shown_mm - (low_disc - z["L5"] + 3.0)) < 6.0, q
+
+
+def _found(zs: dict[str, float]) -> list[tuple[str, int, float]]:
+    return [(lv, LEVELS.index(lv), z) for lv, z in zs.items()]
+
+
+def test_crowded_levels_withdraws_the_short_side_of_a_squeezed_pair() -> None:
+    """The patterns of the default model on phantoms cut by the scan's edge, and spines it must leave alone."""
+    from inference.findings import crowded_levels
+
+    true = {"T11": 200.0, "T12": 170.0, "L1": 138.0, "L2": 104.0, "L3": 68.0, "L4": 30.0, "L5": -10.0}
+    assert crowded_levels(_found(true)) == []
+    # the reference CT's levels as the model finds them (pitch growing from 28 to 48 mm down the spine)
+    assert crowded_levels(_found({"L1": 384.5, "L2": 356.0, "L3": 317.7, "L4": 271.9, "L5": 224.1})) == []
+    # cut through T11: T11 put 15 mm above T12
+    (t11,) = crowded_levels(_found(dict(true, T11=185.0)))
+    assert (t11.level, t11.pair, t11.gap_mm) == ("T11", ("T11", "T12"), 15.0)
+    assert "T11: withdrawn from the findings" in t11.warning()
+    # cut at L4: L4 put on L3, L5 30 mm below it: both withdrawn (the short side), the rest kept
+    squeezed = crowded_levels(_found(dict(true, L4=62.0, L5=32.0)))
+    assert sorted(c.level for c in squeezed) == ["L4", "L5"]
+    # cut at L3 with L4 not found: L5 put above L3 (the wrong order)
+    no_l4 = {lv: z for lv, z in true.items() if lv != "L4"}
+    assert [c.level for c in crowded_levels(_found(dict(no_l4, L5=80.0)))] == ["L5"]
+    # an interior pair two levels apart (L3 not found) at a plausible distance is fine
+    assert crowded_levels(_found({lv: z for lv, z in true.items() if lv != "L3"})) == []
+    # three levels: no pitch to compare with
+    assert crowded_levels(_found({"L3": 68.0, "L4": 62.0, "L5": 30.0})) == []
+
+
+def test_predict_on_a_scan_cut_at_l3_reports_no_level_off_its_body(cohort: Path) -> None:
+    """A phantom scan that ends at the centre of L3 (no L4, L5 or sacrum): the default model squeezes L5 onto
+    the last bodies; after the level check every level reported is within 10 mm of its true centre."""
+    from inference.bundle import default_bundle
+    from inference.engine import Engine
+    from inference.labs import Labs
+
+    if not (default_bundle() / "model.onnx").is_file():
+        pytest.skip("no default bundle")
+    engine = Engine()
+    for row in csv.DictReader((cohort / "truth.csv").open()):
+        z = {lv: float(row[f"{lv}_z_mm"]) for lv in LEVELS}
+        study = _cut(load_any(cohort / row["study"]), z["L3"], z["T11"] + 60.0)
+        result = engine.predict(study, Labs(40.0, -1.5, 70.0, "F"))
+        found = {v["level"]: v["z_mm"] for v in result["vertebrae"] if v["present"]}
+        assert {"T11", "T12", "L1", "L2"} <= set(found) and "L5" not in found, result["warnings"]
+        assert all(abs(zz - z[lv]) < 10.0 for lv, zz in found.items()), (found, z)

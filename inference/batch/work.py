@@ -23,7 +23,7 @@ from inference.crop import Crop
 from inference.dicom.limits import Limits
 from inference.engine import crop_sha256
 from inference.errors import InputError
-from inference.findings import MIN_LEVELS, PRESENT, recentre_target
+from inference.findings import MIN_LEVELS, found_levels, recentre_target
 from inference.io import load_crop_any
 from inference.labs import Labs, resolve_labs
 from inference.spec import LEVELS, PreprocessSpec
@@ -170,7 +170,7 @@ def score(run: Callable[[Crop, Labs], dict[str, np.ndarray]], item: Prepared | O
         return error_outcome(item.key, "inference_failed", type(exc).__name__, series_instance_uid=
                              item.series_instance_uid, input_sha256=item.input_sha256, worker=item.worker)
     seconds["inference"] = time.perf_counter() - t0
-    present = [level for level, p in zip(LEVELS, out["level_presence"], strict=True) if p > PRESENT]
+    present = found_levels(LEVELS, out)  # less the crowded levels `vfrisk predict` withdraws
     recentre = None if item.second_pass else recentre_target(LEVELS, out, item.crop)
     if len(present) < MIN_LEVELS:  # the same anatomy-coverage rule as `vfrisk predict`
         return error_outcome(item.key, "spine_not_covered", "the thoracolumbar spine (T11-L5) is not covered: "
