@@ -71,9 +71,12 @@ class Engine:
         crop, out = self.locate(study, labs, crop)
         from inference.levels import checked_levels  # scipy: imported when a study is scored, not at start-up
 
-        vertebrae, moved, partial = checked_levels(study, level_findings(self.spec.levels, out, crop, study))
-        warnings = (list(study.warnings) + coverage(vertebrae, partly={p.level for p in partial}) + moved
-                    + [p.warning() for p in partial])
+        located = level_findings(self.spec.levels, out, crop, study)
+        vertebrae, moved, partial = checked_levels(study, located)
+        withdrawn = {v.level for v in located if v.present} - {v.level for v in vertebrae if v.present}
+        explained = withdrawn | {p.level for p in partial}
+        warnings = (list(study.warnings) + coverage(vertebrae, explained, found_levels(self.spec.levels, out))
+                    + moved + [p.warning() for p in partial])
         measured = transparent_measurements(study, vertebrae)
         probability = float(out["probability"])
         result: dict[str, Any] = {

@@ -97,15 +97,21 @@ def recentre_target(levels: tuple[str, ...], outputs: dict[str, np.ndarray], cro
     return target
 
 
-def coverage(vertebrae: list[Vertebra], partly: set[str] | frozenset[str] = frozenset()) -> list[str]:
+def coverage(vertebrae: list[Vertebra], explained: set[str] | frozenset[str] = frozenset(),
+             counted: list[str] | None = None) -> list[str]:
     """Refuse a scan that does not show the thoracolumbar spine; return warnings for missing levels (those in
-    ``partly``, shown cut by the scan's edge, get their own warning from :mod:`inference.levels`)."""
-    found = [v.level for v in vertebrae if v.present]
+    ``explained``, partly in the scan or withdrawn by the level check, get their own warning from
+    :mod:`inference.levels`).
+
+    ``counted`` (default: the levels present) are the levels the refusal counts: ``vfrisk predict`` passes
+    :func:`found_levels`, what ``vfrisk score`` counts too, so that the image-based level check (which the batch
+    does not run) never turns a scored study into a refused one."""
+    found = counted if counted is not None else [v.level for v in vertebrae if v.present]
     if len(found) < MIN_LEVELS:
         listed = ", ".join(found) if found else "none"
         raise InputError("spine_not_covered",
                          f"the thoracolumbar spine (T11-L5) is not covered: levels found: {listed}")
-    missing = [v.level for v in vertebrae if not v.present and v.level not in partly]
+    missing = [v.level for v in vertebrae if not v.present and v.level not in explained]
     return [f"levels not in the scan: {', '.join(missing)}; scored on the levels found"] if missing else []
 
 

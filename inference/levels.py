@@ -22,8 +22,18 @@ next body (L5 on the L5/S1 disc of the reference CT). This check reads the image
    the image and the model disagree broadly, the profile is the less trustworthy of the two (on phantoms the
    model's levels are within 1 mm).
 
+5. **Scan edges.** Where a scan's edge cuts the spine away from what the model anchors on (the sacrum, the
+   lower thoracic spine), the model squeezes the levels near the edge inwards. Levels put closer to a
+   neighbour than ``CROWDED_PITCH`` of the local pitch (or in the wrong order) are withdrawn
+   (:func:`inference.findings.crowded_levels`, also applied by ``vfrisk score``); one or two end levels pushed
+   inwards from a nearby edge while the rest agree with their bodies go back to their bodies
+   (:func:`edge_tails`); a modelled level just beyond the ends that the edge cuts is named partly in the scan,
+   with how much of it is shown (:func:`partial_levels`).
+
 The learned per-level values (grade, height ratio, HU) stay the model's; only the position, and with it the
-transparent measurement, follows the check.
+transparent measurement, follows the check; a withdrawn level loses its learned values from the findings (the
+probability, computed by the graph, is unchanged). ``python -m training.edge_check`` measures all of this on
+phantoms cut at fixed positions.
 """
 
 from __future__ import annotations
@@ -50,6 +60,8 @@ MOVE_MAX_MM = 0.8 * LEVEL_PITCH_MM
 MIN_ASSIGNED = 3
 AGREE_MM = 6.0
 ON_DISC_PITCH = 0.12
+TAIL_MAX = 2
+TAIL_EDGE_PITCH = 1.5
 PARTIAL_DISC_PITCH = (0.3, 0.8)
 PARTIAL_MAX_PITCH = 0.9
 PARTIAL_MIN_MM = 10.0
@@ -148,44 +160,96 @@ def _spine(study: Study, levels: list[tuple[str, int, float]], extend: tuple[boo
     return _Spine([lo + d for d in find_discs(profile, pitch_px)], lo, hi, profile, centre_rc)
 
 
-def check_levels(study: Study, levels: list[tuple[str, int, float]]) -> list[Move]:
-    """Moves that put each found level on its own body; ``levels`` is ``(name, index in T11..L5, z_mm)``.
+@dataclass(frozen=True)
+class _Assignment:
+    """The levels found laid on the bodies of the disc profile with the least movement."""
 
-    Returns an empty list when the image does not support a confident assignment (see the module docstring).
-    """
-    spine = _spine(study, levels) if len(levels) >= MIN_ASSIGNED else None
+    spine: _Spine
+    pairs: dict[str, tuple[float, float]]
+    """Level -> (model z, centre z of its body), for the levels that have a body."""
+    cost: float
+
+
+def _assign(study: Study, levels: list[tuple[str, int, float]], extend: tuple[bool, bool] = (False, False)
+            ) -> _Assignment | None:
+    """Lay ``levels`` (``(name, index, z_mm)``) on consecutive bodies (runs between two discs of a plausible
+    pitch) with the offset that moves them least; None without at least ``MIN_ASSIGNED`` levels on bodies."""
+    spine = _spine(study, levels, extend) if len(levels) >= MIN_ASSIGNED else None
     if spine is None:
-        return []
-    dz = float(study.affine[2, 0])
-    discs = spine.discs
+        return None
+    dz, discs = float(study.affine[2, 0]), spine.discs
     # runs between consecutive discs, superior -> inferior as T11..L5; None where the run is not a plausible body
     bodies = [(spine.z_of(study, a) + spine.z_of(study, b)) / 2.0
               if PITCH_RANGE_MM[0] <= (b - a) * dz <= PITCH_RANGE_MM[1] else None
               for a, b in zip(discs[::-1][1:], discs[::-1][:-1], strict=True)]
     if sum(b is not None for b in bodies) < MIN_ASSIGNED:
-        return []
-    best: tuple[float, list[Move]] | None = None
+        return None
+    best: _Assignment | None = None
     first = min(index for _, index, _ in levels)
     for offset in range(-len(levels), len(bodies)):
-        slots = [(name, z, bodies[offset + index - first]) for name, index, z in levels
-                 if 0 <= offset + index - first < len(bodies)]
-        pairs = [(name, z, centre) for name, z, centre in slots if centre is not None]
+        pairs = {name: (z, body) for name, index, z in levels
+                 if 0 <= offset + index - first < len(bodies) and (body := bodies[offset + index - first]) is not None}
         if len(pairs) < MIN_ASSIGNED:
             continue
-        cost = sum(abs(z - b) for _, z, b in pairs) / len(pairs)
-        if best is None or cost < best[0]:
-            best = (cost, [Move(name, z, round(b, 1)) for name, z, b in pairs])
-    if best is None:
+        cost = sum(abs(z - b) for z, b in pairs.values()) / len(pairs)
+        if best is None or cost < best.cost:
+            best = _Assignment(spine, pairs, cost)
+    return best
+
+
+def check_levels(study: Study, levels: list[tuple[str, int, float]]) -> list[Move]:
+    """Moves that put each found level on its own body; ``levels`` is ``(name, index in T11..L5, z_mm)``.
+
+    Returns an empty list when the image does not support a confident assignment (see the module docstring).
+    """
+    assignment = _assign(study, levels)
+    if assignment is None:
         return []
+    found = [Move(name, z, round(b, 1)) for name, (z, b) in assignment.pairs.items()]
     ends = {min(levels, key=lambda t: t[1])[0], max(levels, key=lambda t: t[1])[0]}
-    moves = [m for m in best[1] if abs(m.to_z_mm - m.from_z_mm) > MOVE_MIN_MM]
-    kept = [abs(m.to_z_mm - m.from_z_mm) for m in best[1] if m not in moves]
-    disc_z = [spine.z_of(study, k) for k in discs]
+    moves = [m for m in found if abs(m.to_z_mm - m.from_z_mm) > MOVE_MIN_MM]
+    kept = [abs(m.to_z_mm - m.from_z_mm) for m in found if m not in moves]
+    disc_z = [assignment.spine.z_of(study, k) for k in assignment.spine.discs]
     if (not moves or any(m.level not in ends for m in moves)
             or len(kept) < MIN_ASSIGNED - 1 or float(np.mean(kept)) > AGREE_MM
             or any(abs(m.to_z_mm - m.from_z_mm) > MOVE_MAX_MM for m in moves)
             or any(min(abs(m.from_z_mm - d) for d in disc_z) > ON_DISC_PITCH * LEVEL_PITCH_MM for m in moves)):
         return []
+    return moves
+
+
+def edge_tails(study: Study, levels: list[tuple[str, int, float]]) -> list[Move]:
+    """Levels the model pushed inwards from a scan's edge, moved out to their bodies.
+
+    ``levels`` is ``(name, index, z_mm)``. Where a scan's edge cuts the spine the model tends to place the last
+    one or two levels towards the middle of the scan (phantoms ending at the centre of L5: L4 13-20 mm and L5
+    20-28 mm high). At each end, the *tail* is the run of at most ``TAIL_MAX`` end levels more than
+    ``MOVE_MIN_MM`` from their body or without a whole body between two discs (only the outermost may lack
+    one), up to the first level that agrees with its body. The tail levels with a body are moved to it only
+    when the rest agree with their bodies (at least ``MIN_ASSIGNED`` of them, mean distance at most
+    ``AGREE_MM``), the scan's edge lies within ``TAIL_EDGE_PITCH`` of a pitch beyond the tail, and each of them
+    lies between its body and the middle of the scan, at most ``MOVE_MAX_MM`` away. A level without a body is
+    left where it is (:func:`crowded_levels`, run again after the moves, withdraws it if it is now squeezed).
+    """
+    assignment = _assign(study, levels, extend=(True, True))
+    if assignment is None or float(study.affine[2, 0]) <= 0:
+        return []
+    edges = (assignment.spine.z_of(study, study.volume.shape[0] - 1), assignment.spine.z_of(study, 0))
+    ordered = sorted(levels, key=lambda t: t[1])
+    moves: list[Move] = []
+    for seq, edge_z, outward in ((ordered, edges[0], +1.0), (ordered[::-1], edges[1], -1.0)):
+        off = {name: assignment.pairs[name][1] - z for name, _, z in seq if name in assignment.pairs}
+        n_tail = next((n for n, (name, _, _) in enumerate(seq) if name in off and abs(off[name]) <= MOVE_MIN_MM),
+                      len(seq))
+        tail, rest = seq[:n_tail], seq[n_tail:]
+        agree = [abs(off[name]) for name, _, _ in rest if name in off]
+        if (not tail or len(tail) > TAIL_MAX or len(agree) < MIN_ASSIGNED or float(np.mean(agree)) > AGREE_MM
+                or abs(edge_z - tail[0][2]) > TAIL_EDGE_PITCH * LEVEL_PITCH_MM
+                or any(name not in off for name, _, _ in tail[1:])):
+            continue
+        if any(off[name] * outward <= 0 or abs(off[name]) > MOVE_MAX_MM for name, _, _ in tail if name in off):
+            continue
+        moves += [Move(name, z, round(z + off[name], 1)) for name, _, z in tail if name in off]
     return moves
 
 
@@ -251,9 +315,11 @@ def partial_levels(study: Study, levels: list[tuple[str, int, float]], names: tu
 def checked_levels(study: Study, vertebrae: list[Vertebra]) -> tuple[list[Vertebra], list[str], list[Partial]]:
     """``vertebrae`` after the level check, its warnings, and the levels the scan shows cut by its edge.
 
-    In order: levels crowded onto their neighbours (:func:`crowded_levels`) are withdrawn (not present, its
-    learned values left out); an end level on a disc is moved to its body (:func:`check_levels`); the levels
-    just beyond the ends that the scan cuts are found (:func:`partial_levels`).
+    In order: levels crowded onto their neighbours (:func:`crowded_levels`) are withdrawn (not present, their
+    learned values left out); an end level on a disc is moved to its body (:func:`check_levels`); end levels
+    pushed in from a nearby scan edge are moved out to their bodies (:func:`edge_tails`), after which a level
+    left squeezed against them is withdrawn; the levels just beyond the ends that the scan cuts are found
+    (:func:`partial_levels`).
     """
     found = [(v.level, i, float(v.z_mm)) for i, v in enumerate(vertebrae) if v.present and v.z_mm is not None]
     crowded = {c.level: c for c in crowded_levels(found)}
@@ -265,5 +331,17 @@ def checked_levels(study: Study, vertebrae: list[Vertebra]) -> tuple[list[Verteb
     out = [replace(v, z_mm=moves[v.level].to_z_mm) if v.level in moves else v for v in out]
     warnings += [f"{m.level}: the model placed it at z {m.from_z_mm:.1f} mm, on a disc; the transparent level "
                  f"check moved it to the centre of its body at z {m.to_z_mm:.1f} mm" for m in moves.values()]
+    found = [(v.level, i, float(v.z_mm)) for i, v in enumerate(out) if v.present and v.z_mm is not None]
+    tail = {m.level: m for m in edge_tails(study, found)}
+    out = [replace(v, z_mm=tail[v.level].to_z_mm) if v.level in tail else v for v in out]
+    warnings += [f"{m.level}: the model placed it at z {m.from_z_mm:.1f} mm, pushed in from the scan's edge; the "
+                 f"transparent level check moved it to the centre of its body at z {m.to_z_mm:.1f} mm"
+                 for m in tail.values()]
+    if tail:  # a level left without a body may now be squeezed against the moved one
+        found = [(v.level, i, float(v.z_mm)) for i, v in enumerate(out) if v.present and v.z_mm is not None]
+        again = {c.level: c for c in crowded_levels(found)}
+        out = [replace(v, present=False, genant_grade=None, height_ratio=None, trabecular_hu=None, z_mm=None)
+               if v.level in again else v for v in out]
+        warnings += [c.warning() for c in again.values()]
     checked = [(v.level, i, float(v.z_mm)) for i, v in enumerate(out) if v.present and v.z_mm is not None]
     return out, warnings, partial_levels(study, checked, tuple(v.level for v in vertebrae))

@@ -121,3 +121,48 @@ def test_predict_on_a_scan_cut_at_l3_reports_no_level_off_its_body(cohort: Path)
         found = {v["level"]: v["z_mm"] for v in result["vertebrae"] if v["present"]}
         assert {"T11", "T12", "L1", "L2"} <= set(found) and "L5" not in found, result["warnings"]
         assert all(abs(zz - z[lv]) < 10.0 for lv, zz in found.items()), (found, z)
+
+
+def test_edge_check_counts_every_cut_position(cohort: Path) -> None:
+    """``python -m training.edge_check`` on one phantom: every cut position scored or refused once; the cut at the
+    centre of L3 reports no level off its body (the crowding rule), and a missing truth.csv is a usage error."""
+    from inference.bundle import default_bundle
+    from training.edge_check import check, cut, main
+
+    if not (default_bundle() / "model.onnx").is_file():
+        pytest.skip("no default bundle")
+    stats = check(cohort, n=1)
+    assert len(stats) == 12 and all(c["scored"] + c["refused"] == 1 for c in stats.values())
+    assert stats["bottom edge at L3 centre"]["level off"] == 0
+    study = load_any(cohort / "studies" / "S00000")
+    z0 = float(study.affine[2, 3])
+    part = cut(study, z0 + 10.0, z0 + 40.0)
+    assert 10.0 <= float(part.affine[2, 3]) - z0 <= 10.0 + study.affine[2, 0]
+    assert part.volume.shape[0] * study.affine[2, 0] <= 30.0 + study.affine[2, 0]
+    with pytest.raises(SystemExit):
+        main(["--cohort", str(cohort / "studies")])
+
+
+def test_levels_pushed_in_from_the_bottom_edge_go_back(cohort: Path) -> None:
+    """A scan ending at the centre of L5, with the default model's pattern there (L4 16 mm and L5 24 mm high):
+    L4 goes back to its body, L5 (no whole body in the scan) is withdrawn and named partly in the scan; true
+    levels on the same cut scan, or on the whole scan, are left alone."""
+    from inference.findings import Vertebra
+    from inference.levels import checked_levels, edge_tails
+
+    for row in csv.DictReader((cohort / "truth.csv").open()):
+        study = load_any(cohort / row["study"])
+        z = {lv: float(row[f"{lv}_z_mm"]) for lv in LEVELS}
+        short = _cut(study, z["L5"], z["T11"] + 60.0)
+        true = [(lv, i, z[lv]) for i, lv in enumerate(LEVELS)]
+        assert edge_tails(study, true) == [] and edge_tails(short, true) == []
+        pushed = dict(z, L4=z["L4"] + 16.0, L5=z["L5"] + 24.0)
+        (move,) = edge_tails(short, [(lv, i, pushed[lv]) for i, lv in enumerate(LEVELS)])
+        assert move.level == "L4" and abs(move.to_z_mm - z["L4"]) < 4.0, move
+        located = [Vertebra(lv, True, 0, 1.0, 150.0, pushed[lv]) for lv in LEVELS]
+        checked, warnings, partial = checked_levels(short, located)
+        by = {v.level: v for v in checked}
+        assert abs(float(by["L4"].z_mm or 0.0) - z["L4"]) < 4.0 and not by["L5"].present, warnings
+        assert any(w.startswith("L4: the model placed it") and "pushed in" in w for w in warnings)
+        assert any(w.startswith("L5: withdrawn") for w in warnings)
+        assert [p.level for p in partial] == ["L5"]
