@@ -186,7 +186,8 @@ def archive_rate(root: Path, studies: list[Path], copies: int) -> dict[str, obje
     with out.open(newline="") as fh:
         stamps = sorted(dt.datetime.fromisoformat(r["scored_at"]) for r in csv.DictReader(fh))
     # warm: from the second worker's first result on (both workers started, page cache hot) to the last
-    warm = 60.0 * (len(stamps) - 2) / (stamps[-1] - stamps[1]).total_seconds()
+    span = (stamps[-1] - stamps[1]).total_seconds() if len(stamps) > 2 else 0.0
+    warm = 60.0 * (len(stamps) - 2) / span if span > 0 else float("nan")  # too few rows for a warm rate
     return {"rows": report["rows"], "ok": report["counts"]["ok"], "studies_per_minute": report["studies_per_minute"],
             "warm_studies_per_minute": warm, "peak_rss_mb": report["peak_rss_mb"],
             "mean_stage_s": report["mean_stage_s"]}
