@@ -228,8 +228,10 @@ def edge_tails(study: Study, levels: list[tuple[str, int, float]]) -> list[Move]
     one), up to the first level that agrees with its body. The tail levels with a body are moved to it only
     when the rest agree with their bodies (at least ``MIN_ASSIGNED`` of them, mean distance at most
     ``AGREE_MM``), the scan's edge lies within ``TAIL_EDGE_PITCH`` of a pitch beyond the tail, and each of them
-    lies between its body and the middle of the scan, at most ``MOVE_MAX_MM`` away. A level without a body is
-    left where it is (:func:`crowded_levels`, run again after the moves, withdraws it if it is now squeezed).
+    lies between its body and the middle of the scan, at most ``MOVE_MAX_MM`` away. The outermost level, when
+    the edge leaves it no whole body, goes to its neighbour's centre mirrored across the disc between them (one
+    local pitch on) if that point is still inside the scan and the same conditions hold; otherwise it stays
+    (:func:`crowded_levels`, run again after the moves, withdraws it if it is now squeezed).
     """
     assignment = _assign(study, levels, extend=(True, True))
     if assignment is None or float(study.affine[2, 0]) <= 0:
@@ -250,6 +252,15 @@ def edge_tails(study: Study, levels: list[tuple[str, int, float]]) -> list[Move]
         if any(off[name] * outward <= 0 or abs(off[name]) > MOVE_MAX_MM for name, _, _ in tail if name in off):
             continue
         moves += [Move(name, z, round(z + off[name], 1)) for name, _, z in tail if name in off]
+        if tail[0][0] not in off:  # the outermost level has no whole body: mirror its neighbour across their disc
+            neighbour = assignment.pairs[(tail[1] if len(tail) > 1 else rest[0])[0]][1]
+            discs = [assignment.spine.z_of(study, k) for k in assignment.spine.discs]
+            between = [d for d in discs if 0.3 * LEVEL_PITCH_MM <= (d - neighbour) * outward <= 0.8 * LEVEL_PITCH_MM]
+            if len(between) == 1:
+                estimate, z = 2.0 * between[0] - neighbour, tail[0][2]
+                if ((edge_z - estimate) * outward >= 0 and (estimate - z) * outward > 0
+                        and MOVE_MIN_MM < abs(estimate - z) <= MOVE_MAX_MM):
+                    moves.append(Move(tail[0][0], z, round(estimate, 1)))
     return moves
 
 

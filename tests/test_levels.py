@@ -144,25 +144,30 @@ def test_edge_check_counts_every_cut_position(cohort: Path) -> None:
 
 
 def test_levels_pushed_in_from_the_bottom_edge_go_back(cohort: Path) -> None:
-    """A scan ending at the centre of L5, with the default model's pattern there (L4 16 mm and L5 24 mm high):
-    L4 goes back to its body, L5 (no whole body in the scan) is withdrawn and named partly in the scan; true
-    levels on the same cut scan, or on the whole scan, are left alone."""
+    """A scan ending 4 mm below the centre of L5, with the model's pattern there (L4 16 mm and L5 24 mm high):
+    L4 goes back to its body, and L5 (no whole body in the scan) to L4's centre mirrored across the L4/L5 disc;
+    true levels on the same cut scan, or on the whole scan, are left alone. A scan ending 6 mm above the centre
+    of L5 leaves that point outside: L5 stays, squeezed against L4, and is withdrawn and named partly in the scan."""
     from inference.findings import Vertebra
     from inference.levels import checked_levels, edge_tails
 
     for row in csv.DictReader((cohort / "truth.csv").open()):
         study = load_any(cohort / row["study"])
         z = {lv: float(row[f"{lv}_z_mm"]) for lv in LEVELS}
-        short = _cut(study, z["L5"], z["T11"] + 60.0)
+        short = _cut(study, z["L5"] - 4.0, z["T11"] + 60.0)
         true = [(lv, i, z[lv]) for i, lv in enumerate(LEVELS)]
         assert edge_tails(study, true) == [] and edge_tails(short, true) == []
         pushed = dict(z, L4=z["L4"] + 16.0, L5=z["L5"] + 24.0)
-        (move,) = edge_tails(short, [(lv, i, pushed[lv]) for i, lv in enumerate(LEVELS)])
-        assert move.level == "L4" and abs(move.to_z_mm - z["L4"]) < 4.0, move
+        moves = {m.level: m for m in edge_tails(short, [(lv, i, pushed[lv]) for i, lv in enumerate(LEVELS)])}
+        assert set(moves) == {"L4", "L5"} and abs(moves["L4"].to_z_mm - z["L4"]) < 4.0, moves
+        assert abs(moves["L5"].to_z_mm - z["L5"]) < 6.0, moves
         located = [Vertebra(lv, True, 0, 1.0, 150.0, pushed[lv]) for lv in LEVELS]
         checked, warnings, partial = checked_levels(short, located)
         by = {v.level: v for v in checked}
-        assert abs(float(by["L4"].z_mm or 0.0) - z["L4"]) < 4.0 and not by["L5"].present, warnings
-        assert any(w.startswith("L4: the model placed it") and "pushed in" in w for w in warnings)
-        assert any(w.startswith("L5: withdrawn") for w in warnings)
+        assert abs(float(by["L4"].z_mm or 0.0) - z["L4"]) < 4.0 and by["L5"].present, warnings
+        assert sum("pushed in" in w for w in warnings) == 2 and partial == []
+        shorter = _cut(study, z["L5"] + 6.0, z["T11"] + 60.0)
+        checked, warnings, partial = checked_levels(shorter, located)
+        by = {v.level: v for v in checked}
+        assert not by["L5"].present and any(w.startswith("L5: withdrawn") for w in warnings), warnings
         assert [p.level for p in partial] == ["L5"]
