@@ -332,27 +332,31 @@ def checked_levels(study: Study, vertebrae: list[Vertebra]) -> tuple[list[Verteb
     left squeezed against them is withdrawn; the levels just beyond the ends that the scan cuts are found
     (:func:`partial_levels`).
     """
-    found = [(v.level, i, float(v.z_mm)) for i, v in enumerate(vertebrae) if v.present and v.z_mm is not None]
-    crowded = {c.level: c for c in crowded_levels(found)}
-    out = [replace(v, present=False, genant_grade=None, height_ratio=None, trabecular_hu=None, z_mm=None)
-           if v.level in crowded else v for v in vertebrae]
+    crowded = {c.level: c for c in crowded_levels(_found(vertebrae))}
+    out = [_withdrawn(v) if v.level in crowded else v for v in vertebrae]
     warnings = [c.warning() for c in crowded.values()]
-    found = [(v.level, i, float(v.z_mm)) for i, v in enumerate(out) if v.present and v.z_mm is not None]
-    moves = {m.level: m for m in check_levels(study, found)}
+    moves = {m.level: m for m in check_levels(study, _found(out))}
     out = [replace(v, z_mm=moves[v.level].to_z_mm) if v.level in moves else v for v in out]
     warnings += [f"{m.level}: the model placed it at z {m.from_z_mm:.1f} mm, on a disc; the transparent level "
                  f"check moved it to the centre of its body at z {m.to_z_mm:.1f} mm" for m in moves.values()]
-    found = [(v.level, i, float(v.z_mm)) for i, v in enumerate(out) if v.present and v.z_mm is not None]
-    tail = {m.level: m for m in edge_tails(study, found)}
+    tail = {m.level: m for m in edge_tails(study, _found(out))}
     out = [replace(v, z_mm=tail[v.level].to_z_mm) if v.level in tail else v for v in out]
     warnings += [f"{m.level}: the model placed it at z {m.from_z_mm:.1f} mm, pushed in from the scan's edge; the "
                  f"transparent level check moved it to the centre of its body at z {m.to_z_mm:.1f} mm"
                  for m in tail.values()]
     if tail:  # a level left without a body may now be squeezed against the moved one
-        found = [(v.level, i, float(v.z_mm)) for i, v in enumerate(out) if v.present and v.z_mm is not None]
-        again = {c.level: c for c in crowded_levels(found)}
-        out = [replace(v, present=False, genant_grade=None, height_ratio=None, trabecular_hu=None, z_mm=None)
-               if v.level in again else v for v in out]
+        again = {c.level: c for c in crowded_levels(_found(out))}
+        out = [_withdrawn(v) if v.level in again else v for v in out]
         warnings += [c.warning() for c in again.values()]
-    checked = [(v.level, i, float(v.z_mm)) for i, v in enumerate(out) if v.present and v.z_mm is not None]
+    checked = _found(out)
     return out, warnings, partial_levels(study, checked, tuple(v.level for v in vertebrae))
+
+
+def _found(vertebrae: list[Vertebra]) -> list[tuple[str, int, float]]:
+    """``(level, index, z_mm)`` of the levels present."""
+    return [(v.level, i, float(v.z_mm)) for i, v in enumerate(vertebrae) if v.present and v.z_mm is not None]
+
+
+def _withdrawn(v: Vertebra) -> Vertebra:
+    """``v`` taken out of the findings: not present, no learned values, no position."""
+    return replace(v, present=False, genant_grade=None, height_ratio=None, trabecular_hu=None, z_mm=None)

@@ -15,6 +15,7 @@ reconstruction of the same anatomy yields the same canonical array.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
@@ -56,3 +57,16 @@ class Study(SeriesFacts):
         h.update(np.asarray(self.spacing_mm, dtype=np.float64).tobytes())
         h.update(str(self.volume.shape).encode())
         return h.hexdigest()
+
+
+def z_slab(study: Study, lo_mm: float, hi_mm: float) -> Study:
+    """The part of a canonical study (axis 0 running up along patient z) between two patient z values, as a
+    shorter scan would have shown it: same grid, first slice moved. For tests and the edge check
+    (``training.edge_check``), which cut phantoms short; raises ``ValueError`` when no slice is left."""
+    z = study.affine[2, 3] + study.affine[2, 0] * np.arange(study.volume.shape[0])
+    keep = np.nonzero((z >= lo_mm) & (z <= hi_mm))[0]
+    if keep.size == 0:
+        raise ValueError("the slab holds no slice")
+    affine = study.affine.copy()
+    affine[:3, 3] = (study.affine @ np.array([keep[0], 0, 0, 1.0]))[:3]
+    return dataclasses.replace(study, volume=study.volume[keep[0]: keep[-1] + 1], affine=affine)

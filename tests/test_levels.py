@@ -11,6 +11,7 @@ import pytest
 from data.synthetic.cohort import CohortOptions, write_cohort
 from inference.io import load_any
 from inference.levels import check_levels
+from inference.study import z_slab
 
 LEVELS = ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
 
@@ -38,19 +39,6 @@ def test_true_levels_stay_and_a_level_on_the_disc_above_goes_back(cohort: Path) 
     assert fixed >= 1
 
 
-def _cut(study, lo_mm: float, hi_mm: float):  # type: ignore[no-untyped-def]
-    """The part of a study between two patient z values (axis 0 running up)."""
-    import dataclasses
-
-    import numpy as np
-
-    z = study.affine[2, 3] + study.affine[2, 0] * np.arange(study.volume.shape[0])
-    keep = np.nonzero((z >= lo_mm) & (z <= hi_mm))[0]
-    affine = study.affine.copy()
-    affine[:3, 3] = (study.affine @ np.array([keep[0], 0, 0, 1.0]))[:3]
-    return dataclasses.replace(study, volume=study.volume[keep[0]: keep[-1] + 1], affine=affine)
-
-
 def test_a_level_cut_by_the_scan_edge_is_reported_partly_in_the_scan(cohort: Path) -> None:
     """T11 cut through its body at the top (or L5 at the bottom) is reported with about how much of it is shown;
     a scan cut at the disc, a scan going on beyond the end level, or all levels found report nothing."""
@@ -65,13 +53,13 @@ def test_a_level_cut_by_the_scan_edge_is_reported_partly_in_the_scan(cohort: Pat
         assert partial_levels(study, found, names) == []
         assert partial_levels(study, found[1:], names) == []  # T11 whole, the scan goes on above it
         top_disc, low_disc = (z["T11"] + z["T12"]) / 2, (z["L4"] + z["L5"]) / 2
-        cut_top = _cut(study, z["L5"] - 60.0, z["T11"] + 3.0)
+        cut_top = z_slab(study, z["L5"] - 60.0, z["T11"] + 3.0)
         (p,) = partial_levels(cut_top, found[1:], names)
         assert (p.level, p.neighbour, p.edge) == ("T11", "T12", "top")
         assert abs(p.shown_mm - (z["T11"] + 3.0 - top_disc)) < 6.0, p
         assert "T11: partly in the scan" in p.warning()
-        assert partial_levels(_cut(study, z["L5"] - 60.0, top_disc + 2.0), found[1:], names) == []
-        (q,) = partial_levels(_cut(study, z["L5"] - 3.0, z["T11"] + 60.0), found[:-1], names)
+        assert partial_levels(z_slab(study, z["L5"] - 60.0, top_disc + 2.0), found[1:], names) == []
+        (q,) = partial_levels(z_slab(study, z["L5"] - 3.0, z["T11"] + 60.0), found[:-1], names)
         assert (q.level, q.neighbour, q.edge) == ("L5", "L4", "bottom")
         assert abs(q.shown_mm - (low_disc - z["L5"] + 3.0)) < 6.0, q
 
@@ -116,7 +104,7 @@ def test_predict_on_a_scan_cut_at_l3_reports_no_level_off_its_body(cohort: Path)
     engine = Engine()
     for row in csv.DictReader((cohort / "truth.csv").open()):
         z = {lv: float(row[f"{lv}_z_mm"]) for lv in LEVELS}
-        study = _cut(load_any(cohort / row["study"]), z["L3"], z["T11"] + 60.0)
+        study = z_slab(load_any(cohort / row["study"]), z["L3"], z["T11"] + 60.0)
         result = engine.predict(study, Labs(40.0, -1.5, 70.0, "F"))
         found = {v["level"]: v["z_mm"] for v in result["vertebrae"] if v["present"]}
         assert {"T11", "T12", "L1", "L2"} <= set(found) and "L5" not in found, result["warnings"]
@@ -154,7 +142,7 @@ def test_levels_pushed_in_from_the_bottom_edge_go_back(cohort: Path) -> None:
     for row in csv.DictReader((cohort / "truth.csv").open()):
         study = load_any(cohort / row["study"])
         z = {lv: float(row[f"{lv}_z_mm"]) for lv in LEVELS}
-        short = _cut(study, z["L5"] - 4.0, z["T11"] + 60.0)
+        short = z_slab(study, z["L5"] - 4.0, z["T11"] + 60.0)
         true = [(lv, i, z[lv]) for i, lv in enumerate(LEVELS)]
         assert edge_tails(study, true) == [] and edge_tails(short, true) == []
         pushed = dict(z, L4=z["L4"] + 16.0, L5=z["L5"] + 24.0)
@@ -166,7 +154,7 @@ def test_levels_pushed_in_from_the_bottom_edge_go_back(cohort: Path) -> None:
         by = {v.level: v for v in checked}
         assert abs(float(by["L4"].z_mm or 0.0) - z["L4"]) < 4.0 and by["L5"].present, warnings
         assert sum("pushed in" in w for w in warnings) == 2 and partial == []
-        shorter = _cut(study, z["L5"] + 6.0, z["T11"] + 60.0)
+        shorter = z_slab(study, z["L5"] + 6.0, z["T11"] + 60.0)
         checked, warnings, partial = checked_levels(shorter, located)
         by = {v.level: v for v in checked}
         assert not by["L5"].present and any(w.startswith("L5: withdrawn") for w in warnings), warnings

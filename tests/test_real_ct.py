@@ -6,7 +6,6 @@ crash); scans that do not show the thoracolumbar spine are refused as spine_not_
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from inference.bundle import default_bundle
 from inference.errors import InputError
 from inference.io import load_any
 from inference.labs import Labs
+from inference.study import z_slab
 from tests.conftest import CORPUS
 
 pytestmark = pytest.mark.skipif(not (default_bundle() / "model.onnx").is_file(), reason="no default bundle")
@@ -138,21 +138,12 @@ def test_reference_ct_t12_is_reported_partly_in_the_scan(engine) -> None:  # typ
     assert "levels not in the scan: T11; scored on the levels found" in result["warnings"]
 
 
-def _slab(study, lo_mm: float, hi_mm: float):  # type: ignore[no-untyped-def]
-    """The part of a study between two LPS z values (bypassing the reader's minimum coverage)."""
-    z = study.affine[2, 3] + study.affine[2, 0] * np.arange(study.volume.shape[0])
-    keep = np.nonzero((z >= lo_mm) & (z <= hi_mm))[0]
-    affine = study.affine.copy()
-    affine[:3, 3] = (study.affine @ np.array([keep[0], 0, 0, 1.0]))[:3]
-    return dataclasses.replace(study, volume=study.volume[keep[0]: keep[-1] + 1], affine=affine)
-
-
 def test_pelvis_only_slab_is_refused(engine, tiny_cohort: Path) -> None:  # type: ignore[no-untyped-def]
     import csv
 
     truth = next(iter(csv.DictReader((tiny_cohort / "truth.csv").open())))
     study = load_any(tiny_cohort / truth["study"])
-    slab = _slab(study, -1e9, float(truth["L5_z_mm"]) - 20)
+    slab = z_slab(study, -1e9, float(truth["L5_z_mm"]) - 20)
     with pytest.raises(InputError) as exc:
         engine.predict(slab, Labs(45.0, -1.8, 70.0, "F"))
     assert exc.value.code == "spine_not_covered" and "levels found" in exc.value.message
@@ -166,7 +157,7 @@ def test_chest_ct_stopping_at_t10_is_refused(engine, tiny_cohort: Path) -> None:
     for truth in list(csv.DictReader((tiny_cohort / "truth.csv").open()))[:3]:
         study = load_any(tiny_cohort / truth["study"])
         t11, t12 = float(truth["T11_z_mm"]), float(truth["T12_z_mm"])
-        chest = _slab(study, t11 + (t11 - t12) / 2, 1e9)
+        chest = z_slab(study, t11 + (t11 - t12) / 2, 1e9)
         with pytest.raises(InputError) as exc:
             engine.predict(chest, Labs(45.0, -1.8, 70.0, "F"))
         assert exc.value.code == "spine_not_covered" and "levels found" in exc.value.message

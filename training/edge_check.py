@@ -12,30 +12,25 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 from collections import Counter
 from pathlib import Path
-
-import numpy as np
 
 from inference.engine import Engine
 from inference.errors import InputError
 from inference.io import load_any
 from inference.labs import Labs
-from inference.study import Study
+from inference.study import Study, z_slab
 
 LEVELS = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
 
 
 def cut(study: Study, lo_mm: float, hi_mm: float) -> Study:
-    """The part of a canonical study (axis 0 running up) between two patient z values."""
-    z = study.affine[2, 3] + study.affine[2, 0] * np.arange(study.volume.shape[0])
-    keep = np.nonzero((z >= lo_mm) & (z <= hi_mm))[0]
-    if keep.size == 0:
-        raise InputError("too_few_slices", "the cut leaves no slice")
-    affine = study.affine.copy()
-    affine[:3, 3] = (study.affine @ np.array([keep[0], 0, 0, 1.0]))[:3]
-    return dataclasses.replace(study, volume=study.volume[keep[0]: keep[-1] + 1], affine=affine)
+    """The part of a study between two patient z values (:func:`inference.study.z_slab`); an empty cut is an
+    :class:`InputError` like any scan too short to score."""
+    try:
+        return z_slab(study, lo_mm, hi_mm)
+    except ValueError as exc:
+        raise InputError("too_few_slices", str(exc)) from exc
 
 
 def cut_positions(z: dict[str, float]) -> dict[str, tuple[float, float]]:
