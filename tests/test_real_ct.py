@@ -173,3 +173,20 @@ def test_head_and_neck_ct_is_refused_by_anatomy(engine) -> None:  # type: ignore
     with pytest.raises(InputError) as exc:
         engine.predict(study, Labs(45.0, -1.8, 60.0, "M"))
     assert exc.value.code == "spine_not_covered"
+
+
+@pytest.mark.skipif(not (CORPUS / "accept_totalseg_abdomen_j2k_empty_uids").is_dir(), reason="no corpus")
+def test_twenty_slice_abdomen_is_refused_by_the_reader_and_by_anatomy(engine) -> None:  # type: ignore[no-untyped-def]
+    """The real 20-slice abdominal slab (38 mm at about T11-T12): the reader refuses it (insufficient_coverage,
+    naming the extent), and read with relaxed limits the model's anatomy check refuses it too (spine_not_covered,
+    levels found: none); never a number."""
+    from inference.dicom import Limits, load_study
+
+    case = CORPUS / "accept_totalseg_abdomen_j2k_empty_uids"
+    with pytest.raises(InputError) as exc:
+        load_study(case)
+    assert exc.value.code == "insufficient_coverage" and "38 mm" in exc.value.message
+    study = load_study(case, limits=Limits(min_slices=1, min_extent_mm=0.0, check_body_part=False))
+    with pytest.raises(InputError) as exc:
+        engine.predict(study, Labs(45.0, -1.8, 55.0, "M"))
+    assert exc.value.code == "spine_not_covered" and "levels found: none" in exc.value.message
