@@ -69,15 +69,17 @@ class Engine:
         """Score one study: probability, interval, findings, identity, hashes, warnings, suggestion."""
         t0 = time.perf_counter()
         crop, out = self.locate(study, labs, crop)
-        from inference.levels import checked_levels  # scipy: imported when a study is scored, not at start-up
+        from inference.levels import checked_levels, column_centre  # scipy: imported when a study is scored
+
+        centre_rc = column_centre(study)  # found once for the level check and the measurement
 
         located = level_findings(self.spec.levels, out, crop, study)
-        vertebrae, moved, partial = checked_levels(study, located)
+        vertebrae, moved, partial = checked_levels(study, located, centre_rc)
         withdrawn = {v.level for v in located if v.present} - {v.level for v in vertebrae if v.present}
         explained = withdrawn | {p.level for p in partial}
         warnings = (list(study.warnings) + coverage(vertebrae, explained, found_levels(self.spec.levels, out))
                     + moved + [p.warning() for p in partial])
-        measured = transparent_measurements(study, vertebrae)
+        measured = transparent_measurements(study, vertebrae, centre_rc)
         probability = float(out["probability"])
         result: dict[str, Any] = {
             "probability": round(probability, 4),
@@ -100,7 +102,8 @@ class Engine:
         return result
 
 
-def transparent_measurements(study: Study, vertebrae: list[Any]) -> dict[str, dict[str, Any]]:
+def transparent_measurements(study: Study, vertebrae: list[Any],
+                             centre_rc: tuple[int, int] | None = None) -> dict[str, dict[str, Any]]:
     """The transparent cross-check of each found level (inference.measure): trabecular HU in an elliptical ROI
     and heights on the mid-sagittal plane, next to the learned values. Heights are experimental (see README)."""
     from inference.measure import measure_levels
@@ -109,7 +112,7 @@ def transparent_measurements(study: Study, vertebrae: list[Any]) -> dict[str, di
     if not found:
         return {}
     out: dict[str, dict[str, Any]] = {}
-    for m in measure_levels(study, found):
+    for m in measure_levels(study, found, centre_rc):
         d = m.as_dict()
         out[m.level] = {str(k): d[k] for k in ("quality", "trabecular_hu", "height_anterior_mm", "height_middle_mm",
                                           "height_posterior_mm", "height_ratio") if k in d}

@@ -130,15 +130,15 @@ class _Spine:
         return float(a[2, 3] + a[2, 0] * k + a[2, 1] * self.centre_rc[0] + a[2, 2] * self.centre_rc[1])
 
 
-def _spine(study: Study, levels: list[tuple[str, int, float]], extend: tuple[bool, bool] = (False, False)
-           ) -> _Spine | None:
+def _spine(study: Study, levels: list[tuple[str, int, float]], extend: tuple[bool, bool] = (False, False),
+           centre_rc: tuple[int, int] | None = None) -> _Spine | None:
     """Delineate the bodies at ``levels`` and find the discs between them (and ``MARGIN_PITCH`` beyond, or up to
     the scan's edge below / above where ``extend`` says so). None when fewer than two levels can be delineated
     or the volume's axis 0 does not run up along patient z."""
     dz = float(study.affine[2, 0])
     if dz <= 0:
         return None
-    centre_rc = spine_center(study.volume, study.spacing_mm, PreprocessSpec())
+    centre_rc = column_centre(study) if centre_rc is None else centre_rc
     located = []
     for _, _, z in levels:
         try:
@@ -170,11 +170,11 @@ class _Assignment:
     cost: float
 
 
-def _assign(study: Study, levels: list[tuple[str, int, float]], extend: tuple[bool, bool] = (False, False)
-            ) -> _Assignment | None:
+def _assign(study: Study, levels: list[tuple[str, int, float]], extend: tuple[bool, bool] = (False, False),
+            centre_rc: tuple[int, int] | None = None) -> _Assignment | None:
     """Lay ``levels`` (``(name, index, z_mm)``) on consecutive bodies (runs between two discs of a plausible
     pitch) with the offset that moves them least; None without at least ``MIN_ASSIGNED`` levels on bodies."""
-    spine = _spine(study, levels, extend) if len(levels) >= MIN_ASSIGNED else None
+    spine = _spine(study, levels, extend, centre_rc) if len(levels) >= MIN_ASSIGNED else None
     if spine is None:
         return None
     dz, discs = float(study.affine[2, 0]), spine.discs
@@ -197,12 +197,13 @@ def _assign(study: Study, levels: list[tuple[str, int, float]], extend: tuple[bo
     return best
 
 
-def check_levels(study: Study, levels: list[tuple[str, int, float]]) -> list[Move]:
+def check_levels(study: Study, levels: list[tuple[str, int, float]],
+                 centre_rc: tuple[int, int] | None = None) -> list[Move]:
     """Moves that put each found level on its own body; ``levels`` is ``(name, index in T11..L5, z_mm)``.
 
     Returns an empty list when the image does not support a confident assignment (see the module docstring).
     """
-    assignment = _assign(study, levels)
+    assignment = _assign(study, levels, centre_rc=centre_rc)
     if assignment is None:
         return []
     found = [Move(name, z, round(b, 1)) for name, (z, b) in assignment.pairs.items()]
@@ -218,7 +219,8 @@ def check_levels(study: Study, levels: list[tuple[str, int, float]]) -> list[Mov
     return moves
 
 
-def edge_tails(study: Study, levels: list[tuple[str, int, float]]) -> list[Move]:
+def edge_tails(study: Study, levels: list[tuple[str, int, float]],
+               centre_rc: tuple[int, int] | None = None) -> list[Move]:
     """Levels the model pushed inwards from a scan's edge, moved out to their bodies.
 
     ``levels`` is ``(name, index, z_mm)``. Where a scan's edge cuts the spine the model tends to place the last
@@ -233,7 +235,7 @@ def edge_tails(study: Study, levels: list[tuple[str, int, float]]) -> list[Move]
     local pitch on) if that point is still inside the scan and the same conditions hold; otherwise it stays
     (:func:`crowded_levels`, run again after the moves, withdraws it if it is now squeezed).
     """
-    assignment = _assign(study, levels, extend=(True, True))
+    assignment = _assign(study, levels, (True, True), centre_rc)
     if assignment is None or float(study.affine[2, 0]) <= 0:
         return []
     edges = (assignment.spine.z_of(study, study.volume.shape[0] - 1), assignment.spine.z_of(study, 0))
@@ -282,7 +284,8 @@ class Partial:
                 f"whole body")
 
 
-def partial_levels(study: Study, levels: list[tuple[str, int, float]], names: tuple[str, ...]) -> list[Partial]:
+def partial_levels(study: Study, levels: list[tuple[str, int, float]], names: tuple[str, ...],
+                   centre_rc: tuple[int, int] | None = None) -> list[Partial]:
     """The modelled levels just beyond the highest and lowest found that the scan shows cut by its edge.
 
     ``levels`` is ``(name, index in names, z_mm)`` of the levels found. Beyond an end level whose neighbour in
@@ -302,7 +305,7 @@ def partial_levels(study: Study, levels: list[tuple[str, int, float]], names: tu
         name, index, z = end
         if not 0 <= index - step < len(names) or any(i == index - step for _, i, _ in levels):
             continue
-        spine = _spine(study, levels, extend=(step < 0, step > 0))
+        spine = _spine(study, levels, (step < 0, step > 0), centre_rc)
         if spine is None:
             continue
         k_end = slice_index(study, z, spine.centre_rc)
@@ -323,8 +326,12 @@ def partial_levels(study: Study, levels: list[tuple[str, int, float]], names: tu
     return out
 
 
-def checked_levels(study: Study, vertebrae: list[Vertebra]) -> tuple[list[Vertebra], list[str], list[Partial]]:
+def checked_levels(study: Study, vertebrae: list[Vertebra], centre_rc: tuple[int, int] | None = None
+                   ) -> tuple[list[Vertebra], list[str], list[Partial]]:
     """``vertebrae`` after the level check, its warnings, and the levels the scan shows cut by its edge.
+
+    ``centre_rc`` is the column's in-plane position (:func:`column_centre`, computed when omitted; found once
+    and shared by every step).
 
     In order: levels crowded onto their neighbours (:func:`crowded_levels`) are withdrawn (not present, their
     learned values left out); an end level on a disc is moved to its body (:func:`check_levels`); end levels
@@ -332,14 +339,15 @@ def checked_levels(study: Study, vertebrae: list[Vertebra]) -> tuple[list[Verteb
     left squeezed against them is withdrawn; the levels just beyond the ends that the scan cuts are found
     (:func:`partial_levels`).
     """
+    centre_rc = column_centre(study) if centre_rc is None else centre_rc
     crowded = {c.level: c for c in crowded_levels(_found(vertebrae))}
     out = [_withdrawn(v) if v.level in crowded else v for v in vertebrae]
     warnings = [c.warning() for c in crowded.values()]
-    moves = {m.level: m for m in check_levels(study, _found(out))}
+    moves = {m.level: m for m in check_levels(study, _found(out), centre_rc)}
     out = [replace(v, z_mm=moves[v.level].to_z_mm) if v.level in moves else v for v in out]
     warnings += [f"{m.level}: the model placed it at z {m.from_z_mm:.1f} mm, on a disc; the transparent level "
                  f"check moved it to the centre of its body at z {m.to_z_mm:.1f} mm" for m in moves.values()]
-    tail = {m.level: m for m in edge_tails(study, _found(out))}
+    tail = {m.level: m for m in edge_tails(study, _found(out), centre_rc)}
     out = [replace(v, z_mm=tail[v.level].to_z_mm) if v.level in tail else v for v in out]
     warnings += [f"{m.level}: the model placed it at z {m.from_z_mm:.1f} mm, pushed in from the scan's edge; the "
                  f"transparent level check moved it to the centre of its body at z {m.to_z_mm:.1f} mm"
@@ -349,7 +357,7 @@ def checked_levels(study: Study, vertebrae: list[Vertebra]) -> tuple[list[Verteb
         out = [_withdrawn(v) if v.level in again else v for v in out]
         warnings += [c.warning() for c in again.values()]
     checked = _found(out)
-    return out, warnings, partial_levels(study, checked, tuple(v.level for v in vertebrae))
+    return out, warnings, partial_levels(study, checked, tuple(v.level for v in vertebrae), centre_rc)
 
 
 def _found(vertebrae: list[Vertebra]) -> list[tuple[str, int, float]]:
@@ -360,3 +368,9 @@ def _found(vertebrae: list[Vertebra]) -> list[tuple[str, int, float]]:
 def _withdrawn(v: Vertebra) -> Vertebra:
     """``v`` taken out of the findings: not present, no learned values, no position."""
     return replace(v, present=False, genant_grade=None, height_ratio=None, trabecular_hu=None, z_mm=None)
+
+
+def column_centre(study: Study) -> tuple[int, int]:
+    """In-plane (row, column) of the vertebral column (:func:`inference.crop.spine_center` with the default
+    spec), the reference every step of the check and the transparent measurement works from."""
+    return spine_center(study.volume, study.spacing_mm, PreprocessSpec())

@@ -11,9 +11,8 @@ import pytest
 from data.synthetic.cohort import CohortOptions, write_cohort
 from inference.io import load_any
 from inference.levels import check_levels
+from inference.spec import LEVELS
 from inference.study import z_slab
-
-LEVELS = ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
 
 
 @pytest.fixture(scope="module")

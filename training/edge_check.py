@@ -19,9 +19,8 @@ from inference.engine import Engine
 from inference.errors import InputError
 from inference.io import load_any
 from inference.labs import Labs
+from inference.spec import LEVELS
 from inference.study import Study, z_slab
-
-LEVELS = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
 
 
 def cut(study: Study, lo_mm: float, hi_mm: float) -> Study:

@@ -20,8 +20,7 @@ from inference.engine import Engine
 from inference.io import load_any
 from inference.labs import Labs
 from inference.measure import Measurement, measure_levels
-
-LEVELS = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
+from inference.spec import LEVELS
 
 
 def _centres(study_dir: Path, row: dict[str, str], mode: str, engine: Engine | None) -> list[tuple[str, float]]:
