@@ -174,6 +174,25 @@ def test_measure_check_summarises_a_cohort(synthetic: Path, capsys: pytest.Captu
     assert out["fractured_measured"] == 0 and out["intact"] == out["measured"]
     assert out["hu_mae"] < 10.0 and out["intact_below_0.8"] <= out["intact"]
     main(["--cohort", str(synthetic), "--levels", "truth", "--n", "2"])
-    assert "2 studies: measured" in capsys.readouterr().out
+    assert "2 studies (0 skipped): measured" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--cohort", str(synthetic / "studies")])
+
+
+def test_measure_check_skips_a_bad_study_and_refuses_a_bad_truth(synthetic: Path, tmp_path: Path) -> None:
+    """A study the reader refuses (here: missing) is reported and skipped, the rest measured; a truth.csv without
+    the per-level columns, or ``--n 0``, is a usage error, not a traceback."""
+    import shutil
+
+    from training.measure_check import check, main
+
+    cohort = tmp_path / "c"
+    shutil.copytree(synthetic / "studies" / "S00000", cohort / "studies" / "S00000")
+    shutil.copy(synthetic / "truth.csv", cohort / "truth.csv")  # S00001-S00003 are not there
+    out = check(cohort, "truth")
+    assert out["studies"] == 4 and out["skipped"] == 3 and out["levels"] == 7 and out["measured"] > 0
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "truth.csv").write_text("study,p_true\nstudies/X,0.1\n")
+    for argv in (["--cohort", str(tmp_path / "bad")], ["--cohort", str(cohort), "--n", "0"]):
+        with pytest.raises(SystemExit):
+            main(argv)

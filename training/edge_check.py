@@ -11,7 +11,7 @@ a "withdrawn" or "partly in the scan" warning. No torch: ONNX Runtime as in ``vf
 from __future__ import annotations
 
 import argparse
-import csv
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from inference.io import load_any
 from inference.labs import Labs
 from inference.spec import LEVELS
 from inference.study import Study, z_slab
+from training.measure_check import positive, truth_rows
 
 
 def cut(study: Study, lo_mm: float, hi_mm: float) -> Study:
@@ -45,10 +46,15 @@ def cut_positions(z: dict[str, float]) -> dict[str, tuple[float, float]]:
 
 def check(cohort: Path, n: int | None = None, model: Path | None = None, tol: float = 10.0) -> dict[str, Counter[str]]:
     """Counts per cut position (see the module docstring)."""
+    rows = truth_rows(cohort, n)
     engine = Engine(model)
     stats: dict[str, Counter[str]] = {}
-    for row in list(csv.DictReader((cohort / "truth.csv").open()))[:n]:
-        study = load_any(cohort / row["study"])
+    for row in rows:
+        try:
+            study = load_any(cohort / row["study"])
+        except InputError as exc:  # one unreadable study is reported and skipped
+            print(f"skipped {row['study']}: {exc.one_line()}", file=sys.stderr)
+            continue
         z = {lv: float(row[f"{lv}_z_mm"]) for lv in LEVELS}
         for name, (lo, hi) in cut_positions(z).items():
             count = stats.setdefault(name, Counter())
@@ -69,14 +75,16 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cohort", type=Path, required=True, help="a labelled synthetic cohort (with truth.csv)")
-    ap.add_argument("--n", type=int, default=None, help="only the first N studies")
+    ap.add_argument("--n", type=positive, default=None, help="only the first N studies")
     ap.add_argument("--model", type=Path, default=None, help="model bundle (default: bundled)")
     ap.add_argument("--tol", type=float, default=10.0, help="mm from the true centre that counts as off")
     args = ap.parse_args(argv)
-    if not (args.cohort / "truth.csv").is_file():
-        ap.error(f"no truth.csv in {args.cohort}")
+    try:
+        stats = check(args.cohort, args.n, args.model, args.tol)
+    except InputError as exc:
+        ap.error(exc.message)
     print(f"{'cut':36} scored refused  level>{args.tol:.0f}mm  withdrawn  partly")
-    for name, c in check(args.cohort, args.n, args.model, args.tol).items():
+    for name, c in stats.items():
         print(f"{name:36} {c['scored']:6} {c['refused']:7} {c['level off']:10} {c['withdrawn']:10} "
               f"{c['partly in the scan']:7}")
 

@@ -12,15 +12,43 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from inference.engine import Engine
+from inference.errors import InputError
 from inference.io import load_any
 from inference.labs import Labs
 from inference.measure import Measurement, measure_levels
 from inference.spec import LEVELS
+
+TRUTH_FIELDS = ("z_mm", "height_ratio", "grade", "hu")
+"""Per-level columns of a labelled cohort's truth.csv that the checks read (``<LEVEL>_<field>``)."""
+
+
+def truth_rows(cohort: Path, n: int | None = None) -> list[dict[str, str]]:
+    """The first ``n`` rows of ``cohort/truth.csv``; an :class:`InputError` when it is missing or lacks the
+    columns of a labelled synthetic cohort (``study`` and ``<LEVEL>_<field>`` for every level)."""
+    path = cohort / "truth.csv"
+    if not path.is_file():
+        raise InputError("bad_truth", f"no truth.csv in {cohort}")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in ["study", *(f"{lv}_{f}" for lv in LEVELS for f in TRUTH_FIELDS)]
+                   if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError("bad_truth", f"{path} is not a labelled cohort's truth: no column {missing[0]}")
+        return list(reader)[:n]
+
+
+def positive(text: str) -> int:
+    """An integer of at least 1 (an argparse type)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
 
 
 def _centres(study_dir: Path, row: dict[str, str], mode: str, engine: Engine | None) -> list[tuple[str, float]]:
@@ -34,14 +62,20 @@ def _centres(study_dir: Path, row: dict[str, str], mode: str, engine: Engine | N
 def check(cohort: Path, mode: str = "model", n: int | None = None) -> dict[str, float]:
     """Measure the cohort's studies and return the summary figures (also printed by :func:`main`)."""
     engine = Engine() if mode == "model" else None
-    rows = list(csv.DictReader((cohort / "truth.csv").open()))[:n]
+    rows = truth_rows(cohort, n)
     measured: list[tuple[Measurement, float, int, float]] = []
-    total = 0
+    total, skipped = 0, 0
     for row in rows:
         study_dir = cohort / row["study"]
-        levels = _centres(study_dir, row, mode, engine)
+        try:
+            levels = _centres(study_dir, row, mode, engine)
+            found = measure_levels(load_any(study_dir), levels)
+        except InputError as exc:  # one unreadable or refused study is reported and skipped
+            print(f"skipped {row['study']}: {exc.one_line()}", file=sys.stderr)
+            skipped += 1
+            continue
         total += len(levels)
-        for m in measure_levels(load_any(study_dir), levels):
+        for m in found:
             if m.quality == "ok":
                 measured.append((m, float(row[f"{m.level}_height_ratio"]), int(row[f"{m.level}_grade"]),
                                  float(row[f"{m.level}_hu"])))
@@ -50,7 +84,7 @@ def check(cohort: Path, mode: str = "model", n: int | None = None) -> dict[str, 
     fractured = [abs(float(m.height_ratio or 0.0) - r) for m, r, g, _ in measured if g > 0]
     hu = np.array([float(m.trabecular_hu or 0.0) - h for m, _, _, h in measured])
     return {
-        "studies": len(rows), "levels": total, "measured": len(measured),
+        "studies": len(rows), "skipped": skipped, "levels": total, "measured": len(measured),
         "ratio_mae": float(err.mean()) if err.size else float("nan"),
         "ratio_err_over_0.1": int((err > 0.1).sum()),
         "intact": int(intact.size), "intact_below_0.8": int((intact < 0.8).sum()),
@@ -66,13 +100,14 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cohort", type=Path, required=True, help="a labelled synthetic cohort (with truth.csv)")
     ap.add_argument("--levels", choices=("model", "truth"), default="model")
-    ap.add_argument("--n", type=int, default=None, help="only the first N studies")
+    ap.add_argument("--n", type=positive, default=None, help="only the first N studies")
     args = ap.parse_args(argv)
-    if not (args.cohort / "truth.csv").is_file():
-        ap.error(f"no truth.csv in {args.cohort}")
-    out = check(args.cohort, args.levels, args.n)
-    print(f"levels at the {args.levels}'s centres, {out['studies']} studies: measured {out['measured']}/"
-          f"{out['levels']}")
+    try:
+        out = check(args.cohort, args.levels, args.n)
+    except InputError as exc:
+        ap.error(exc.message)
+    print(f"levels at the {args.levels}'s centres, {out['studies']} studies ({out['skipped']} skipped): measured "
+          f"{out['measured']}/{out['levels']}")
     print(f"  height ratio: MAE {out['ratio_mae']:.3f}, error > 0.1 on {out['ratio_err_over_0.1']}; intact bodies "
           f"below 0.8: {out['intact_below_0.8']}/{out['intact']} (5th percentile {out['intact_p5']:.3f})")
     print(f"  fractured levels measured: {out['fractured_measured']}, ratio MAE {out['fractured_ratio_mae']:.3f}; "
