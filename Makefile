@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 EXTRAS := train,app,batch,interop,ray,track,dev
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO   := data/demo
-SYSTEM_PACKAGES := dcmtk dicom3tools orthanc orthanc-dicomweb postgresql chromium chromium-driver
+SYSTEM_PACKAGES := dcmtk dicom3tools orthanc orthanc-dicomweb postgresql chromium chromium-driver poppler-utils
 
 .PHONY: setup run test lint bench system-deps demo clean default-model
 

@@ -12,15 +12,13 @@ from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inference.disclaimer import DISCLAIMER
+
 if TYPE_CHECKING:
     from webapp.config import AppConfig
     from webapp.service import Loaded, Service
     from webapp.users import UserStore
 
-DISCLAIMER = (
-    "vfrisk is research software and decision support for clinicians. It is not a diagnostic device and "
-    "does not replace clinical judgement."
-)
 log = logging.getLogger("vfrisk.app")
 SESSION_TTL_S = 2 * 3600
 """A session's study (volume, reports) is dropped this long after its last use."""
@@ -116,15 +114,13 @@ class Handlers:
 
         from webapp.drivers import drivers_table
         from webapp.present import levels_table, probability_markdown, suggestion_html
-        from webapp.service import LabInput
-
         if loaded is None:
             raise gr.Error("no_upload: upload a study first")
-        result = self.service.score(loaded, LabInput(ntx, tscore, age, sex), _context_form(context),
+        result = self.service.score(loaded, _lab_input(ntx, tscore, age, sex), _context_form(context),
                                     _user(request), reports=True)
         image = self.service.image(loaded, plane, window, int(index))
         return (loaded, probability_markdown(result), levels_table(result), drivers_table(loaded.marks),
-                suggestion_html(result), [str(p) for p in loaded.reports], result, image)
+                suggestion_html(result), [str(p) for p in loaded.reports], result.to_json(), image)
 
     def on_download(self, loaded: Loaded | None, request: Any = None) -> None:
         """Audit a download."""
@@ -134,10 +130,21 @@ class Handlers:
                context_json: str | None, request: Any = None) -> dict[str, Any]:
         """API: score uploaded files with the labs (and an optional context JSON); return the result JSON."""
         from webapp.context_form import ContextForm
-        from webapp.service import LabInput
 
         form = ContextForm(context_json=context_json or "")
-        return self.service.predict(files, LabInput(ntx, tscore, age, sex or None), form, _user(request))
+        return self.service.predict(files, _lab_input(ntx, tscore, age, sex), form, _user(request)).to_json()
+
+
+def _lab_input(ntx: object, tscore: object, age: object, sex: object) -> Any:
+    """The form's or the API's lab values through the one lab parser (blank is not given; text that is not a
+    number is ``bad_lab``)."""
+    from inference.labs import LabInput
+    from webapp.errors import public
+
+    try:
+        return LabInput.from_cells({"ntx": ntx, "bmd_tscore": tscore, "age": age, "sex": sex})
+    except Exception as exc:
+        raise public(exc, []) from None
 
 
 CONTEXT_FIELDS = ("fracture_sites", "vertebral_level", "last_fracture_date", "medications", "medication_start",
@@ -217,7 +224,7 @@ def build_demo(engine: Any = None, config: AppConfig | None = None, service: Ser
     card = service.engine.bundle.card
     with gr.Blocks(title="vfrisk", analytics_enabled=False, delete_cache=(900, 3600)) as demo:
         gr.Markdown("# vfrisk: 6-month vertebral fracture risk from spine CT and labs")
-        gr.Markdown(f"**{DISCLAIMER}**", elem_id="vf-disclaimer")
+        gr.Markdown(f"**{DISCLAIMER}** It does not replace clinical judgement.", elem_id="vf-disclaimer")
         state = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=service.forget)
         with gr.Row():
             with gr.Column(scale=1):

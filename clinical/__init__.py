@@ -6,5 +6,5 @@ Pure Python (pydantic only): no I/O inside the rules, no torch, MONAI or Gradio.
 * :func:`clinical.engine.suggest` and :func:`clinical.engine.suggest_from_json_file`: the suggestion JSON;
 * :data:`clinical.rules.RULES`: the rule registry (id, text, source, verification mark).
 
-Decision support for clinicians; not a diagnosis.
+Every output carries the disclaimer (:data:`inference.disclaimer.DISCLAIMER`).
 """

@@ -10,7 +10,7 @@ The pipeline reads like a recipe; each stage takes arguments and returns a value
 6. run the follow-up and screening rules on the settled plan,
 7. render and validate the :class:`~clinical.suggestion.Suggestion`.
 
-Decision support for clinicians; not a diagnosis.
+Every output carries the disclaimer (:data:`inference.disclaimer.DISCLAIMER`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,12 @@ ALWAYS_FIRED = ("SRC-LIFESTYLE", "SRC-CAVD")
 
 
 def suggest(context: ClinicalContext | Mapping[str, Any]) -> dict[str, Any]:
-    """Return the suggestion JSON (a plain dict) for a clinical context.
+    """Return the suggestion JSON (a plain dict) for a clinical context: :func:`suggestion` as JSON."""
+    return suggestion(context).to_json()
+
+
+def suggestion(context: ClinicalContext | Mapping[str, Any]) -> Suggestion:
+    """Return the typed :class:`Suggestion` for a clinical context.
 
     ``context`` is a validated :class:`ClinicalContext` or a mapping in the shape of ``context.md``.
     An invalid mapping raises :class:`~inference.errors.InputError` with code ``invalid_context``
@@ -60,9 +65,7 @@ def suggest(context: ClinicalContext | Mapping[str, Any]) -> dict[str, Any]:
     extra = [f"unknown field {p} ignored" for p in ctx.unknown_fields()]
     if not any(c in cands for c in first):
         extra.append("no drug class remains after the safety exclusions: specialist review")
-    return _render(facts, plan, found + Findings(fired=ALWAYS_FIRED), extra + warnings).model_dump(
-        mode="json"
-    )
+    return _render(facts, plan, found + Findings(fired=ALWAYS_FIRED), extra + warnings)
 
 
 def validate_context(data: Mapping[str, Any]) -> ClinicalContext:

@@ -21,6 +21,7 @@ from clinical.vocabulary import (
     VERTEBRAL_LEVELS,
     DrugClass,
 )
+from inference.thresholds import genant_grade_from_pct
 
 GC_USER_MIN_MG_DAY = 2.5
 """R-PREC-3: glucocorticoid user = >= 2.5 mg/day prednisone-equivalent ..."""
@@ -286,11 +287,5 @@ def treatment_years(course: Course) -> float:
 
 
 def genant_grade(height_loss_pct: float | None) -> int | None:
-    """R-GEN-1 grade from percent height loss: < 20 -> 0, 20-<25 -> 1, 25-40 -> 2, > 40 -> 3."""
-    if height_loss_pct is None:
-        return None
-    if height_loss_pct < 20:
-        return 0
-    if height_loss_pct < 25:
-        return 1
-    return 2 if height_loss_pct <= 40 else 3
+    """R-GEN-1 grade from percent height loss (:func:`inference.thresholds.genant_grade_from_pct`)."""
+    return genant_grade_from_pct(height_loss_pct)

@@ -8,6 +8,9 @@ engine builds one and returns ``model_dump(mode="json")``; tests re-validate any
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from clinical.rules import RULES_BY_ID
@@ -20,8 +23,9 @@ from clinical.vocabulary import (
     MonitoringKey,
     RiskCategory,
 )
+from inference.disclaimer import DISCLAIMER
 
-DISCLAIMER = "Decision support for clinicians; not a diagnosis."
+__all__ = ["DISCLAIMER", "Suggestion"]
 
 
 class _Out(BaseModel):
@@ -120,6 +124,15 @@ class Suggestion(_Out):
     derived: Derived
     warnings: list[str]
     disclaimer: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The suggestion JSON (``context.md``)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Suggestion:
+        """Validate a suggestion JSON (``ValueError`` naming the bad field)."""
+        return cls.model_validate(dict(data))
 
     @model_validator(mode="after")
     def _safe(self) -> Suggestion:

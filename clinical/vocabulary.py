@@ -38,6 +38,19 @@ def category_rank(category: RiskCategory) -> int:
     return CATEGORY_ORDER.index(category)
 
 
+CATEGORY_LABELS: Final[MappingProxyType[RiskCategory, str]] = MappingProxyType({
+    RiskCategory.LOW: "low",
+    RiskCategory.HIGH: "high",
+    RiskCategory.VERY_HIGH: "very high",
+})
+"""How each risk category is written for people (UI, PDF, FHIR text)."""
+
+
+def category_label(category: str | None) -> str:
+    """The words for a risk category (``very_high`` -> "very high"); "not categorised" for None."""
+    return CATEGORY_LABELS[RiskCategory(category)] if category else "not categorised"
+
+
 def category_from_rank(rank: int) -> RiskCategory:
     """Return the category at ``rank``, clamped to the valid range 0..2."""
     return CATEGORY_ORDER[max(0, min(rank, len(CATEGORY_ORDER) - 1))]

@@ -10,18 +10,33 @@ import numpy as np
 from inference.crop import Crop
 from inference.errors import InputError
 from inference.study import Study
+from inference.thresholds import LEVEL_PITCH_MM, genant_grade
 
-GENANT_LOSS = (0.20, 0.25, 0.40)
-"""Height loss at which Genant grades 1, 2 and 3 begin (Genant 1993)."""
 MIN_LEVELS = 4
 """Fewest levels (of T11-L5) that must be found for a study to be scored."""
 PRESENT = 0.5
 
 
-def genant_grade(height_ratio: float) -> int:
-    """Genant semiquantitative grade from the height ratio (loss < 20 %: 0, 20-25 %: 1, 25-40 %: 2, > 40 %: 3)."""
-    loss = 1.0 - height_ratio
-    return int(sum(loss >= t for t in GENANT_LOSS))
+__all__ = ["LEVEL_PITCH_MM", "Measured", "Vertebra", "genant_grade"]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """The transparent cross-check of one level (:mod:`inference.measure`): trabecular HU in an elliptical ROI
+    and heights on the mid-sagittal plane, next to the learned values (heights are experimental)."""
+
+    quality: str
+    trabecular_hu: float | None = None
+    height_anterior_mm: float | None = None
+    height_middle_mm: float | None = None
+    height_posterior_mm: float | None = None
+    height_ratio: float | None = None
+
+    NUMBERS = ("trabecular_hu", "height_anterior_mm", "height_middle_mm", "height_posterior_mm", "height_ratio")
+
+    def to_json(self) -> dict[str, object]:
+        """Result-JSON form."""
+        return {"quality": self.quality} | {k: getattr(self, k) for k in self.NUMBERS}
 
 
 @dataclass(frozen=True)
@@ -35,10 +50,17 @@ class Vertebra:
     trabecular_hu: float | None
     z_mm: float | None
     """Patient (LPS) z of the level centre."""
+    measured: Measured | None = None
+    """The transparent measurement of the level, when it was measured."""
 
-    def as_dict(self) -> dict[str, object]:
-        """Result-JSON form."""
-        return dict(self.__dict__)
+    def to_json(self) -> dict[str, object]:
+        """Result-JSON form (``measured`` only when the level was measured)."""
+        out: dict[str, object] = {"level": self.level, "present": self.present, "genant_grade": self.genant_grade,
+                                  "height_ratio": self.height_ratio, "trabecular_hu": self.trabecular_hu,
+                                  "z_mm": self.z_mm}
+        if self.measured is not None:
+            out["measured"] = self.measured.to_json()
+        return out
 
 
 def level_findings(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop,
@@ -59,10 +81,6 @@ def level_findings(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop
             z_mm=round(float(lps[2]), 1) if present else None,
         ))
     return out
-
-
-LEVEL_PITCH_MM = 36.0
-"""Typical distance between adjacent thoracolumbar level centres (body plus disc)."""
 
 
 def spine_midpoint_index(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop) -> float | None:
@@ -106,13 +124,18 @@ def coverage(vertebrae: list[Vertebra], explained: set[str] | frozenset[str] = f
     ``counted`` (default: the levels present) are the levels the refusal counts: ``vfrisk predict`` passes
     :func:`found_levels`, what ``vfrisk score`` counts too, so that the image-based level check (which the batch
     does not run) never turns a scored study into a refused one."""
-    found = counted if counted is not None else [v.level for v in vertebrae if v.present]
+    require_levels(counted if counted is not None else [v.level for v in vertebrae if v.present])
+    missing = [v.level for v in vertebrae if not v.present and v.level not in explained]
+    return [f"levels not in the scan: {', '.join(missing)}; scored on the levels found"] if missing else []
+
+
+def require_levels(found: list[str]) -> None:
+    """The coverage rule of ``vfrisk predict`` and ``vfrisk score``: refuse (``spine_not_covered``, naming the
+    levels found) a scan in which fewer than ``MIN_LEVELS`` levels were found."""
     if len(found) < MIN_LEVELS:
         listed = ", ".join(found) if found else "none"
         raise InputError("spine_not_covered",
                          f"the thoracolumbar spine (T11-L5) is not covered: levels found: {listed}")
-    missing = [v.level for v in vertebrae if not v.present and v.level not in explained]
-    return [f"levels not in the scan: {', '.join(missing)}; scored on the levels found"] if missing else []
 
 
 CROWDED_PITCH = 0.6

@@ -44,10 +44,11 @@ import numpy as np
 from scipy import ndimage
 
 from inference.crop import spine_center
-from inference.findings import LEVEL_PITCH_MM, Vertebra, crowded_levels
+from inference.findings import Vertebra, crowded_levels
 from inference.measure import axial_slab, find_body, slice_index
 from inference.spec import PreprocessSpec
 from inference.study import Study
+from inference.thresholds import LEVEL_PITCH_MM
 
 BOX_HALF_MM = 4.0
 MARGIN_PITCH = 0.75

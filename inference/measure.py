@@ -54,12 +54,10 @@ import numpy as np
 from scipy import ndimage
 
 from inference.crop import spine_center
-from inference.findings import genant_grade
 from inference.spec import PreprocessSpec
 from inference.study import Study
+from inference.thresholds import LEVEL_PITCH_MM, genant_grade
 
-LEVEL_SPACING_MM = 35.0
-"""Typical distance between neighbouring lumbar level centres, for a level given without neighbours."""
 LONE_SIDE = 1.2
 """Distance to a missing neighbour relative to the other one (end levels: S1 and T10 are not modelled)."""
 GAP_RANGE_MM = (18.0, 50.0)
@@ -168,7 +166,7 @@ def measure_levels(study: Study, levels: list[tuple[str, float]],
     ``z_mm`` is the patient (LPS) z of the level centre, typically the model's ``z_mm``; ``centre_rc`` is the
     in-plane (row, column) of the vertebral column, found with :func:`spine_center` when omitted. The
     centres of the neighbouring levels in ``levels`` bound the search for the endplates (a lone level uses
-    ``LEVEL_SPACING_MM``). Levels that cannot be delineated come back with ``quality`` set to a reason code
+    ``LEVEL_PITCH_MM``). Levels that cannot be delineated come back with ``quality`` set to a reason code
     and no values.
     """
     if centre_rc is None:
@@ -226,7 +224,7 @@ def body_tilts(study: Study, bodies: dict[int, tuple[float, _Body]]) -> dict[int
 def neighbour_gaps(zs: list[float]) -> list[tuple[float, float]]:
     """Distance (mm) from each level centre to the next centre below and above it along z.
 
-    A missing neighbour takes ``LONE_SIDE`` times the other side's distance, or ``LEVEL_SPACING_MM`` for a
+    A missing neighbour takes ``LONE_SIDE`` times the other side's distance, or ``LEVEL_PITCH_MM`` for a
     lone level; distances are kept within ``GAP_RANGE_MM`` so that a missed level does not open the search to two discs.
     """
     order = sorted(zs)
@@ -236,7 +234,7 @@ def neighbour_gaps(zs: list[float]) -> list[tuple[float, float]]:
         above = [o - z for o in order if o > z]
         lo = min(below) if below else None
         hi = min(above) if above else None
-        lo = lo if lo is not None else (LONE_SIDE * hi if hi is not None else LEVEL_SPACING_MM)
+        lo = lo if lo is not None else (LONE_SIDE * hi if hi is not None else LEVEL_PITCH_MM)
         hi = hi if hi is not None else LONE_SIDE * lo
         out.append(tuple(float(np.clip(g, *GAP_RANGE_MM)) for g in (lo, hi)))
     return [(g[0], g[1]) for g in out]

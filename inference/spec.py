@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
@@ -33,14 +34,36 @@ class LabSpec:
     low: float
     high: float
     description: str
+    label: str = ""
+    """The short name shown to users and in messages."""
 
 
 LAB_CATALOGUE: tuple[LabSpec, ...] = (
-    LabSpec(Lab.NTX, "nmol BCE/mmol creatinine", 2.0, 400.0, "urine N-telopeptide of type I collagen"),
-    LabSpec(Lab.TSCORE, "SD", -6.0, 4.0, "lowest DXA T-score (lumbar spine, femoral neck or total hip)"),
-    LabSpec(Lab.AGE, "years", 18.0, 110.0, "age at the CT"),
-    LabSpec(Lab.SEX, "F=1, M=0", 0.0, 1.0, "sex (F or M)"),
+    LabSpec(Lab.NTX, "nmol BCE/mmol creatinine", 2.0, 400.0, "urine N-telopeptide of type I collagen", "urine NTX"),
+    LabSpec(Lab.TSCORE, "SD", -6.0, 4.0, "lowest DXA T-score (lumbar spine, femoral neck or total hip)",
+            "DXA T-score"),
+    LabSpec(Lab.AGE, "years", 18.0, 110.0, "age at the CT", "age"),
+    LabSpec(Lab.SEX, "F=1, M=0", 0.0, 1.0, "sex (F or M)", "sex"),
 )
+"""The one lab catalogue: the encoder below, the validation (:mod:`inference.labs`), the model card and the UI
+read it."""
+SEXES = ("F", "M")
+"""The values of the ``sex`` input; F is encoded 1, M 0."""
+
+
+def encode_labs(values: Mapping[str, object], order: tuple[str, ...] | None = None) -> list[float]:
+    """The model's raw ``labs`` vector from lab values keyed by catalogue name, in ``order`` (a bundle spec's
+    ``labs``; default the catalogue's): numbers as they are, sex F -> 1.0, M -> 0.0. The graph normalises them."""
+    out = []
+    for name in order or tuple(spec.name for spec in LAB_CATALOGUE):
+        value = values[name]
+        if name == Lab.SEX:
+            if value not in SEXES:
+                raise ValueError(f"sex must be F or M, got {value!r}")
+            out.append(1.0 if value == "F" else 0.0)
+        else:
+            out.append(float(value))  # type: ignore[arg-type]
+    return out
 LEVELS: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
 """Vertebral levels the model reports, inferior-most last."""
 

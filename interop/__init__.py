@@ -5,5 +5,5 @@ The single entry point for reports is :func:`interop.reports.write_reports`. Not
 MONAI or Gradio, and each format's library (highdicom, fhir.resources, reportlab, pynetdicom) is imported only
 by the module that writes that format.
 
-Decision support for clinicians; not a diagnosis.
+Every output carries the disclaimer (:data:`inference.disclaimer.DISCLAIMER`).
 """

@@ -28,8 +28,9 @@ from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
 
+from clinical.vocabulary import category_label
 from interop import codes as vc
-from interop.result import Result
+from vfrisk.result import Result
 
 DICOM_UID_SYSTEM = "urn:dicom:uid"
 UCUM = "http://unitsofmeasure.org"
@@ -80,7 +81,7 @@ def _observation(
 
 def _lab_observations(result: Result, subject: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
-    ntx = result.labs.ntx_nmol_bce_per_mmol_cr
+    ntx = result.labs.ntx
     if ntx is not None:
         code = {
             "coding": [{"system": vc.LOCAL_LAB_SYSTEM, "code": vc.NTX_LOCAL[0], "display": vc.NTX_LOCAL[1]}],
@@ -124,7 +125,7 @@ def _prediction(result: Result) -> dict[str, Any]:
                 {"system": RISK_PROBABILITY_SYSTEM, "code": QUALITATIVE[result.risk_category]},
                 {"system": LOCAL_RISK_SYSTEM, "code": result.risk_category},
             ],
-            "text": result.risk_category.replace("_", " "),
+            "text": category_label(result.risk_category),
         }
     return prediction
 

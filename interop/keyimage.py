@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from inference.findings import Vertebra as LevelFinding
 from inference.study import Study
-from interop.result import LevelFinding
 from interop.spine import level_boxes, spine_column
 
 WINDOW = (400.0, 1800.0)

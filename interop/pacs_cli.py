@@ -7,7 +7,6 @@ of every study scored ``ok`` are stored back (STOW-RS) once, checking the store 
 
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass
 from datetime import date
@@ -20,15 +19,21 @@ log = logging.getLogger("vfrisk.pacs")
 
 
 def _labs_by_uid(labs_csv: Path | None) -> dict[str, dict[str, str]]:
-    """Rows of the labs CSV keyed by ``study_instance_uid``."""
-    if labs_csv is None:
-        return {}
-    with labs_csv.open(newline="") as fh:
-        return {r["study_instance_uid"].strip(): r for r in csv.DictReader(fh) if r.get("study_instance_uid")}
+    """Rows of the labs CSV keyed by ``study_instance_uid`` (the batch job's reader: a repeated UID or a
+    missing column is an input error)."""
+    from inference.tables import read_labs_csv
+
+    return {} if labs_csv is None else read_labs_csv(labs_csv)
 
 
-def _opt_float(value: str | None) -> float | None:
-    return float(value) if value not in (None, "") else None
+def _score_folder(folder: Path, row: dict[str, str], engine: Any) -> tuple[Any, Any]:
+    """The application pipeline on one staged or received study: (study, typed result)."""
+    from inference.labs import LabInput
+    from inference.pipeline import score_source
+    from vfrisk.pipeline import assess
+
+    scored = score_source(folder, LabInput.from_cells(row), engine)
+    return scored.study, assess(scored.prediction)
 
 
 def stage_studies(url: str, stage: Path, date_from: date | None, date_to: date | None,
@@ -53,10 +58,8 @@ def push_results(url: str, stage: Path, uids: list[str], labs_csv: Path | None, 
                  reports: Path) -> dict[str, int]:
     """Store the SR and SEG of each staged study back to the PACS once (a marker per study)."""
     from inference.engine import Engine
-    from inference.io import load_any
-    from inference.labs import resolve_labs
     from interop.dicomweb import client, store_files
-    from interop.reports import write_reports
+    from vfrisk.pipeline import write_reports
 
     engine, dw, labs = Engine(model), client(url), _labs_by_uid(labs_csv)
     pushed = stage / ".pushed"
@@ -69,10 +72,7 @@ def push_results(url: str, stage: Path, uids: list[str], labs_csv: Path | None, 
         row = labs.get(uid, {})
         folder = stage / "studies" / uid
         try:
-            study = load_any(folder)
-            lab = resolve_labs(_opt_float(row.get("ntx")), _opt_float(row.get("bmd_tscore")),
-                               _opt_float(row.get("age")), row.get("sex") or None, study, engine.lab_ranges)
-            result = engine.predict(study, lab)
+            study, result = _score_folder(folder, row, engine)
             files = write_reports(result, study, folder, reports / uid, formats=("json", "sr", "seg"))
         except InputError as exc:
             log.info("study %s not pushed: %s", uid, exc.code)
@@ -130,21 +130,16 @@ def listen(storage: Path, out: Path, listener: Listener, model: Path | None, lab
     host, port, ae_title = listener.host, listener.port, listener.ae_title
     stable_seconds, send_to = listener.stable_seconds, listener.send_to
     from inference.engine import Engine
-    from inference.io import load_any
-    from inference.labs import resolve_labs
     from interop.listen import send_files, serve_forever
-    from interop.reports import write_reports
+    from vfrisk.pipeline import write_reports
 
     engine, labs = Engine(model), _labs_by_uid(labs_csv)
 
     def on_study(uid: str, folder: Path) -> None:
         row = labs.get(uid, {})
-        study = load_any(folder)
-        lab = resolve_labs(_opt_float(row.get("ntx")), _opt_float(row.get("bmd_tscore")),
-                           _opt_float(row.get("age")), row.get("sex") or None, study, engine.lab_ranges)
-        result = engine.predict(study, lab)
+        study, result = _score_folder(folder, row, engine)
         files = write_reports(result, study, folder, out / uid)
-        log.info("study %s scored: p=%.3f", uid, result["probability"])
+        log.info("study %s scored: p=%.3f", uid, result.probability)
         if send_to is not None and "sr" in files:
             send_files([files["sr"]], send_to[0], send_to[1], called_ae=send_to[2])
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
@@ -19,10 +18,12 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from interop.result import DISCLAIMER, Result
+from clinical.suggestion import Suggestion
+from clinical.vocabulary import category_label
+from inference.disclaimer import DISCLAIMER
+from vfrisk.result import Result
 
 TITLE = "Vertebral fracture risk - CT decision support report"
-CATEGORY_WORDS = {"low": "low", "high": "high", "very_high": "very high"}
 _STYLES = getSampleStyleSheet()
 _BODY = _STYLES["BodyText"]
 _SMALL = ParagraphStyle("small", parent=_BODY, fontSize=8, leading=10)
@@ -56,7 +57,7 @@ def _identity(patient: Mapping[str, str]) -> list[Flowable]:
 
 def _risk(result: Result) -> list[Flowable]:
     lo, hi = result.interval
-    category = CATEGORY_WORDS.get(result.risk_category or "", "not categorised")
+    category = category_label(result.risk_category)
     return [
         _heading("6-month risk of a new vertebral fracture"),
         Paragraph(
@@ -93,26 +94,23 @@ def _items(title: str, lines: Iterable[str], style: ParagraphStyle = _BODY) -> l
     return [Paragraph(f"<b>{escape(title)}</b>", _BODY), *body] if body else []
 
 
-def _suggestion(suggestion: Mapping[str, Any] | None) -> list[Flowable]:
-    if not suggestion:
-        return [_heading("Treatment suggestion"), _p("No clinical context was given: no suggestion.")]
+def _suggestion(suggestion: Suggestion) -> list[Flowable]:
     out: list[Flowable] = [_heading("Treatment suggestion")]
-    out += _items("First line (preferred first)", [str(x).replace("_", " ") for x in suggestion.get("first_line", [])])
-    out += _items("Deferred", [str(x).replace("_", " ") for x in suggestion.get("deferred", [])])
-    out += _items("Avoid", [f"{a['item']}: {a['reason']}" for a in suggestion.get("avoid", [])], _WARN)
-    out += _items("Alerts", [str(a["message"]) for a in suggestion.get("alerts", [])], _WARN)
-    out += _items("Monitoring", [str(m["message"]) for m in suggestion.get("monitoring", [])])
-    reasons = suggestion.get("category_reasons", [])
-    out += _items("Why this category", [str(r) for r in reasons], _SMALL)
+    out += _items("First line (preferred first)", [x.value.replace("_", " ") for x in suggestion.first_line])
+    out += _items("Deferred", [x.value.replace("_", " ") for x in suggestion.deferred])
+    out += _items("Avoid", [f"{a.item.value}: {a.reason}" for a in suggestion.avoid], _WARN)
+    out += _items("Alerts", [a.message for a in suggestion.alerts], _WARN)
+    out += _items("Monitoring", [m.message for m in suggestion.monitoring])
+    out += _items("Why this category", list(suggestion.category_reasons), _SMALL)
     return out
 
 
 def _labs(result: Result) -> list[Flowable]:
     labs = result.labs
     lines = [
-        f"Urine NTX: {_fmt(labs.ntx_nmol_bce_per_mmol_cr, '{:g}')} nmol BCE/mmol creatinine",
+        f"Urine NTX: {_fmt(labs.ntx, '{:g}')} nmol BCE/mmol creatinine",
         f"Lowest DXA T-score: {_fmt(labs.bmd_tscore, '{:g}')}",
-        f"Age: {_fmt(labs.age, '{}')}; sex: {labs.sex or '-'}",
+        f"Age: {_fmt(labs.age, '{:g}')}; sex: {labs.sex or '-'}",
     ]
     return _items("Inputs used by the model", lines, _SMALL)
 
@@ -139,7 +137,6 @@ def _key_image(png: bytes | None) -> list[Flowable]:
 
 def story(result: Result, patient: Mapping[str, str], key_image: bytes | None) -> list[Flowable]:
     """The report's flowables, top to bottom."""
-    disclaimer = result.disclaimer if DISCLAIMER in result.disclaimer else f"{DISCLAIMER} {result.disclaimer}"
     parts: Sequence[list[Flowable]] = (
         [Paragraph(escape(TITLE), _STYLES["Title"])],
         _identity(patient),
@@ -150,7 +147,7 @@ def story(result: Result, patient: Mapping[str, str], key_image: bytes | None) -
         _labs(result),
         _items("Warnings", result.warnings, _WARN),
         _model(result),
-        [Spacer(1, 4 * mm), Paragraph(f"<b>{escape(disclaimer)}</b>", _BODY)],
+        [Spacer(1, 4 * mm), Paragraph(f"<b>{escape(DISCLAIMER)}</b>", _BODY)],
     )
     return [flowable for part in parts for flowable in part]
 
@@ -164,7 +161,7 @@ def write_pdf(
         pagesize=A4,
         title=TITLE,
         author="vfrisk",
-        subject="Decision support for clinicians; not a diagnosis.",
+        subject=DISCLAIMER,
         leftMargin=18 * mm,
         rightMargin=18 * mm,
         topMargin=15 * mm,

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from inference.errors import InputError
 from inference.study import Study
-from interop.result import Result
 from interop.source import SourceSeries, patient_header, read_source_series
+from vfrisk.result import Result
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +64,11 @@ def _atomic(path: Path, write: Callable[[Path], Path | None]) -> Path | None:
 class _Writers:
     """The per-format writers, sharing the validated result, the study and the source headers."""
 
-    def __init__(self, data: Mapping[str, Any], result: Result, study: Study, source: SourceSeries | None):
-        self.data, self.result, self.study, self.source = data, result, study, source
+    def __init__(self, result: Result, study: Study, source: SourceSeries | None):
+        self.result, self.study, self.source = result, study, source
 
     def json(self, path: Path) -> Path:
-        path.write_text(json.dumps(self.data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(self.result.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return path
 
     def sr(self, path: Path) -> Path | None:
@@ -112,7 +111,7 @@ def _source_headers(
 
 
 def write_reports(
-    result: Mapping[str, Any],
+    result: Result,
     study: Study,
     source: Path | Sequence[Path],
     out_dir: Path,
@@ -121,7 +120,7 @@ def write_reports(
     """Write the reports of one scoring result into ``out_dir`` (created if missing).
 
     Args:
-        result: the result JSON of DESIGN.md as a dict (as printed by ``vfrisk predict``).
+        result: the typed result (prediction and suggestion) of :mod:`vfrisk.pipeline`.
         study: the :class:`~inference.study.Study` that was scored (for the SEG geometry and the key image).
         source: the input the study was read from (folder, zip, or files); the headers of the scored series
             are read from it for the SR, SEG, FHIR patient reference and PDF header.
@@ -135,19 +134,18 @@ def write_reports(
     Raises:
         InputError: ``bad_usage`` for an unknown format; ``source_mismatch`` when ``source`` does not hold
             the scored series.
-        ValueError: when ``result`` is malformed or names another study (a bug upstream).
+        ValueError: when ``result`` names another study (a bug upstream).
 
     """
     chosen = _check_formats(formats)
-    parsed = Result.from_dict(result)
-    _check_study(parsed, study)
-    headers = _source_headers(study, source, parsed, chosen)
-    writers = _Writers(result, parsed, study, headers)
+    _check_study(result, study)
+    headers = _source_headers(study, source, result, chosen)
+    writers = _Writers(result, study, headers)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for fmt in chosen:
         path = _atomic(out_dir / FILE_NAMES[fmt], getattr(writers, fmt))
         if path is not None:
             written[fmt] = path
-            log.info("wrote %s report %s for series %s", fmt, path.name, parsed.series_instance_uid)
+            log.info("wrote %s report %s for series %s", fmt, path.name, result.series_instance_uid)
     return written

@@ -14,11 +14,12 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 
+from inference.findings import Vertebra as LevelFinding
 from inference.study import Study
 from interop import codes as vc
-from interop.result import LevelFinding, Result
 from interop.source import FrameGeometry, SourceSeries
 from interop.spine import LevelBox, box_mask, level_boxes
+from vfrisk.result import Result
 
 MANUFACTURER = "vfrisk"
 SEG_SERIES_NUMBER = 9902

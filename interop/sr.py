@@ -37,9 +37,10 @@ from highdicom.sr import (
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
+from inference.findings import Vertebra as LevelFinding
 from interop import codes as vc
-from interop.result import LevelFinding, Result
 from interop.source import SourceSeries
+from vfrisk.result import Result
 
 MANUFACTURER = "vfrisk"
 SR_SERIES_NUMBER = 9901

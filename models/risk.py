@@ -7,8 +7,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-GENANT_RATIO = (0.80, 0.75, 0.60)
-"""Height-ratio thresholds of Genant grades 1, 2, 3 (loss of 20 %, 25 %, 40 %)."""
+from inference.thresholds import GENANT_RATIO
+
+__all__ = ["GENANT_RATIO", "RiskHead", "image_features"]
 SOFT = 0.015
 
 

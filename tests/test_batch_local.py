@@ -45,7 +45,7 @@ def test_mixed_archive_gives_ok_and_error_rows(batch_archive: Path, scoring_bund
             assert row["probability"] == "" and ": " in row["error"]
     assert rows[0]["probability"] == rows[8]["probability"]  # the duplicate row scores the same
     assert rows[2]["series_instance_uid"] and rows[2]["input_sha256"]  # a lab error after the study was read
-    assert "ntx 900 is outside the valid range" in rows[2]["error"]
+    assert "NTX 900 is outside the valid range" in rows[2]["error"]
     assert summary["counts"] == {"ok": 3, "error": 6}
     assert summary["reasons"] == {"bad_lab": 1, "lab_out_of_range": 1, codes[4]: 1, "not_ct": 1, "not_dicom": 1,
                                   "not_found": 1}

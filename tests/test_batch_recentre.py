@@ -44,7 +44,7 @@ def test_long_scan_is_recentred_by_score_as_by_predict(tiny_cohort: Path, tmp_pa
     labs = Labs(45.0, -2.2, 72.0, "F")
     first = engine.run(engine.crop(study), labs)
     assert int((first["level_presence"] > 0.5).sum()) < 7, "the scan-centred crop should miss part of the spine"
-    result = engine.predict(study, labs)
+    result = engine.predict(study, labs).to_json()
     assert result["input"]["sha256"] != crop_sha256(engine.crop(study)), "predict should have re-centred"
 
     manifest = tmp_path / "manifest.csv"

@@ -150,8 +150,8 @@ def test_score_push_sr_and_seg_then_read_the_probability_back(
     (sr_ref,) = find_instances(orthanc.dicomweb, uid, modality="SR")
     assert len(find_instances(orthanc.dicomweb, uid, modality="SEG")) == 1
     back = read_sr_measurements(retrieve_instance(orthanc.dicomweb, uid, *sr_ref, tmp_path / "back.dcm"))
-    assert back["probability"] == uploaded.result["probability"]
-    assert back["series_instance_uid"] == uploaded.result["series_instance_uid"]
+    assert back["probability"] == uploaded.result.probability
+    assert back["series_instance_uid"] == uploaded.result.series_instance_uid
 
 
 def test_store_response_failures_are_reported() -> None:

@@ -19,7 +19,7 @@ pytest_plugins = ["test_interop_support"]
 def test_pdf_holds_the_report(reports: dict[str, Path], scored: Scored) -> None:
     assert reports["pdf"].read_bytes().startswith(b"%PDF-")
     text = pdf_text(reports["pdf"])
-    result = scored.result
+    result = scored.result.to_json()
     assert "13.7%" in text and "9.0-19.0%" in text
     assert "very high" in text
     for v in result["vertebrae"]:
@@ -31,7 +31,7 @@ def test_pdf_holds_the_report(reports: dict[str, Path], scored: Scored) -> None:
 
 def test_pdf_lists_suggestion_alerts_and_monitoring(reports: dict[str, Path], scored: Scored) -> None:
     text = " ".join(pdf_text(reports["pdf"]).split())
-    suggestion = scored.result["suggestion"]
+    suggestion = scored.result.to_json()["suggestion"]
     assert "pth analog" in text  # first line
     for item in suggestion["alerts"] + suggestion["monitoring"]:
         words = item["message"].split()[:6]  # long messages wrap over lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from test_interop_support import LEVELS, Scored, make_result
 
 from inference.errors import InputError
 from interop.reports import FILE_NAMES, FORMATS, write_reports
+from vfrisk.result import Result
 
 pytest_plugins = ["test_interop_support"]
 
@@ -22,7 +24,7 @@ def test_every_format_written_inside_out_dir(reports: dict[str, Path], scored: S
     assert set(reports) == set(FORMATS)
     out_dir = reports["json"].parent
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(FILE_NAMES.values())  # no temporary left
-    assert json.loads(reports["json"].read_text()) == scored.result
+    assert json.loads(reports["json"].read_text()) == scored.result.to_json()
 
 
 def test_json_only_needs_no_source(scored: Scored, tmp_path: Path) -> None:
@@ -46,7 +48,8 @@ def test_source_without_the_series_is_refused(scored: Scored, interop_cohort: Pa
 
 def test_result_for_another_series_is_a_bug(scored: Scored, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="UIDs"):
-        write_reports({**scored.result, "series_instance_uid": "1.2.3"}, scored.study, scored.source, tmp_path)
+        other = replace(scored.result, prediction=replace(scored.result.prediction, series_instance_uid="1.2.3"))
+        write_reports(other, scored.study, scored.source, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -58,9 +61,10 @@ def test_result_for_another_series_is_a_bug(scored: Scored, tmp_path: Path) -> N
         ({"risk_category": "moderate"}, "risk_category"),
     ],
 )
-def test_malformed_result_is_refused(scored: Scored, tmp_path: Path, change: dict, message: str) -> None:
+def test_malformed_result_is_refused(scored: Scored, change: dict, message: str) -> None:
+    assert Result.from_json(scored.result.to_json()) == scored.result  # the JSON round-trips
     with pytest.raises(ValueError, match=message):
-        write_reports({**scored.result, **change}, scored.study, scored.source, tmp_path)
+        Result.from_json({**scored.result.to_json(), **change})
 
 
 def test_no_found_level_writes_no_seg(scored: Scored, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from test_interop_support import LEVELS, Scored, dciodvfy_errors, make_result, t
 
 from inference.dicom import load_study
 from interop import codes as vc
-from interop.result import Result
 from interop.seg import build_seg, label_frames
 from interop.source import read_source_series
 from interop.spine import box_mask, level_boxes
@@ -26,7 +25,7 @@ def test_dciodvfy_reports_no_error(reports: dict[str, Path]) -> None:
 
 def test_segments_are_the_found_levels_with_snomed_codes(reports: dict[str, Path], scored: Scored) -> None:
     seg = hd.seg.segread(reports["seg"])
-    present = [v["level"] for v in scored.result["vertebrae"] if v["present"]]
+    present = [v["level"] for v in scored.result.to_json()["vertebrae"] if v["present"]]
     assert [s.SegmentLabel for s in seg.SegmentSequence] == present
     for item, level in zip(seg.SegmentSequence, present, strict=True):
         assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == vc.vertebra(level).value
@@ -40,13 +39,13 @@ def test_seg_shares_frame_of_reference_and_study(reports: dict[str, Path], score
     assert seg.StudyInstanceUID == source.StudyInstanceUID
     assert seg.PatientID == source.PatientID
     (ref,) = seg.ReferencedSeriesSequence
-    assert ref.SeriesInstanceUID == scored.result["series_instance_uid"]
+    assert ref.SeriesInstanceUID == scored.result.to_json()["series_instance_uid"]
 
 
 def test_truth_centre_of_each_level_is_labelled_in_its_source_slice(reports: dict[str, Path], scored: Scored) -> None:
     seg = hd.seg.segread(reports["seg"])
-    source = read_source_series(scored.source, scored.result["series_instance_uid"])
-    present = [v["level"] for v in scored.result["vertebrae"] if v["present"]]
+    source = read_source_series(scored.source, scored.result.to_json()["series_instance_uid"])
+    present = [v["level"] for v in scored.result.to_json()["vertebrae"] if v["present"]]
     for number, level in enumerate(present, start=1):
         point = np.array([float(scored.truth[f"{level}_{a}_mm"]) for a in "xyz"])
         z = [float(f.position[2]) for f in source.frames]
@@ -62,14 +61,14 @@ def test_truth_centre_of_each_level_is_labelled_in_its_source_slice(reports: dic
 def test_no_found_level_gives_no_seg(scored: Scored) -> None:
     result = make_result(scored.study, scored.truth, absent=LEVELS)
     source = read_source_series(scored.source, scored.study.series_instance_uid)
-    assert build_seg(Result.from_dict(result), scored.study, source) is None
+    assert build_seg(result, scored.study, source) is None
 
 
 def test_sagittal_source_series(tiny_cohort: Path) -> None:
     truth = truth_rows(tiny_cohort)
     name = next(k for k, row in truth.items() if row["orientation"] == "sagittal")
     study = load_study(tiny_cohort / name)
-    result = Result.from_dict(make_result(study, truth[name]))
+    result = make_result(study, truth[name])
     source = read_source_series(tiny_cohort / name, study.series_instance_uid)
     assert abs(source.frames[0].row_dir[1]) > 0.9  # sagittal frames: rows run anterior-posterior
     seg = build_seg(result, study, source)

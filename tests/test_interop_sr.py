@@ -31,7 +31,7 @@ def test_dciodvfy_reports_no_error(reports: dict[str, Path]) -> None:
 
 def test_round_trip_through_highdicom(reports: dict[str, Path], scored: Scored) -> None:
     back = read_sr_measurements(reports["sr"])
-    result = scored.result
+    result = scored.result.to_json()
     assert back["probability"] == result["probability"]
     assert back["interval"] == result["interval"]
     assert back["risk_category"] == result["risk_category"]
@@ -76,10 +76,10 @@ def _text_items(ds: pydicom.Dataset, meaning: str) -> list[str]:
 def test_algorithm_name_and_version_on_every_measurement(reports: dict[str, Path], scored: Scored) -> None:
     sr = pydicom.dcmread(reports["sr"])
     names, versions = _text_items(sr, "Algorithm Name"), _text_items(sr, "Algorithm Version")
-    n_present = sum(v["present"] for v in scored.result["vertebrae"])
+    n_present = sum(v["present"] for v in scored.result.to_json()["vertebrae"])
     assert len(names) == len(versions) >= 1 + 3 + n_present * 4  # groups and measurements
-    assert set(names) == {scored.result["model"]["name"]}
-    assert set(versions) == {scored.result["model"]["version"]}
+    assert set(names) == {scored.result.to_json()["model"]["name"]}
+    assert set(versions) == {scored.result.to_json()["model"]["version"]}
 
 
 def test_patient_and_study_copied_from_source(reports: dict[str, Path], scored: Scored) -> None:
@@ -94,6 +94,6 @@ def test_evidence_references_every_instance_of_the_scored_series(reports: dict[s
     sr = pydicom.dcmread(reports["sr"])
     (study,) = sr.CurrentRequestedProcedureEvidenceSequence
     (series,) = study.ReferencedSeriesSequence
-    assert series.SeriesInstanceUID == scored.result["series_instance_uid"]
+    assert series.SeriesInstanceUID == scored.result.to_json()["series_instance_uid"]
     sources = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in scored.source.iterdir()}
     assert {item.ReferencedSOPInstanceUID for item in series.ReferencedSOPSequence} == sources

@@ -15,18 +15,18 @@ import subprocess
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from factories import make_prediction, truth_vertebrae
+from factories import make_result as make_result_of
 from test_clinical_examples import CONTEXT_MD_EXAMPLE
 
-from clinical.engine import suggest
 from data.synthetic.cohort import CohortOptions, write_cohort
 from inference.dicom import load_study
 from inference.study import Study
+from vfrisk.result import Result
 
 LEVELS = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
-DISCLAIMER = "Decision support for clinicians; not a diagnosis. vfrisk is research software."
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Scored:
 
     source: Path
     study: Study
-    result: dict[str, Any]
+    result: Result
     truth: dict[str, str]
 
 
@@ -44,43 +44,11 @@ def truth_rows(cohort: Path) -> dict[str, dict[str, str]]:
         return {row["study"]: row for row in csv.DictReader(fp)}
 
 
-def make_result(study: Study, truth: dict[str, str], *, absent: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A result dict exactly in the shape the engine returns."""
+def make_result(study: Study, truth: dict[str, str], *, absent: tuple[str, ...] = ()) -> Result:
+    """The result of ``study`` with the truth as findings and the suggestion for the context.md example."""
     context = copy.deepcopy(CONTEXT_MD_EXAMPLE)
-    context["model"] = {"p_vertebral_fracture_6m": 0.137}
-    suggestion = suggest(context)
-    vertebrae = []
-    for level in LEVELS:
-        present = level not in absent
-        vertebrae.append(
-            {
-                "level": level,
-                "present": present,
-                "genant_grade": int(truth[f"{level}_grade"]) if present else None,
-                "height_ratio": float(truth[f"{level}_height_ratio"]) if present else None,
-                "trabecular_hu": float(truth[f"{level}_hu"]) if present else None,
-                "z_mm": float(truth[f"{level}_z_mm"]) if present else None,
-            }
-        )
-    return {
-        "probability": 0.137,
-        "interval": [0.09, 0.19],
-        "model": {"name": "vfrisk-test", "version": "0.0.1-test", "sha256": "ab" * 32},
-        "study_instance_uid": study.study_instance_uid,
-        "series_instance_uid": study.series_instance_uid,
-        "input": {
-            "slices": int(study.volume.shape[0]),
-            "spacing_mm": list(study.spacing_mm),
-            "orientation": study.orientation,
-            "sha256": study.input_sha256(),
-        },
-        "labs": {"ntx_nmol_bce_per_mmol_cr": 52.0, "bmd_tscore": -2.6, "age": 74, "sex": "F"},
-        "vertebrae": vertebrae,
-        "warnings": list(study.warnings),
-        "disclaimer": DISCLAIMER,
-        "suggestion": suggestion,
-        "risk_category": suggestion["risk_category"],
-    }
+    prediction = make_prediction(study, vertebrae=truth_vertebrae(truth, absent))
+    return make_result_of(prediction, context)
 
 
 @pytest.fixture(scope="session")

@@ -104,7 +104,7 @@ def test_predict_on_a_scan_cut_at_l3_reports_no_level_off_its_body(cohort: Path)
     for row in csv.DictReader((cohort / "truth.csv").open()):
         z = {lv: float(row[f"{lv}_z_mm"]) for lv in LEVELS}
         study = z_slab(load_any(cohort / row["study"]), z["L3"], z["T11"] + 60.0)
-        result = engine.predict(study, Labs(40.0, -1.5, 70.0, "F"))
+        result = engine.predict(study, Labs(40.0, -1.5, 70.0, "F")).to_json()
         found = {v["level"]: v["z_mm"] for v in result["vertebrae"] if v["present"]}
         assert {"T11", "T12", "L1", "L2"} <= set(found) and "L5" not in found, result["warnings"]
         assert all(abs(zz - z[lv]) < 10.0 for lv, zz in found.items()), (found, z)

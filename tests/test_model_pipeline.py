@@ -118,16 +118,19 @@ def test_cli_stubs_and_usage_errors(tmp_path: Path) -> None:
     assert res.returncode == 2 and "Traceback" not in res.stderr
 
 
-def test_evaluate_bundle_on_a_cohort(tiny_run: Path, tiny_bundle: Path, tiny_cohort: Path, tmp_path: Path) -> None:
+def test_evaluate_bundle_on_a_cohort(tiny_run: Path, scoring_bundle: Path, tiny_cohort: Path, tmp_path: Path) -> None:
+    """``vfrisk evaluate`` runs the product pipeline (the bundled model; the one-epoch tiny bundle places levels at
+    random and the pipeline rightly refuses its scans), a baseline scored on the same studies."""
     base = tmp_path / "labs_only"
     res = _run("export", "--run", str(tiny_run), "--out", str(base), "--variant", "labs_only")
     assert res.returncode == 0, res.stderr
     assert json.loads((base / "model.json").read_text())["name"].endswith("baseline-labs_only")
-    res = _run("evaluate", "--model", str(tiny_bundle), "--cohort", str(tiny_cohort), "--out", str(tmp_path / "ev"),
-               "--compare", str(base))
+    res = _run("evaluate", "--model", str(scoring_bundle), "--cohort", str(tiny_cohort), "--out",
+               str(tmp_path / "ev"), "--compare", str(base))
     assert res.returncode == 0, res.stderr
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert metrics["scored"] + len(metrics["errors"]) == 6
+    assert metrics["total"] == 6 and metrics["scored"] + metrics["refused"] == 6 and metrics["scored"] >= 2
+    assert sum(metrics["refusals_by_reason"].values()) == metrics["refused"] == len(metrics["errors"])
     assert "spearman_vs_p_true" in metrics["vs_truth"] and (tmp_path / "ev" / "plots" / "roc.png").is_file()
     versus = metrics["versus"]["labs_only"]
     assert versus["delta_brier_ci95"][0] <= versus["delta_brier"] <= versus["delta_brier_ci95"][1]

@@ -55,7 +55,7 @@ def _reference(engine):  # type: ignore[no-untyped-def]
     from inference.nifti import _canonical
 
     study = load_any(REFERENCE / "example_ct.nii.gz")
-    result = engine.predict(study, Labs(45.0, -1.8, 55.0, "M"))
+    result = engine.predict(study, Labs(45.0, -1.8, 55.0, "M")).to_json()
     img = nib.load(str(REFERENCE / "totalseg.nii.gz"))
     labels, _ = _canonical(np.asarray(img.dataobj), img.affine)
     codes = {"T12": 32, "L1": 31, "L2": 30, "L3": 29, "L4": 28, "L5": 27}
@@ -120,7 +120,7 @@ def test_reference_ct_l5_is_put_back_on_its_body(engine) -> None:  # type: ignor
     found, ref, _ = _reference(engine)
     print(f"\nL5 z: ours {found['L5']['z_mm']} mm, TotalSegmentator {ref['L5']:.1f} mm")
     assert abs(found["L5"]["z_mm"] - ref["L5"]) < 10.0
-    result = engine.predict(load_any(REFERENCE / "example_ct.nii.gz"), Labs(45.0, -1.8, 55.0, "M"))
+    result = engine.predict(load_any(REFERENCE / "example_ct.nii.gz"), Labs(45.0, -1.8, 55.0, "M")).to_json()
     assert any(w.startswith("L5: the model placed it") for w in result["warnings"])
 
 
@@ -128,7 +128,7 @@ def test_reference_ct_l5_is_put_back_on_its_body(engine) -> None:  # type: ignor
 def test_reference_ct_t12_is_reported_partly_in_the_scan(engine) -> None:  # type: ignore[no-untyped-def]
     """T12, cut by the top of this scan, is not scored by the model (it needs the whole body) but the result
     says it is partly in the scan, and how much of it, instead of calling it absent; T11 is named missing."""
-    result = engine.predict(load_any(REFERENCE / "example_ct.nii.gz"), Labs(45.0, -1.8, 55.0, "M"))
+    result = engine.predict(load_any(REFERENCE / "example_ct.nii.gz"), Labs(45.0, -1.8, 55.0, "M")).to_json()
     found = {v["level"] for v in result["vertebrae"] if v["present"]}
     assert "T12" not in found
     (t12,) = [w for w in result["warnings"] if w.startswith("T12: partly in the scan")]

@@ -218,11 +218,11 @@ def test_startup_sweeps_leftovers_and_serves_loopback_only(server: Server) -> No
 
 
 def test_api_scores_like_the_cli(server: Server, demo_zip: Path, demo_study: Path, bundle: Path | None) -> None:
-    from inference.predict import predict_cli
+    from inference.labs import LabInput
+    from vfrisk.pipeline import predict_cli
 
     result = api_predict(server, [demo_zip])
-    cli = predict_cli(demo_study, ntx=54.4, bmd_tscore=-3.52, age=None, sex=None, context=None, model=bundle,
-                      out=None)
+    cli = predict_cli(demo_study, labs=LabInput(ntx=54.4, bmd_tscore=-3.52), context=None, model=bundle, out=None)
     assert result["probability"] == cli["probability"]
     assert result["interval"] == cli["interval"]
     assert result["input"] == cli["input"] and result["vertebrae"] == cli["vertebrae"]

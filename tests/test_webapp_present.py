@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
+from factories import make_prediction, make_result, vertebra
 
 from clinical.engine import suggest, validate_context
 from inference.errors import InputError
+from inference.result import ModelIdentity
+from vfrisk.result import Result
 from webapp.context_form import DRUGS, RED_FLAGS, ContextForm
 from webapp.present import (
     lab_label,
@@ -67,20 +69,15 @@ def test_vocabularies_offered() -> None:
     assert "denosumab" in DRUGS and "night_pain" in RED_FLAGS
 
 
-def result_fixture() -> dict[str, Any]:
+def result_fixture() -> Result:
     ctx = {"assessment_date": "2026-01-10",
            "patient": {"age": 74, "sex": "F", "dxa": {"t_lumbar_spine": -2.8},
                        "cardiovascular": {"mi_dates": ["2025-06-01"]},
-                       "symptoms": {"red_flags": ["night_pain"]}},
-           "model": {"p_vertebral_fracture_6m": 0.137}}
-    return {"probability": 0.137, "interval": [0.09, 0.19], "risk_category": "very_high",
-            "model": {"name": "vfrisk-spine-6m", "version": "1.0", "sha256": "x"},
-            "vertebrae": [{"level": "L1", "present": True, "genant_grade": 2, "height_ratio": 0.71,
-                           "trabecular_hu": 84.0, "z_mm": 0.0},
-                          {"level": "L5", "present": False, "genant_grade": None, "height_ratio": None,
-                           "trabecular_hu": None, "z_mm": None}],
-            "warnings": ["<script>alert(1)</script>"], "disclaimer": "Decision support; not a diagnosis.",
-            "suggestion": suggest(ctx)}
+                       "symptoms": {"red_flags": ["night_pain"]}}}
+    prediction = make_prediction(
+        vertebrae=[vertebra("L1", grade=2, ratio=0.71, hu=84.0), vertebra("L5", present=False)],
+        model=ModelIdentity("vfrisk-spine-6m", "1.0", "x"), warnings=["<script>alert(1)</script>"])
+    return make_result(prediction, ctx)
 
 
 def test_probability_text_names_interval_category_and_thresholds() -> None:

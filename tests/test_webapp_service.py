@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from factories import make_prediction, vertebra
 
-from inference.engine import DISCLAIMER, suggest_for
 from inference.labs import Labs
+from inference.result import ModelIdentity, Prediction
 from inference.study import Study
 from webapp.audit import AuditLog
 from webapp.context_form import ContextForm
@@ -24,7 +25,8 @@ RANGES = {"ntx_nmol_bce_per_mmol_cr": [2.0, 400.0], "bmd_tscore": [-6.0, 4.0], "
 
 
 class FakeEngine:
-    """Scores every study 0.2 with seven levels spread over the middle of the volume."""
+    """Scores every study 0.2 with seven levels spread over the middle of the volume (a real Prediction from the
+    test factory)."""
 
     bundle = SimpleNamespace(identity={"name": "fake", "version": "0.0-test", "sha256": "0"}, card={})
     lab_ranges = RANGES
@@ -33,20 +35,16 @@ class FakeEngine:
         z, y, x = study.volume.shape
         return SimpleNamespace(start_index=(z // 4, y // 4, x // 4), image=np.zeros((z // 2, y // 2, x // 2)))
 
-    def predict(self, study: Study, labs: Labs, context: dict[str, Any] | None = None) -> dict[str, Any]:
+    def predict(self, study: Study, labs: Labs) -> Prediction:
         n = study.volume.shape[0]
         verts = []
         for i, level in enumerate(LEVELS):
             k = n * (0.8 - 0.1 * i)
             z = float((study.affine @ np.array([k, 0.0, 0.0, 1.0]))[2])
-            verts.append({"level": level, "present": True, "genant_grade": 1 if level == "L1" else 0,
-                          "height_ratio": 0.78 if level == "L1" else 1.0, "trabecular_hu": 95.0, "z_mm": z})
-        result = {"probability": 0.2, "interval": [0.1, 0.3], "model": self.bundle.identity,
-                  "study_instance_uid": study.study_instance_uid, "labs": labs.as_dict(), "vertebrae": verts,
-                  "warnings": [], "disclaimer": DISCLAIMER}
-        result["suggestion"] = suggest_for(result, context)
-        result["risk_category"] = result["suggestion"]["risk_category"]
-        return result
+            verts.append(vertebra(level, grade=1 if level == "L1" else 0, ratio=0.78 if level == "L1" else 1.0,
+                                  hu=95.0, z_mm=z))
+        return make_prediction(study, probability=0.2, interval=(0.1, 0.3), vertebrae=verts, labs=labs,
+                               model=ModelIdentity(**self.bundle.identity))
 
 
 @pytest.fixture
@@ -83,7 +81,7 @@ def test_load_score_deletes_uploads_and_audits(service: Service, study_dir: Path
     assert all(f.exists() for f in files)
     assert loaded.study.volume.ndim == 3
     result = service.score(loaded, LabInput(50.0, -2.7), ContextForm(falls_12m=2), "alice")
-    assert result["probability"] == 0.2
+    assert result.probability == 0.2
     assert not any(temp.iterdir())
     assert loaded.uploads == [] and [m.level for m in loaded.marks] == list(LEVELS)
     lines = service.audit.lines()
@@ -91,7 +89,7 @@ def test_load_score_deletes_uploads_and_audits(service: Service, study_dir: Path
                                                                       ("score", "ok", "alice")]
     assert lines[0]["study"] == lines[1]["study"] and lines[1]["model_version"] == "0.0-test"
     again = service.score(loaded, LabInput(60.0, -2.0, 70, "F"), None, "alice")
-    assert again["labs"]["sex"] == "F"
+    assert again.labs.sex == "F"
 
 
 def test_refused_upload_is_deleted_with_its_reason(service: Service, temp: Path) -> None:
@@ -135,7 +133,7 @@ def test_api_deletes_the_upload_on_any_refusal(service: Service, study_dir: Path
     assert err.value.code == "lab_out_of_range"
     assert not any(temp.iterdir())
     result = service.predict(upload(study_dir, temp), LabInput(50.0, -2.0), None, "carol")
-    assert result["probability"] == 0.2 and not any(temp.iterdir())
+    assert result.probability == 0.2 and not any(temp.iterdir())
     assert [x["event"] for x in service.audit.lines()] == ["upload", "api", "upload", "api"]
 
 

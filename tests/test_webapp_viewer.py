@@ -7,8 +7,10 @@ import itertools
 
 import numpy as np
 import pytest
+from factories import vertebra as make_vertebra
 from PIL import Image
 
+from inference.findings import Vertebra
 from webapp.drivers import (
     GREEN,
     LOW_HU,
@@ -37,9 +39,8 @@ from webapp.viewer import (
 BONE = WINDOWS["bone W2000/L500"]
 
 
-def vertebra(level: str, z_mm: float, grade: int = 0, ratio: float = 1.0, hu: float = 180.0) -> dict[str, object]:
-    return {"level": level, "present": True, "genant_grade": grade, "height_ratio": ratio, "trabecular_hu": hu,
-            "z_mm": z_mm}
+def vertebra(level: str, z_mm: float, grade: int = 0, ratio: float = 1.0, hu: float = 180.0) -> Vertebra:
+    return make_vertebra(level, grade=grade, ratio=ratio, hu=hu, z_mm=z_mm)
 
 
 def affine(spacing: tuple[float, float, float], origin_z: float = -100.0) -> np.ndarray:
@@ -113,8 +114,7 @@ def test_overlay_marks_levels_with_their_colour() -> None:
     a = affine(spacing)
     verts = [vertebra("L1", -100.0 + 2.0 * 60, grade=2, ratio=0.7, hu=80.0),
              vertebra("L2", -100.0 + 2.0 * 40, hu=90.0), vertebra("L3", -100.0 + 2.0 * 20, hu=200.0),
-             {"level": "L4", "present": False, "genant_grade": None, "height_ratio": None, "trabecular_hu": None,
-              "z_mm": None}]
+             make_vertebra("L4", present=False)]
     marks = level_marks(verts, a, vol.shape, spacing[0])
     assert [m.level for m in marks] == ["L1", "L2", "L3"]
     assert [m.colour for m in marks] == [RED, ORANGE, GREEN]

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from inference import tables
 from inference.crop import spine_crop
 from inference.errors import InputError
+from inference.labs import Header, LabInput, resolve_labs
 from inference.spec import LEVELS, PreprocessSpec
 from inference.study import Study
 from inference.workers import init_worker
@@ -41,16 +43,12 @@ class Row:
 
 
 def read_manifest(cohort: Path) -> list[dict[str, str]]:
-    """Rows of ``manifest.csv`` (refuses a missing file or missing columns)."""
+    """Rows of the cohort's ``manifest.csv`` (:func:`inference.tables.read_manifest`; ``bad_cohort`` without
+    one)."""
     path = cohort / "manifest.csv"
     if not path.is_file():
         raise InputError("bad_cohort", f"no manifest.csv in {cohort.name}")
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    need = {"study", "ntx", "bmd_tscore", "age", "sex"}
-    if not rows or not need <= set(rows[0]):
-        raise InputError("bad_cohort", f"manifest.csv needs columns {', '.join(sorted(need))}")
-    return rows
+    return tables.read_manifest(path)
 
 
 def read_truth(cohort: Path) -> dict[str, dict[str, Any]]:
@@ -142,11 +140,12 @@ def to_row(r: dict[str, str], meta: dict[str, Any], truth: dict[str, Any]) -> Ro
     """Manifest row + cache metadata -> :class:`Row` (None when the study could not be read)."""
     if "error" in meta:
         return None
-    age = float(r["age"]) if r.get("age") else meta.get("age")
-    sex = r.get("sex") or meta.get("sex")
-    if age is None or sex not in ("F", "M"):
+    try:
+        labs = resolve_labs(LabInput.from_cells(r), Header(meta.get("age"), meta.get("sex")))
+    except InputError:
         return None
-    return Row(study=r["study"], labs=(float(r["ntx"]), float(r["bmd_tscore"]), float(age), float(sex == "F")),
+    raw = labs.vector()
+    return Row(study=r["study"], labs=(raw[0], raw[1], raw[2], raw[3]),
                label=int(r.get("fracture_6m") or 0), patient=r.get("patient_id") or r["study"], truth=truth)
 
 

@@ -64,10 +64,10 @@ def check(cohort: Path, n: int | None = None, model: Path | None = None, tol: fl
                 count["refused"] += 1
                 continue
             count["scored"] += 1
-            found = {v["level"]: v["z_mm"] for v in result["vertebrae"] if v["present"]}
+            found = {v.level: float(v.z_mm) for v in result.found_levels() if v.z_mm is not None}
             count["level off"] += any(abs(zz - z[lv]) > tol for lv, zz in found.items())
-            count["withdrawn"] += any("withdrawn" in w for w in result["warnings"])
-            count["partly in the scan"] += any("partly in the scan" in w for w in result["warnings"])
+            count["withdrawn"] += any("withdrawn" in w for w in result.warnings)
+            count["partly in the scan"] += any("partly in the scan" in w for w in result.warnings)
     return stats
 
 

@@ -1,5 +1,11 @@
-"""``vfrisk evaluate``: score a labelled cohort with a model bundle (the ONNX path users run) and write the
-metrics JSON and plots. Reading and cropping run in worker processes; the ONNX session runs here.
+"""``vfrisk evaluate``: score a labelled cohort through the product's own pipeline and write the metrics JSON and
+plots.
+
+Each study goes through :func:`inference.pipeline.score_source`, exactly what ``vfrisk predict`` runs: the reader,
+the one lab validator (age and sex from the header unless the manifest gives them, never filled with a default),
+the re-centred crop, the level check, the measurement and the ``spine_not_covered`` refusal. A refused study is
+counted by its reason and left out of the metrics, which state n scored / n total. Reading and scoring run in
+worker processes, each with its own single-threaded ONNX Runtime session per bundle.
 """
 
 from __future__ import annotations
@@ -7,85 +13,124 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from inference.crop import Crop, spine_crop
 from inference.errors import InputError
-from inference.spec import PreprocessSpec
+from inference.result import Prediction
+from inference.spec import LEVELS
 from inference.workers import init_worker
 from training.data import read_manifest, read_truth
 from training.evaluate import evaluate_predictions, write_plots
 
+_ENGINES: dict[str, Any] = {}
 
-def _read_and_crop(args: tuple[str, dict[str, Any]]) -> tuple[Crop | None, int | None, str | None, str]:
-    """Worker: load and crop one study; errors come back as a one-line reason."""
-    from inference.io import load_any
 
-    path, spec_d = args
+@dataclass(frozen=True)
+class Scored:
+    """One manifest row through the pipeline: the model's prediction and the baselines' probabilities, or a
+    refusal."""
+
+    study: str
+    predictions: tuple[Prediction, ...] = ()
+    baselines: tuple[float, ...] = ()
+    """Each baseline bundle's probability for the same study."""
+    refusal: str = ""
+    """One line ``code: message`` when the pipeline refused the study."""
+
+
+def _engine(bundle: str) -> Any:
+    from inference.engine import Engine
+
+    if bundle not in _ENGINES:
+        _ENGINES[bundle] = Engine(Path(bundle) if bundle else None, threads=1)
+    return _ENGINES[bundle]
+
+
+def score_row(args: tuple[str, str, dict[str, str], tuple[str, ...]]) -> Scored:
+    """Worker: the product pipeline on one manifest row with the model; each baseline bundle's probability on the
+    same study and labs (its own located crop; the product's refusal rules are the model's, not the baseline's)."""
+    from inference.labs import LabInput, resolve_labs
+    from inference.pipeline import read_study, score_study
+
+    path, key, row, bundles = args
     try:
-        study = load_any(Path(path))
+        given = LabInput.from_cells(row)
+        study = read_study(Path(path))
+        prediction = score_study(study, given, _engine(bundles[0]))
     except InputError as exc:
-        return None, None, None, exc.one_line()
-    return spine_crop(study, PreprocessSpec.from_dict(spec_d)), study.age, study.sex, ""
+        return Scored(key, refusal=exc.one_line())
+    baselines = []
+    for bundle in bundles[1:]:
+        engine = _engine(bundle)
+        _, out = engine.locate(study, resolve_labs(given, study, engine.lab_ranges))
+        baselines.append(float(out["probability"]))
+    return Scored(key, (prediction,), tuple(baselines))
+
+
+def level_arrays(predictions: list[Prediction]) -> dict[str, np.ndarray]:
+    """(N, L) learned HU, height ratio and presence per level of :data:`inference.spec.LEVELS` (NaN/0 where a
+    level was not found)."""
+    hu = np.full((len(predictions), len(LEVELS)), np.nan)
+    ratio, presence = hu.copy(), np.zeros_like(hu)
+    index = {lv: j for j, lv in enumerate(LEVELS)}
+    for i, pred in enumerate(predictions):
+        for v in pred.found_levels():
+            j = index[v.level]
+            presence[i, j] = 1.0
+            hu[i, j] = np.nan if v.trabecular_hu is None else v.trabecular_hu
+            ratio[i, j] = np.nan if v.height_ratio is None else v.height_ratio
+    return {"level_hu": hu, "level_ratio": ratio, "level_presence": presence}
+
+
+def _score_all(cohort: Path, rows: list[dict[str, str]], bundles: tuple[str, ...], workers: int) -> list[Scored]:
+    jobs = [(str(cohort / r["study"]), r["study"], r, bundles) for r in rows]
+    n = workers or len(os.sched_getaffinity(0))
+    with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=init_worker, initargs=(os.getpid(),)) as pool:
+        return list(tqdm(pool.map(score_row, jobs, chunksize=2), total=len(jobs), desc="evaluate", unit="study"))
 
 
 def evaluate_bundle(model: Path | None, cohort: Path, out: Path, workers: int = 0, n_boot: int = 1000,
                     compare: list[Path] | None = None) -> dict[str, Any]:
-    """Metrics of a bundle on a cohort with ``fracture_6m`` labels (and truth.csv when synthetic).
+    """Metrics of a bundle on a cohort with ``fracture_6m`` labels (and truth.csv when synthetic), from the
+    product pipeline; refused studies are counted by reason (``scored`` of ``total``).
 
-    ``compare`` bundles (baselines) are scored on the same decoded studies; ``versus`` then gives each one's
-    metrics and the paired bootstrap interval of the differences (model minus baseline) in AUROC and Brier.
+    ``compare`` bundles (baselines) go through the same pipeline on the same studies; ``versus`` then gives each
+    one's metrics and the paired bootstrap interval of the differences (model minus baseline) in AUROC and Brier,
+    on the studies every bundle scored.
     """
-    from inference.engine import OUTPUTS, Engine
-    from inference.labs import Labs
-
-    engine = Engine(model)
-    others = {p.name: Engine(p) for p in compare or []}
-    other_p: dict[str, list[float]] = {name: [] for name in others}
     rows = read_manifest(cohort)
     if "fracture_6m" not in rows[0]:
         raise InputError("bad_cohort", "the manifest has no fracture_6m column to evaluate against")
     truth = read_truth(cohort)
-    jobs = [(str(cohort / r["study"]), engine.spec.to_dict()) for r in rows]
-    collected: dict[str, list[Any]] = {k: [] for k in OUTPUTS}
-    labels, truths, errors = [], [], {}
-    n = workers or len(os.sched_getaffinity(0))
-    with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=init_worker, initargs=(os.getpid(),)) as pool:
-        for row, (crop, age, sex, err) in tqdm(zip(rows, pool.map(_read_and_crop, jobs, chunksize=2), strict=True),
-                                               total=len(rows), desc="evaluate", unit="study"):
-            if crop is None:
-                errors[row["study"]] = err
-                continue
-            labs = Labs(float(row["ntx"]), float(row["bmd_tscore"]), float(row["age"] or age or 0),
-                        row["sex"] or sex or "F")
-            outputs = engine.run(crop, labs)
-            for name, other in others.items():
-                other_p[name].append(float(other.run(crop, labs)["probability"]))
-            for k in OUTPUTS:
-                collected[k].append(outputs[k])
-            labels.append(int(row["fracture_6m"]))
-            truths.append(truth.get(row["study"], {}))
-    if len(labels) < 2:
-        raise InputError("bad_cohort", "fewer than 2 studies could be scored")
-    preds = {"probability": np.array(collected["probability"]), "interval": np.array(collected["interval"]),
-             "level_hu": np.array(collected["level_hu"]), "level_ratio": np.array(collected["level_height_ratio"]),
-             "level_presence": np.array(collected["level_presence"])}
-    y = np.array(labels)
-    metrics = evaluate_predictions(y, preds, truths, n_boot, seed=0)
-    metrics |= {"model": engine.bundle.identity, "cohort": cohort.name, "scored": len(labels),
-                "errors": errors}
+    bundles = (str(model or ""), *(str(p) for p in compare or []))
+    results = _score_all(cohort, rows, bundles, workers)
+    kept = [(row, r) for row, r in zip(rows, results, strict=True) if not r.refusal]
+    if len(kept) < 2:
+        raise InputError("bad_cohort", f"fewer than 2 of {len(rows)} studies could be scored")
+    main = [r.predictions[0] for _, r in kept]
+    preds = {"probability": np.array([p.probability for p in main]),
+             "interval": np.array([p.interval for p in main])} | level_arrays(main)
+    y = np.array([int(row["fracture_6m"]) for row, _ in kept])
+    metrics = evaluate_predictions(y, preds, [truth.get(row["study"], {}) for row, _ in kept], n_boot, seed=0)
+    refused = {r.study: r.refusal for r in results if r.refusal}
+    metrics |= {"model": main[0].model.to_json(), "cohort": cohort.name, "total": len(rows), "scored": len(kept),
+                "refused": len(refused), "refusals_by_reason": dict(Counter(v.split(":", 1)[0]
+                                                                            for v in refused.values())),
+                "errors": refused}
+    others = {Path(b).name: np.array([r.baselines[k] for _, r in kept]) for k, b in enumerate(bundles[1:])}
     if others:
-        metrics["versus"] = {name: versus(y, preds["probability"], np.array(p), n_boot)
-                             for name, p in other_p.items()}
+        metrics["versus"] = {name: versus(y, preds["probability"], p, n_boot) for name, p in others.items()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_plots(out / "plots", y, {"model": preds["probability"]} | {n: np.array(p) for n, p in other_p.items()})
+    write_plots(out / "plots", y, {"model": preds["probability"]} | others)
     return metrics
 
 

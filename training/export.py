@@ -18,6 +18,7 @@ import torch
 from inference.bundle import CARD_KEY, file_sha256
 from inference.crop import spine_crop
 from inference.errors import InputError
+from inference.labs import LabInput, resolve_labs
 from inference.spec import LAB_CATALOGUE, PreprocessSpec
 from models.full import ARCH_VERSION, INPUT_NAMES, OUTPUT_NAMES, VfriskModel
 from training.data import read_manifest
@@ -63,8 +64,7 @@ def check_inputs(
         for row in read_manifest(cohort)[:n]:
             study = load_study(cohort / row["study"])
             crop = spine_crop(study, spec)
-            labs = np.array([[float(row["ntx"]), float(row["bmd_tscore"]), float(row["age"] or study.age or 70),
-                              1.0 if (row["sex"] or study.sex) == "F" else 0.0]], dtype=np.float32)
+            labs = np.array([resolve_labs(LabInput.from_cells(row), study).vector(spec.labs)], dtype=np.float32)
             out.append((crop.image[None, None], np.array([crop.spacing_mm], dtype=np.float32), labs))
         return out
     finally:

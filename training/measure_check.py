@@ -56,7 +56,7 @@ def _centres(study_dir: Path, row: dict[str, str], mode: str, engine: Engine | N
     if mode == "truth" or engine is None:
         return [(lv, float(row[f"{lv}_z_mm"])) for lv in LEVELS]
     result = engine.predict(load_any(study_dir), Labs(40.0, -1.5, 70.0, "F"))
-    return [(v["level"], float(v["z_mm"])) for v in result["vertebrae"] if v["present"]]
+    return [(v.level, float(v.z_mm)) for v in result.found_levels() if v.z_mm is not None]
 
 
 def check(cohort: Path, mode: str = "model", n: int | None = None) -> dict[str, float]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.findings import GENANT_LOSS
+from inference.thresholds import genant_grade as grade_of
 
 
 def auroc(y: np.ndarray, p: np.ndarray) -> float:
@@ -102,9 +102,9 @@ def bootstrap_ci(fn: Callable[..., float], arrays: list[np.ndarray], n: int, see
 
 
 def genant_grade(ratio: np.ndarray) -> np.ndarray:
-    """Genant grade from the height ratio, vectorised; thresholds from :data:`inference.findings.GENANT_LOSS`."""
-    loss = 1.0 - np.asarray(ratio, dtype=float)
-    return sum((loss >= t).astype(int) for t in GENANT_LOSS)  # type: ignore[return-value]
+    """Genant grade of every height ratio of an array (:func:`inference.thresholds.genant_grade`)."""
+    r = np.asarray(ratio, dtype=float)
+    return np.array([grade_of(float(x)) for x in r.ravel()], dtype=int).reshape(r.shape)
 
 
 def cohen_kappa(a: np.ndarray, b: np.ndarray, k: int = 4) -> float:

@@ -15,11 +15,12 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from inference.disclaimer import DISCLAIMER
 from inference.errors import InputError
 
 app = typer.Typer(
     name="vfrisk",
-    help="6-month vertebral fracture risk from spine CT + labs. Decision support, not a diagnosis.",
+    help=f"6-month vertebral fracture risk from spine CT + labs. {DISCLAIMER}",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -147,8 +148,8 @@ def evaluate(
 
         m = evaluate_bundle(model, cohort, out, compare=compare or [])
         _print_json({"classification": m["classification"], "vs_truth": m.get("vs_truth"),
-                     "vertebrae": m.get("vertebrae"), "scored": m["scored"], "errors": len(m["errors"]),
-                     "versus": m.get("versus")})
+                     "vertebrae": m.get("vertebrae"), "scored": m["scored"], "total": m["total"],
+                     "refused": m["refusals_by_reason"], "versus": m.get("versus")})
 
     _guarded(run)
 
@@ -167,10 +168,11 @@ def predict(
     """Score one study and print the result JSON."""
 
     def run() -> None:
-        from inference.predict import predict_cli
+        from inference.labs import LabInput
+        from vfrisk.pipeline import predict_cli
 
-        _print_json(predict_cli(_source(study), ntx=ntx, bmd_tscore=bmd_tscore, age=age, sex=sex,
-                                context=context, model=model, out=out))
+        labs = LabInput(ntx=ntx, bmd_tscore=bmd_tscore, age=age, sex=sex)
+        _print_json(predict_cli(_source(study), labs=labs, context=context, model=model, out=out))
 
     _guarded(run)
 

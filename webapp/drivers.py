@@ -7,19 +7,22 @@ attenuation (L1 <= 110 HU is > 90 % specific for osteoporosis, Pickhardt 2013, r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-LOW_HU = 110.0
+from inference.findings import Vertebra
+from inference.thresholds import L1_LOW_HU, L1_NORMAL_HU
+
+LOW_HU = L1_LOW_HU
 """Trabecular HU at or below which a level is flagged as low attenuation (R-CT-1)."""
-NORMAL_HU = 160.0
-"""Trabecular HU at or above which attenuation contributes nothing."""
+NORMAL_HU = L1_NORMAL_HU
+"""Trabecular HU at or above which attenuation contributes nothing (R-CT-1's sensitive threshold)."""
 VERY_LOW_HU = 50.0
 """Trabecular HU at or below which attenuation contributes fully."""
-FRACTURE_WEIGHT = {0: 0.0, 1: 0.6, 2: 0.8, 3: 1.0}
-"""Contribution of a Genant grade."""
+FRACTURE_WEIGHT = {grade: 0.0 if grade == 0 else 0.4 + 0.2 * grade for grade in range(4)}
+"""Contribution of a Genant grade (0 for none, then 0.6, 0.8, 1.0: a display weight, not a model output)."""
 RED, ORANGE, GREEN = (230, 57, 70), (244, 162, 97), (82, 183, 136)
 MAX_HALF_EXTENT_MM = 20.0
 
@@ -62,9 +65,9 @@ def z_index_of(z_mm: float, affine: np.ndarray, shape: tuple[int, ...]) -> float
     return float((z_mm - a[2, 3] - a[2, 1] * jc - a[2, 2] * ic) / a[2, 0])
 
 
-def level_label(v: dict[str, Any]) -> str:
+def level_label(v: Vertebra) -> str:
     """``L1  G2  0.71  84 HU``: level, Genant grade, height ratio and trabecular HU."""
-    return f"{v['level']}  G{v['genant_grade']}  {v['height_ratio']:.2f}  {v['trabecular_hu']:.0f} HU"
+    return f"{v.level}  G{v.genant_grade}  {v.height_ratio or 0:.2f}  {v.trabecular_hu or 0:.0f} HU"
 
 
 def _half_extents(z: list[float], default: float, cap: float) -> list[float]:
@@ -76,16 +79,16 @@ def _half_extents(z: list[float], default: float, cap: float) -> list[float]:
     return out
 
 
-def level_marks(vertebrae: list[dict[str, Any]], affine: np.ndarray, shape: tuple[int, ...],
+def level_marks(vertebrae: Sequence[Vertebra], affine: np.ndarray, shape: tuple[int, ...],
                 z_spacing_mm: float) -> list[LevelMark]:
-    """Marks for every present level of a result's ``vertebrae`` list."""
-    found = [v for v in vertebrae if v.get("present") and v.get("z_mm") is not None]
-    z = [z_index_of(float(v["z_mm"]), affine, shape) for v in found]
+    """Marks for every found level of a prediction's vertebrae."""
+    found = [v for v in vertebrae if v.present and v.z_mm is not None]
+    z = [z_index_of(float(v.z_mm), affine, shape) for v in found]  # type: ignore[arg-type]
     cap = MAX_HALF_EXTENT_MM / z_spacing_mm
     marks = []
     for v, zi, half in zip(found, z, _half_extents(z, cap / 2.0, cap), strict=True):
-        score, colour, reason = contribution(int(v["genant_grade"]), float(v["trabecular_hu"]))
-        marks.append(LevelMark(v["level"], zi, half, score, colour, level_label(v), reason))
+        score, colour, reason = contribution(int(v.genant_grade or 0), float(v.trabecular_hu or 0.0))
+        marks.append(LevelMark(v.level, zi, half, score, colour, level_label(v), reason))
     return marks
 
 

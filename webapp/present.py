@@ -1,6 +1,6 @@
 """Result presentation: the probability with its meaning, the per-level table and the suggestion as HTML.
 
-Pure functions from the result JSON to strings; every value shown is HTML-escaped.
+Pure functions from the typed result (:class:`vfrisk.result.Result`) to strings; every value shown is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from clinical.vocabulary import MODEL_P_HIGH, MODEL_P_VERY_HIGH
+from clinical.suggestion import Alert
+from clinical.vocabulary import MODEL_P_HIGH, MODEL_P_VERY_HIGH, category_label
+from vfrisk.result import Result
 
 URGENT = frozenset({
     "red_flag_urgent", "renal_contraindication", "romosozumab_cv_contraindication", "hypocalcaemia_correct_first",
@@ -23,7 +25,6 @@ CAUTION = frozenset({
 })
 """Alert keys shown as cautions (orange); every other alert is information (blue)."""
 COLOURS = {"urgent": "#c1121f", "caution": "#e76f51", "info": "#1d70b8"}
-CATEGORY_WORDS = {"low": "low", "high": "high", "very_high": "very high"}
 
 
 def severity(key: str) -> str:
@@ -36,33 +37,33 @@ def pct(p: float) -> str:
     return f"{100 * p:.1f} %"
 
 
-def probability_markdown(result: dict[str, Any]) -> str:
+def probability_markdown(result: Result) -> str:
     """The probability, its interval, the risk categories and the thresholds they come from."""
-    s = result["suggestion"]
-    low, high = result["interval"]
-    words = CATEGORY_WORDS.get(result["risk_category"], result["risk_category"])
+    s = result.suggestion
+    low, high = result.interval
     return "\n".join([
-        f"## 6-month vertebral fracture probability: **{pct(result['probability'])}**",
+        f"## 6-month vertebral fracture probability: **{pct(result.probability)}**",
         f"Uncertainty interval {pct(low)} to {pct(high)}.",
         "",
-        f"**Risk category: {words}** (model: {CATEGORY_WORDS.get(s.get('model_category', ''), '?')}, "
-        f"clinical: {CATEGORY_WORDS.get(s.get('clinical_category', ''), '?')}; the higher one applies).",
+        f"**Risk category: {category_label(result.risk_category)}** (model: {category_label(s.model_category)}, "
+        f"clinical: {category_label(s.clinical_category)}; the higher one applies).",
         f"Model thresholds (rule R-MODEL-1): high from {pct(MODEL_P_HIGH)}, very high from {pct(MODEL_P_VERY_HIGH)}.",
-        *(f"- {escape(r)}" for r in s.get("category_reasons", [])),
+        *(f"- {escape(r)}" for r in s.category_reasons),
         "",
-        f"Model {escape(result['model']['name'])} version {escape(result['model']['version'])}.",
+        f"Model {escape(result.model.name)} version {escape(result.model.version)}.",
     ])
 
 
-def levels_table(result: dict[str, Any]) -> list[list[Any]]:
+def levels_table(result: Result) -> list[list[Any]]:
     """Rows: level, found, Genant grade, height ratio, trabecular HU."""
-    return [[v["level"], "yes" if v["present"] else "no", v["genant_grade"], v["height_ratio"],
-             v["trabecular_hu"]] for v in result["vertebrae"]]
+    return [[v.level, "yes" if v.present else "no", v.genant_grade, v.height_ratio, v.trabecular_hu]
+            for v in result.vertebrae]
 
 
-def _cite(item: dict[str, Any]) -> str:
-    return (f' <span class="vf-cite">[{escape(str(item.get("rule", "")))}; '
-            f'{escape(str(item.get("source", "")))}]</span>')
+def _cite(item: Any) -> str:
+    """``[rule; source]`` (``[rule]`` for an item that carries no source of its own)."""
+    cited = "; ".join(escape(str(x)) for x in (item.rule, getattr(item, "source", "")) if x)
+    return f' <span class="vf-cite">[{cited}]</span>'
 
 
 def _section(title: str, rows: list[str]) -> str:
@@ -71,35 +72,35 @@ def _section(title: str, rows: list[str]) -> str:
     return f"<h3>{escape(title)}</h3><ul>" + "".join(f"<li>{r}</li>" for r in rows) + "</ul>"
 
 
-def _alert(a: dict[str, Any]) -> str:
-    level = severity(str(a.get("key", "")))
+def _alert(a: Alert) -> str:
+    level = severity(a.key.value)
     colour = COLOURS[level]
     return (f'<span class="vf-alert vf-{level}" style="border-left:4px solid {colour};padding-left:6px;'
             f'display:inline-block"><b style="color:{colour}">{level.upper()}</b> '
-            f"{escape(str(a.get('message', '')))}{_cite(a)}</span>")
+            f"{escape(a.message)}{_cite(a)}</span>")
 
 
-def suggestion_html(result: dict[str, Any]) -> str:
+def _words(value: str) -> str:
+    return escape(value.replace("_", " "))
+
+
+def suggestion_html(result: Result) -> str:
     """The suggestion: first-line classes, deferred, what to avoid and why, alerts, monitoring, lifestyle."""
-    s = result["suggestion"]
-    first = [f"<b>{escape(c.replace('_', ' '))}</b>" + (" (preferred)" if i == 0 else "")
-             for i, c in enumerate(s.get("first_line", []))]
+    s = result.suggestion
+    first = [f"<b>{_words(c.value)}</b>" + (" (preferred)" if i == 0 else "") for i, c in enumerate(s.first_line)]
     parts = [
         '<div id="vf-suggestion-body">',
         _section("First-line drug classes", first),
-        _section("Deferred (until the alerts are resolved)",
-                 [escape(d.replace("_", " ")) for d in s.get("deferred", [])]),
-        _section("Avoid", [f"<b>{escape(a['item'].replace('_', ' '))}</b>: {escape(a['reason'])}{_cite(a)}"
-                           for a in s.get("avoid", [])]),
-        _section("Alerts", [_alert(a) for a in s.get("alerts", [])]),
-        _section("Monitoring", [f"{escape(m['message'])}{_cite(m)}" for m in s.get("monitoring", [])]),
-        _section("Notes", [f"{escape(n['text'])}{_cite(n)}" for n in s.get("notes", [])]),
-        _section("Lifestyle", [f"{escape(x['advice'])} <span class='vf-cite'>[{escape(x['source'])}]</span>"
-                               for x in s.get("lifestyle", [])]),
-        _section("Not evaluated (missing data)", [f"{escape(n['rule'])}: {escape(n['reason'])}"
-                                                  for n in s.get("not_evaluated", [])]),
-        _section("Warnings", [escape(w) for w in [*result.get("warnings", []), *s.get("warnings", [])]]),
-        f"<p><i>{escape(result['disclaimer'])}</i></p>",
+        _section("Deferred (until the alerts are resolved)", [_words(d.value) for d in s.deferred]),
+        _section("Avoid", [f"<b>{_words(a.item.value)}</b>: {escape(a.reason)}{_cite(a)}" for a in s.avoid]),
+        _section("Alerts", [_alert(a) for a in s.alerts]),
+        _section("Monitoring", [f"{escape(m.message)}{_cite(m)}" for m in s.monitoring]),
+        _section("Notes", [f"{escape(n.text)}{_cite(n)}" for n in s.notes]),
+        _section("Lifestyle", [f"{escape(x.advice)} <span class='vf-cite'>[{escape(x.source)}]</span>"
+                               for x in s.lifestyle]),
+        _section("Not evaluated (missing data)", [f"{escape(n.rule)}: {escape(n.reason)}" for n in s.not_evaluated]),
+        _section("Warnings", [escape(w) for w in [*result.warnings, *s.warnings]]),
+        f"<p><i>{escape(result.disclaimer)}</i></p>",
         "</div>",
     ]
     return "".join(parts)

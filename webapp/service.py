@@ -6,7 +6,6 @@ and raises only :class:`~webapp.errors.PublicError`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -19,7 +18,9 @@ from typing import Any
 
 from PIL import Image
 
+from inference.labs import LabInput
 from inference.study import Study
+from vfrisk.result import Result
 from webapp.audit import AuditLog, Event
 from webapp.context_form import ContextForm
 from webapp.drivers import LevelMark, level_marks
@@ -32,14 +33,7 @@ REPORTS = "reports"
 """Sub-folder of the temp folder holding the per-session report folders."""
 
 
-@dataclass(frozen=True)
-class LabInput:
-    """Labs as typed in the form; age and sex fall back to the DICOM header when empty."""
-
-    ntx: float | None
-    bmd_tscore: float | None
-    age: float | None = None
-    sex: str | None = None
+__all__ = ["LabInput", "Loaded", "Service"]
 
 
 @dataclass
@@ -50,7 +44,7 @@ class Loaded:
     uploads: list[Path]
     centre: tuple[int, int, int]
     """(z, y, x) voxel index of the spine crop centre: the default slices."""
-    result: dict[str, Any] | None = None
+    result: Result | None = None
     marks: list[LevelMark] = field(default_factory=list)
     reports: list[Path] = field(default_factory=list)
 
@@ -118,23 +112,22 @@ class Service:
             int(min(max(crop.start_index[a] + crop.image.shape[a] // 2, 0), shape[a] - 1)) for a in range(3))
 
     def score(self, loaded: Loaded, labs: LabInput, form: ContextForm | None, user: str | None,
-              *, event: Event = Event.SCORE, reports: bool = False) -> dict[str, Any]:
+              *, event: Event = Event.SCORE, reports: bool = False) -> Result:
         """Validate the labs and context, score, write the reports when asked, delete the uploads.
 
         Reports (JSON, and SR/SEG/FHIR/PDF with the interop layer) are written while the source files still
         exist, into a fresh private folder under the temp folder (``loaded.reports``). A refusal in the UI keeps
         the uploads so that the user can correct the labs and score again; the API deletes them in any case.
         """
-        from inference.labs import resolve_labs
+        from inference.pipeline import score_study
+        from vfrisk.pipeline import assess
 
         keep = event == Event.SCORE
         with self._guard(event, user, loaded.uploads, loaded.study, delete=True, keep_on_error=keep):
             context = form.to_context() if form is not None else None
-            resolved = resolve_labs(labs.ntx, labs.bmd_tscore, labs.age, labs.sex or None, loaded.study,
-                                    self.engine.lab_ranges)
-            result: dict[str, Any] = self.engine.predict(loaded.study, resolved, context)
+            result = assess(score_study(loaded.study, labs, self.engine), context)
             loaded.result = result
-            loaded.marks = level_marks(result["vertebrae"], loaded.study.affine, loaded.study.volume.shape,
+            loaded.marks = level_marks(result.vertebrae, loaded.study.affine, loaded.study.volume.shape,
                                        loaded.study.spacing_mm[0])
             loaded.reports = self._reports(loaded) if reports else []
         loaded.uploads = []
@@ -144,22 +137,20 @@ class Service:
 
     def _reports(self, loaded: Loaded) -> list[Path]:
         """Write the reports of the scored study into a fresh private folder; return the files, JSON first."""
-        from inference.predict import write_outputs
+        from vfrisk.pipeline import write_reports
 
         assert loaded.result is not None
         out = self.temp_dir / REPORTS / secrets.token_hex(8)
         out.mkdir(parents=True, mode=0o700)
-        written: dict[str, str] = {}
+        written: dict[str, Path] = {}
         try:
             if loaded.uploads:
-                written = write_outputs(dict(loaded.result), loaded.study, list(loaded.uploads), out)
+                written = write_reports(loaded.result, loaded.study, list(loaded.uploads), out)
         except Exception as exc:  # the reports are extras: the JSON result must still reach the user
             log.error("reports not written (%s); JSON only", type(exc).__name__)
-        files = sorted((Path(p) for p in written.values()), key=lambda p: p.suffix != ".json")
+        files = sorted(written.values(), key=lambda p: p.suffix != ".json")
         if not files or files[0].suffix != ".json":
-            path = out / "result.json"
-            path.write_text(json.dumps(loaded.result, indent=2) + "\n")
-            files.insert(0, path)
+            files.insert(0, write_reports(loaded.result, loaded.study, [], out, formats=("json",))["json"])
         return files
 
     def forget(self, loaded: Loaded | None) -> None:
@@ -177,7 +168,7 @@ class Service:
         uid = loaded.study.study_instance_uid if loaded is not None else None
         self.audit.record(Event.DOWNLOAD, user, "ok", study_uid=uid, model_version=self.model_version)
 
-    def predict(self, files: Any, labs: LabInput, form: ContextForm | None, user: str | None) -> dict[str, Any]:
+    def predict(self, files: Any, labs: LabInput, form: ContextForm | None, user: str | None) -> Result:
         """The API: read, score, delete the uploads, return the result JSON."""
         loaded = self.load(files, user)
         return self.score(loaded, labs, form, user, event=Event.API)

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inference.thresholds import GENANT_LOSS
+
 LEVELS: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
 """Vertebral levels every synthetic study contains (the model's level slots)."""
 
@@ -59,10 +61,14 @@ FRACTURE_LEVEL_WEIGHT: dict[str, float] = {
 }
 """Relative frequency of prevalent fractures by level: the thoracolumbar junction dominates (Ismail 2001)."""
 
+MAX_LOSS = 0.60
+"""Largest height loss the generator draws (a severe crush)."""
 GRADE_LOSS: dict[int, tuple[float, float]] = {
-    0: (0.08, 0.19), 1: (0.20, 0.25), 2: (0.25, 0.40), 3: (0.40, 0.60),
+    0: (0.08, 0.19), 1: (GENANT_LOSS[0], GENANT_LOSS[1]), 2: (GENANT_LOSS[1], GENANT_LOSS[2]),
+    3: (GENANT_LOSS[2], MAX_LOSS),
 }
-"""Height loss ranges of the Genant semiquantitative grades (grade 0: a non-fracture deformity)."""
+"""Height loss ranges drawn for the Genant semiquantitative grades (grade 0: a non-fracture deformity), from the
+one definition of the grade boundaries (:mod:`inference.thresholds`)."""
 
 
 @dataclass(frozen=True)

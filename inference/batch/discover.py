@@ -13,11 +13,12 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from inference.batch.tasks import UID_COLUMN, Plan, Task, _read_csv, fingerprint, row_keys
+from inference.batch.tasks import UID_COLUMN, Plan, Task, fingerprint, row_keys
 from inference.dicom.archive import gather, is_zip
 from inference.dicom.limits import Limits
 from inference.dicom.parse import read_file
 from inference.errors import InputError
+from inference.tables import LAB_COLUMNS, read_labs_csv
 
 
 def _uid_of(path: Path, limits: Limits) -> str:
@@ -64,15 +65,12 @@ def _common_folder(paths: list[Path], archive: Path) -> str:
 
 
 def _labs_rows(labs_csv: Path | None) -> tuple[list[str], list[dict[str, str]]]:
-    """Columns (other than the UID) and rows of the labs CSV; a repeated UID is an error."""
+    """Columns (other than the UID) and rows of the labs CSV (:func:`inference.tables.read_labs_csv`)."""
     if labs_csv is None:
         return [], []
-    header, rows = _read_csv(labs_csv, (UID_COLUMN,), "labs")
-    out = [dict(zip(header, row, strict=True)) for row in rows]
-    uids = [r[UID_COLUMN].strip() for r in out]
-    if len(set(uids)) != len(uids):
-        raise InputError("bad_labs", f"the labs {labs_csv.name} lists a StudyInstanceUID more than once")
-    return [h for h in header if h != UID_COLUMN], out
+    by_uid = read_labs_csv(labs_csv)
+    header = list(next(iter(by_uid.values()), {UID_COLUMN: ""}))
+    return [h for h in header if h != UID_COLUMN], list(by_uid.values())
 
 
 def discover(archive: Path, labs_csv: Path | None) -> Plan:
@@ -96,5 +94,5 @@ def discover(archive: Path, labs_csv: Path | None) -> Plan:
         problem = None if files else ("not_found", "no study with this StudyInstanceUID under the archive")
         tasks.append(Task(index=i, key=key, values=values, source=tuple(str(p) for p in files),
                           fingerprint=fingerprint(files) if files else "", problem=problem,
-                          labs={c: values.get(c, "") for c in ("ntx", "bmd_tscore", "age", "sex")}))
+                          labs={c: values.get(c, "") for c in LAB_COLUMNS}))
     return Plan(columns, tuple(tasks))

@@ -17,7 +17,6 @@ something else: the hash of the decoded HU volume that the model saw (:meth:`Stu
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -25,13 +24,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inference.errors import InputError
+from inference.tables import LAB_COLUMNS, MANIFEST_COLUMNS, UID_COLUMN, read_csv
 
-REQUIRED = ("study", "ntx", "bmd_tscore", "age", "sex")
-"""Manifest columns every row needs (DESIGN.md, cohort on disk); any other column is carried through."""
-LAB_COLUMNS = ("ntx", "bmd_tscore", "age", "sex")
-UID_COLUMN = "study_instance_uid"
-"""Key column of the labs CSV of the folder-only mode."""
+__all__ = ["LAB_COLUMNS", "UID_COLUMN", "Plan", "Task", "fingerprint", "read_manifest", "row_keys"]
 
 
 @dataclass(frozen=True)
@@ -99,26 +94,6 @@ def fingerprint(paths: Sequence[Path]) -> str:
     return h.hexdigest()
 
 
-def _read_csv(path: Path, required: Sequence[str], what: str) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a CSV, checking the required columns (an InputError for the whole run)."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = [h.strip() for h in next(reader, [])]
-            rows = [row for row in reader if any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"bad_{what}", f"cannot read the {what} {path.name}: {exc}") from exc
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise InputError(f"bad_{what}", f"the {what} {path.name} lacks the column(s) {', '.join(missing)}")
-    if len(set(header)) != len(header):
-        raise InputError(f"bad_{what}", f"the {what} {path.name} repeats a column name")
-    for i, row in enumerate(rows, start=2):
-        if len(row) != len(header):
-            raise InputError(f"bad_{what}", f"row {i} of the {what} has {len(row)} fields, not {len(header)}")
-    return header, rows
-
-
 def _resolve(archive: Path, study: str) -> tuple[Path | None, tuple[str, str] | None]:
     """The study's path inside the archive, or the reason it cannot be used."""
     rel = Path(study.strip())
@@ -134,7 +109,7 @@ def _resolve(archive: Path, study: str) -> tuple[Path | None, tuple[str, str] | 
 
 def read_manifest(manifest: Path, archive: Path) -> Plan:
     """Tasks from a manifest CSV (DESIGN.md): ``study`` relative to ``archive``, then the labs."""
-    header, rows = _read_csv(manifest, REQUIRED, "manifest")
+    header, rows = read_csv(manifest, MANIFEST_COLUMNS, "manifest")
     keys = row_keys(rows)
     tasks = []
     for i, (row, key) in enumerate(zip(rows, keys, strict=True)):

@@ -7,7 +7,6 @@ refusal becomes an ``error`` :class:`Outcome` with its reason code; nothing here
 
 from __future__ import annotations
 
-import math
 import os
 import resource
 import time
@@ -23,17 +22,15 @@ from inference.crop import Crop
 from inference.dicom.limits import Limits
 from inference.engine import crop_sha256
 from inference.errors import InputError
-from inference.findings import MIN_LEVELS, found_levels, recentre_target
+from inference.findings import found_levels, recentre_target, require_levels
 from inference.io import load_crop_any
-from inference.labs import Labs, resolve_labs
+from inference.labs import LabInput, Labs, resolve_labs
 from inference.spec import LEVELS, PreprocessSpec
 
 WORKER_LIMITS = Limits(workers=1)
 """Batch workers decode with one thread each: the job runs one worker per core."""
 PROBABILITY_DIGITS = 6
 """Significant digits kept in the table, so that engines with other thread counts give the same table."""
-_FLAG_NAMES = {"--bmd-tscore": "bmd_tscore", "--ntx": "ntx", "give --age": "fill the age column",
-               "give --sex": "fill the sex column"}
 
 
 @dataclass(frozen=True)
@@ -90,24 +87,8 @@ def worker_stats() -> WorkerStats:
 
 def error_outcome(key: str, code: str, message: str, **extra: object) -> Outcome:
     """An error row with a one-line ``code: message``."""
-    for flag, name in _FLAG_NAMES.items():
-        message = message.replace(flag, name)
     line = " ".join(f"{code}: {message}".split())
     return Outcome(key=key, status="error", error=line, **extra)  # type: ignore[arg-type]
-
-
-def _number(raw: str, column: str) -> float | None:
-    """A lab cell as a number; blank is None; anything else is a ``bad_lab`` error."""
-    text = (raw or "").strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise InputError("bad_lab", f"{column} {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise InputError("bad_lab", f"{column} {text!r} is not a finite number")
-    return value
 
 
 def _timed(seconds: dict[str, float], name: str, func: Callable[[], object]) -> object:
@@ -119,15 +100,13 @@ def _timed(seconds: dict[str, float], name: str, func: Callable[[], object]) -> 
 
 def _prepare(task: Task, spec: PreprocessSpec, lab_ranges: dict[str, list[float]]) -> Prepared:
     seconds: dict[str, float] = {}
-    ntx, tscore = _number(task.labs.get("ntx", ""), "ntx"), _number(task.labs.get("bmd_tscore", ""), "bmd_tscore")
-    age = _number(task.labs.get("age", ""), "age")
-    sex = task.labs.get("sex", "").strip() or None
+    given = LabInput.from_cells(task.labs)
     source = [*task.source] if len(task.source) > 1 else task.source[0]
     study, crop = load_crop_any(source, spec, z_centre_index=task.z_centre_index, limits=WORKER_LIMITS,
                                 timings=seconds)
     sha = str(_timed(seconds, "hash", lambda: crop_sha256(crop)))  # what the model sees, as in `vfrisk predict`
     try:
-        labs = resolve_labs(ntx, tscore, age, sex, study, lab_ranges)
+        labs = resolve_labs(given, study, lab_ranges)
     except InputError as exc:
         raise _LocatedError(exc, study.series_instance_uid, sha) from exc
     return Prepared(task.key, crop, labs, study.series_instance_uid, sha, seconds, worker_stats(),
@@ -172,11 +151,12 @@ def score(run: Callable[[Crop, Labs], dict[str, np.ndarray]], item: Prepared | O
     seconds["inference"] = time.perf_counter() - t0
     present = found_levels(LEVELS, out)  # less the crowded levels `vfrisk predict` withdraws
     recentre = None if item.second_pass else recentre_target(LEVELS, out, item.crop)
-    if len(present) < MIN_LEVELS:  # the same anatomy-coverage rule as `vfrisk predict`
-        return error_outcome(item.key, "spine_not_covered", "the thoracolumbar spine (T11-L5) is not covered: "
-                             f"levels found: {', '.join(present) or 'none'}", series_instance_uid=
-                             item.series_instance_uid, input_sha256=item.input_sha256, worker=item.worker,
-                             levels_found=len(present), recentre_at=recentre)
+    try:
+        require_levels(present)  # the same anatomy-coverage rule as `vfrisk predict`
+    except InputError as exc:
+        return error_outcome(item.key, exc.code, exc.message, series_instance_uid=item.series_instance_uid,
+                             input_sha256=item.input_sha256, worker=item.worker, levels_found=len(present),
+                             recentre_at=recentre)
     probability = float(f"{float(out['probability']):.{PROBABILITY_DIGITS}g}")
     return Outcome(key=item.key, status="ok", probability=probability,
                    series_instance_uid=item.series_instance_uid, input_sha256=item.input_sha256,

@@ -1,0 +1,80 @@
+"""The typed result: the JSON fields of each schema version, round trips, refusals, and Genant grading (R-GEN-1)
+at its boundaries."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from factories import make_prediction, make_result, vertebra
+
+from inference.result import SCHEMA_VERSION, Prediction
+from inference.thresholds import GENANT_RATIO, genant_grade, genant_grade_from_loss, genant_grade_from_pct
+from vfrisk.result import Result
+
+SCHEMA = {
+    1: {
+        "result": ["schema_version", "probability", "interval", "model", "study_instance_uid", "series_instance_uid",
+                   "input", "labs", "vertebrae", "warnings", "disclaimer", "suggestion", "risk_category"],
+        "model": ["name", "version", "sha256"],
+        "input": ["slices", "spacing_mm", "orientation", "sha256"],
+        "labs": ["ntx_nmol_bce_per_mmol_cr", "bmd_tscore", "age", "sex"],
+        "vertebra": ["level", "present", "genant_grade", "height_ratio", "trabecular_hu", "z_mm"],
+    },
+}
+"""The result-JSON fields of every schema version, in order. A change to the fields bumps SCHEMA_VERSION and adds
+a version here; the old entries stay, as a record of what each version held."""
+
+
+def sample() -> Result:
+    levels = [vertebra("L1", grade=2, ratio=0.71, hu=84.0, z_mm=-10.0), vertebra("L2", present=False)]
+    return make_result(make_prediction(vertebrae=levels, warnings=["levels not in the scan: L2"]))
+
+
+def test_the_result_json_has_the_fields_of_its_schema_version() -> None:
+    data = sample().to_json()
+    fields = SCHEMA[SCHEMA_VERSION]
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert list(data) == fields["result"]
+    assert list(data["model"]) == fields["model"] and list(data["input"]) == fields["input"]
+    assert list(data["labs"]) == fields["labs"]
+    assert all(list(v) == fields["vertebra"] for v in data["vertebrae"])
+
+
+def test_json_round_trip_is_exact() -> None:
+    result = sample()
+    text = json.dumps(result.to_json())
+    assert Result.from_json(json.loads(text)) == result
+    assert Prediction.from_json(json.loads(text)) == result.prediction
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"schema_version": 99}, "schema_version"),
+    ({"probability": float("nan")}, "probability"),
+    ({"interval": [0.5, 0.6]}, "does not contain"),
+    ({"study_instance_uid": "1.2.abc"}, "not a DICOM UID"),
+    ({"labs": {"ntx_nmol_bce_per_mmol_cr": 40.0, "bmd_tscore": -2.0, "age": 70.0, "sex": ""}}, "labs"),
+    ({"vertebrae": [{"level": "L1", "genant_grade": 4}]}, "genant_grade"),
+    ({"risk_category": "moderate"}, "risk_category"),
+])
+def test_malformed_json_is_refused_naming_the_field(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Result.from_json(sample().to_json() | change)
+
+
+def test_genant_grade_at_exactly_20_25_and_40_percent() -> None:
+    """R-GEN-1: < 20 %: 0; 20 to < 25 %: 1; 25 to 40 %: 2; > 40 %: 3, however the ratio was computed."""
+    assert [genant_grade(r) for r in (0.81, 0.80, 0.76, 0.75, 0.61, 0.60, 0.59)] == [0, 1, 1, 2, 2, 2, 3]
+    assert genant_grade(1 - 0.2) == 1 and genant_grade(0.1 + 0.7) == 1  # 0.7999999999999999
+    assert genant_grade(1 - 0.4) == 2 and genant_grade(0.6 - 1e-12) == 2
+    assert [genant_grade_from_pct(p) for p in (19.99, 20.0, 24.99, 25.0, 40.0, 40.01)] == [0, 1, 1, 2, 2, 3]
+    assert genant_grade_from_pct(None) is None
+    assert [genant_grade_from_loss(x) for x in (0.0, 0.2, 0.25, 0.4, 0.41)] == [0, 1, 2, 2, 3]
+    assert GENANT_RATIO == (0.8, 0.75, 0.6)
+
+
+def test_the_suggestion_engine_and_the_inference_grade_alike() -> None:
+    from clinical.facts import genant_grade as clinical_grade
+
+    for pct in (0.0, 19.9, 20.0, 22.0, 25.0, 33.0, 40.0, 40.5, 60.0):
+        assert clinical_grade(pct) == genant_grade(1 - pct / 100)
