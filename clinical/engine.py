@@ -34,6 +34,7 @@ from clinical.safety import SAFETY_RULES
 from clinical.screening import SCREENING_RULES
 from clinical.suggestion import DISCLAIMER, Suggestion
 from clinical.treatment import Plan, apply_exclusions, candidates
+from clinical.vocabulary import ALERT_SEVERITY, AlertKey, severity_rank
 from inference.errors import InputError
 
 T = TypeVar("T")
@@ -135,9 +136,21 @@ def _cite(rule_id: str) -> dict[str, str]:
     return {"rule": r.id, "source": r.source, "verification": r.verification.value}
 
 
-def _flags(flags: Iterable[Flag]) -> list[dict[str, Any]]:
-    """Alerts or monitoring items, one per key (the first rule that raised it is cited)."""
+def _monitoring(flags: Iterable[Flag]) -> list[dict[str, Any]]:
+    """Monitoring items, one per key (the first rule that asked for it is cited)."""
     return [{"key": f.key, "message": f.message, **_cite(f.rule)} for f in _unique(flags, lambda f: f.key)]
+
+
+def _alerts(flags: Iterable[Flag]) -> list[dict[str, Any]]:
+    """Alerts, one per key and rule, with the severity of the key: urgent first, then caution, then info.
+
+    The sort is stable, so alerts of one severity keep the order in which the rules raised them.
+    """
+    items = [
+        {"key": f.key, "severity": ALERT_SEVERITY[AlertKey(f.key)], "message": f.message, **_cite(f.rule)}
+        for f in _unique(flags, lambda f: (f.key, f.rule))
+    ]
+    return sorted(items, key=lambda a: severity_rank(a["severity"]))
 
 
 def _render(facts: Facts, plan: Plan, found: Findings, warnings: list[str]) -> Suggestion:
@@ -156,13 +169,13 @@ def _render(facts: Facts, plan: Plan, found: Findings, warnings: list[str]) -> S
                 {"item": a.item, "reason": a.reason, **_cite(a.rule)}
                 for a in _unique(found.avoid, lambda a: (a.item, a.rule))
             ],
-            "alerts": _flags(found.alerts),
-            "monitoring": _flags(found.monitoring),
+            "alerts": _alerts(found.alerts),
+            "monitoring": _monitoring(found.monitoring),
             "not_evaluated": [
                 {"rule": n.rule, "reason": n.reason} for n in _unique(found.not_evaluated, lambda n: n)
             ],
             "rules_fired": _unique(found.fired, lambda r: r),
-            "notes": [{"text": n.text, "rule": n.rule} for n in _unique(found.notes, lambda n: n.text)],
+            "notes": [{"text": n.text, **_cite(n.rule)} for n in _unique(found.notes, lambda n: n.text)],
             "lifestyle": [
                 {"topic": a.topic, "advice": a.advice, "source": LIFESTYLE_SOURCE} for a in LIFESTYLE
             ],

@@ -1,0 +1,96 @@
+"""The suggestion JSON as consumers read it: alert severity and order, cited sources, one alert per key and rule."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from test_clinical_support import HIGH, VERY_HIGH, days_ago, run
+
+from clinical.engine import _alerts
+from clinical.findings import Flag
+from clinical.rules import RULES_BY_ID
+from clinical.suggestion import Suggestion
+from clinical.vocabulary import ALERT_SEVERITY, AlertKey, Severity, severity_rank
+
+A = AlertKey
+BUSY = {
+    **VERY_HIGH,
+    "patient.labs.crcl_cockcroft_gault_ml_min": 25,
+    "patient.labs.egfr_ml_min_1_73m2": None,
+    "patient.cardiovascular.stroke_dates": [days_ago(200)],
+    "patient.intake.calcium_supplement_mg_day": 100,
+    "patient.falls.count_12m": 2,
+}
+"""A context that raises alerts of all three severities."""
+
+
+def test_every_alert_key_has_one_severity() -> None:
+    assert set(ALERT_SEVERITY) == set(AlertKey)
+    assert {Severity(v) for v in ALERT_SEVERITY.values()} == set(Severity)
+
+
+def test_alerts_carry_the_severity_of_their_key_in_order() -> None:
+    out = run(BUSY)
+    severities = [a["severity"] for a in out["alerts"]]
+    assert set(severities) == {"urgent", "caution", "info"}
+    assert all(a["severity"] == ALERT_SEVERITY[AlertKey(a["key"])] for a in out["alerts"])
+    ranks = [severity_rank(Severity(s)) for s in severities]
+    assert ranks == sorted(ranks)
+
+
+def test_order_is_stable_within_a_severity() -> None:
+    flags = [
+        Flag(A.CALCIUM_BELOW_RECOMMENDED, "info 1", "R-CAL-1"),
+        Flag(A.TERIPARATIDE_COURSE_LIMIT, "caution 1", "R-PTH-1"),
+        Flag(A.FALL_RISK_INTERVENTION, "info 2", "R-CAT-1"),
+        Flag(A.RED_FLAG_URGENT, "urgent", "R-RF-1"),
+        Flag(A.END_DRUG_HOLIDAY, "caution 2", "R-HOL-3"),
+    ]
+    assert [a["message"] for a in _alerts(flags)] == ["urgent", "caution 1", "caution 2", "info 1", "info 2"]
+
+
+def test_suggestion_refuses_a_severity_other_than_the_keys_own() -> None:
+    out = copy.deepcopy(run(BUSY))
+    info = next(a for a in out["alerts"] if a["severity"] == "info")
+    info["severity"] = "urgent"
+    with pytest.raises(ValidationError, match="not its own"):
+        Suggestion.model_validate(out)
+
+
+def test_suggestion_refuses_alerts_out_of_severity_order() -> None:
+    out = copy.deepcopy(run(BUSY))
+    out["alerts"].reverse()
+    with pytest.raises(ValidationError, match="severity order"):
+        Suggestion.model_validate(out)
+
+
+def _cited(out: dict[str, Any]) -> list[dict[str, Any]]:
+    return out["alerts"] + out["monitoring"] + out["avoid"] + out["notes"]
+
+
+@pytest.mark.parametrize("changes", [HIGH, BUSY, {"patient.dxa.t_total_hip": -2.6}])
+def test_every_alert_monitoring_avoid_and_note_cites_a_source(changes: dict[str, Any]) -> None:
+    out = run(changes)
+    assert out["notes"] and out["alerts"], "the case must have notes and alerts to check"
+    for item in _cited(out):
+        assert item["source"].strip() and item["verification"].strip(), item
+        assert item["source"] == RULES_BY_ID[item["rule"]].source
+        assert item["verification"] == RULES_BY_ID[item["rule"]].verification
+
+
+def test_the_r_cat_dx_note_names_its_source() -> None:
+    out = run({"patient.dxa.t_total_hip": -2.6})
+    note = next(n for n in out["notes"] if n["rule"] == "R-CAT-DX")
+    assert note["source"] == "AACE2020 [V guidelinecentral 41073]; ASBMR2016 [V]"
+
+
+def test_one_renal_alert_per_rule_names_each_excluded_drug() -> None:
+    out = run({**HIGH, "patient.labs.crcl_cockcroft_gault_ml_min": 25})
+    renal = {a["rule"]: a["message"] for a in out["alerts"] if a["key"] == "renal_contraindication"}
+    assert set(renal) == {"R-REN-1", "R-REN-2/3", "R-REN-4"}
+    assert "alendronate" in renal["R-REN-1"]
+    assert "risedronate" in renal["R-REN-2/3"]
+    assert "zoledronic acid" in renal["R-REN-4"]
