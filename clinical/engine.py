@@ -172,7 +172,8 @@ def _render(facts: Facts, plan: Plan, found: Findings, warnings: list[str]) -> S
             "alerts": _alerts(found.alerts),
             "monitoring": _monitoring(found.monitoring),
             "not_evaluated": [
-                {"rule": n.rule, "reason": n.reason} for n in _unique(found.not_evaluated, lambda n: n)
+                {"rule": n.rule, "reason": n.reason, "missing_inputs": list(n.missing)}
+                for n in _unique(found.not_evaluated, lambda n: n)
             ],
             "rules_fired": _unique(found.fired, lambda r: r),
             "notes": [{"text": n.text, **_cite(n.rule)} for n in _unique(found.notes, lambda n: n.text)],

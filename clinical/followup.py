@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from clinical import inputs
 from clinical.category import lowest_t
 from clinical.dates import months_between
 from clinical.facts import Course, Facts, treatment_years
-from clinical.findings import NOTHING, Findings, alert, monitor, not_evaluated, note
+from clinical.findings import NOTHING, Findings, alert, monitor, not_evaluated, note, warning
 from clinical.treatment import Plan
 from clinical.vocabulary import (
     ANABOLICS,
@@ -59,7 +60,7 @@ def denosumab_ckd(f: Facts, plan: Plan) -> Findings:
     if not relevant:
         return NOTHING
     if gfr is None and not dialysis:
-        return not_evaluated("R-REN-5", "no eGFR or CrCl")
+        return not_evaluated("R-REN-5", inputs.gfr_gaps(f.patient))
     if not dialysis and gfr is not None and gfr >= 30:
         return NOTHING
     why = "on dialysis" if dialysis else f"eGFR {gfr} < 30"
@@ -269,8 +270,10 @@ def btm_response(f: Facts, plan: Plan) -> Findings:
     started = [c for c in _taking(f, ANTIRESORPTIVES) if c.months is not None and c.months >= 3]
     if not started or labs is None or labs.urine_ntx_nmol_bce_per_mmol_cr is None:
         return NOTHING
-    if not labs.urine_ntx_baseline:
-        return not_evaluated("R-BTM-1", "no baseline urine NTx")
+    if labs.urine_ntx_baseline is None:
+        return not_evaluated("R-BTM-1", (inputs.NTX_BASELINE,))
+    if labs.urine_ntx_baseline == 0:
+        return warning("baseline urine NTx is 0: R-BTM-1 cannot compute the fall from baseline")
     fall = (labs.urine_ntx_baseline - labs.urine_ntx_nmol_bce_per_mmol_cr) / labs.urine_ntx_baseline
     if fall >= BTM_LSC:
         return NOTHING

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from datetime import date
 
+from clinical import inputs
 from clinical.dates import within_days
 from clinical.facts import Facts
 from clinical.findings import NOTHING, Deferral, Findings, alert, avoid, monitor, not_evaluated, note
@@ -23,7 +24,6 @@ from clinical.vocabulary import (
 )
 
 D = DrugClass
-NO_CRCL = "no creatinine clearance (give it, or creatinine with age, sex and weight)"
 HYPOCALCAEMIA_MG_DL = 8.5
 VITAMIN_D_DEFICIENT_NG_ML = 20.0
 VITAMIN_D_TARGET_NG_ML = 30.0
@@ -58,7 +58,7 @@ def renal_crcl(f: Facts, plan: Plan) -> Findings:
 def _crcl_below(f: Facts, rule_id: str, limit: float, drugs: tuple[Drug, ...], what: str) -> Findings:
     """Exclude ``drugs`` when CrCl < ``limit`` (exactly at the limit is allowed)."""
     if f.crcl is None:
-        return not_evaluated(rule_id, NO_CRCL)
+        return not_evaluated(rule_id, inputs.crcl_gaps(f.patient))
     if f.crcl >= limit:
         return NOTHING
     reason = f"CrCl {f.crcl} mL/min < {limit:g}: {what}"
@@ -96,7 +96,7 @@ def ckd_g4_5(f: Facts, plan: Plan) -> Findings:
     """R-REN-6: CKD G4-5D (GFR < 30 or dialysis): CKD-MBD specialist work-up before antiresorptives."""
     gfr, dialysis = f.kidney_gfr, bool(f.patient.history and f.patient.history.dialysis)
     if gfr is None and not dialysis:
-        return not_evaluated("R-REN-6", "no eGFR or CrCl")
+        return not_evaluated("R-REN-6", inputs.gfr_gaps(f.patient))
     if not dialysis and gfr is not None and gfr >= 30:
         return NOTHING
     stage = "dialysis (G5D)" if dialysis else f"GFR {gfr} < 30 (G4-5)"
@@ -114,7 +114,7 @@ def hypocalcaemia(f: Facts, plan: Plan) -> Findings:
     labs = f.patient.labs
     ca = labs.serum_calcium_corrected_mg_dl if labs else None
     if ca is None:
-        return not_evaluated("R-CA-1", "no corrected serum calcium")
+        return not_evaluated("R-CA-1", (inputs.CALCIUM_SERUM,))
     if ca >= HYPOCALCAEMIA_MG_DL:
         return NOTHING
     classes = BISPHOSPHONATES | {D.DENOSUMAB, D.ROMOSOZUMAB}
@@ -135,7 +135,7 @@ def vitamin_d_deficiency(f: Facts, plan: Plan) -> Findings:
     labs = f.patient.labs
     vd = labs.vitamin_d_25oh_ng_ml if labs else None
     if vd is None:
-        return not_evaluated("R-VD-1", "no 25(OH)D level")
+        return not_evaluated("R-VD-1", (inputs.VITAMIN_D_LEVEL,))
     if vd >= VITAMIN_D_DEFICIENT_NG_ML:
         below_target = vd < VITAMIN_D_TARGET_NG_ML
         return (
@@ -164,8 +164,8 @@ def _cv_events(f: Facts) -> list[tuple[str, date]]:
 def romosozumab_cv(f: Facts, plan: Plan) -> Findings:
     """R-ROMO-1 (MI/stroke within 1 year), R-ROMO-2 + R-PREC-1 (any prior MI/stroke): no romosozumab."""
     if f.patient.cardiovascular is None:
-        return not_evaluated("R-ROMO-1", "no MI/stroke history") + not_evaluated(
-            "R-ROMO-2", "no MI/stroke history"
+        return not_evaluated("R-ROMO-1", (inputs.CARDIOVASCULAR,)) + not_evaluated(
+            "R-ROMO-2", (inputs.CARDIOVASCULAR,)
         )
     events = _cv_events(f)
     if not events:
@@ -220,7 +220,8 @@ def pth_cap(f: Facts, plan: Plan) -> Findings:
     courses = f.courses_of(frozenset({D.PTH_ANALOG}))
     if not courses:
         return NOTHING
-    found = not_evaluated("R-PTH-1", "a PTH-analog course has no start date") if unknown else NOTHING
+    undated = tuple(inputs.medication_start(c.index) for c in courses if c.months is None)
+    found = not_evaluated("R-PTH-1", undated, "the months used are unknown") if undated else NOTHING
     used = f"{months:.1f} months of PTH-analog therapy used"
     if months >= PTH_CAP_MONTHS:
         reason = f"{used}: the 24-month lifetime cap is reached (only a specialist may override it)"

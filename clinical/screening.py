@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from clinical import inputs
 from clinical.category import lowest_t
 from clinical.dates import within_days
 from clinical.facts import Facts
@@ -53,34 +54,46 @@ HEIGHT_LOSS_CM = {"F": (2.0, 4.0), "M": (3.0, 6.0)}
 def calcium(f: Facts, plan: Plan) -> Findings:
     """R-CAL-1 (below the RDA) and R-CAL-2 (above the UL; exactly at the UL does not alert); R-PREC-4."""
     intake = f.patient.intake
-    parts = [intake.calcium_diet_mg_day, intake.calcium_supplement_mg_day] if intake else [None, None]
-    known = sum(p for p in parts if p is not None)
-    complete = all(p is not None for p in parts)
-    if f.age is None or f.sex is None or all(p is None for p in parts):
-        return not_evaluated("R-CAL-1", "no calcium intake, age or sex") + not_evaluated(
-            "R-CAL-2", "no calcium intake"
-        )
-    ul, rda = calcium_ul_mg(f.age), calcium_rda_mg(f.age, f.sex)  # type: ignore[arg-type]
-    found = NOTHING
+    parts = {
+        inputs.CALCIUM_DIET: intake.calcium_diet_mg_day if intake else None,
+        inputs.CALCIUM_SUPPLEMENT: intake.calcium_supplement_mg_day if intake else None,
+    }
+    known = sum(v for v in parts.values() if v is not None)
+    gaps = tuple(p for p, v in parts.items() if v is None)
+    return _calcium_upper(f, known, gaps) + _calcium_below(f, known, gaps)
+
+
+def _calcium_upper(f: Facts, known: float, gaps: tuple[str, ...]) -> Findings:
+    """R-CAL-2: total calcium above the age's UL; a partial total already above it is enough."""
+    if f.age is None:
+        return not_evaluated("R-CAL-2", (inputs.AGE, *gaps))
+    ul = calcium_ul_mg(f.age)
     if known > ul:
-        found += alert(
+        return alert(
             AlertKey.CALCIUM_OVER_UPPER_LIMIT,
             f"Total calcium {known:g} mg/day is above the upper "
             f"limit of {ul:g} mg/day (kidney stones, hypercalcaemia).",
             "R-CAL-2",
         ) + _supervised(f)
-    elif not complete:
-        found += not_evaluated("R-CAL-2", "diet or supplement calcium unknown")
-    if complete and known < rda:
-        found += alert(
-            AlertKey.CALCIUM_BELOW_RECOMMENDED,
-            f"Total calcium {known:g} mg/day is below the "
-            f"recommended {rda:g} mg/day (diet first, then supplements).",
-            "R-CAL-1",
-        )
-    elif not complete and known < rda:
-        found += not_evaluated("R-CAL-1", "diet or supplement calcium unknown")
-    return found
+    return not_evaluated("R-CAL-2", gaps) if gaps else NOTHING
+
+
+def _calcium_below(f: Facts, known: float, gaps: tuple[str, ...]) -> Findings:
+    """R-CAL-1: total calcium below the RDA for age and sex; a partial total already at the RDA is enough."""
+    if f.age is None or f.sex not in ("F", "M"):
+        who = tuple(p for p, v in ((inputs.AGE, f.age), (inputs.SEX, f.sex)) if v is None)
+        return not_evaluated("R-CAL-1", (*who, *gaps))
+    rda = calcium_rda_mg(f.age, "F" if f.sex == "F" else "M")
+    if known >= rda:
+        return NOTHING
+    if gaps:
+        return not_evaluated("R-CAL-1", gaps)
+    return alert(
+        AlertKey.CALCIUM_BELOW_RECOMMENDED,
+        f"Total calcium {known:g} mg/day is below the "
+        f"recommended {rda:g} mg/day (diet first, then supplements).",
+        "R-CAL-1",
+    )
 
 
 def _supervised(f: Facts) -> Findings:
@@ -99,11 +112,10 @@ def vitamin_d_intake(f: Facts, plan: Plan) -> Findings:
     daily = intake.vitamin_d_iu_day if intake else None
     regimen, found = _regimen_daily(f)
     if daily is None and regimen is None:
-        return (
-            found
-            + not_evaluated("R-VITD-1", "no vitamin D intake")
-            + not_evaluated("R-VITD-2", "no vitamin D intake")
-        )
+        text = intake.vitamin_d_regimen if intake else None
+        gaps = (inputs.VITAMIN_D_INTAKE,) if text else (inputs.VITAMIN_D_INTAKE, inputs.VITAMIN_D_REGIMEN)
+        why = "the regimen could not be read" if text else None
+        return found + not_evaluated("R-VITD-1", gaps, why) + not_evaluated("R-VITD-2", gaps, why)
     average = max(v for v in (daily, regimen) if v is not None)
     if average > VITAMIN_D_UL_IU:
         found += alert(
@@ -113,7 +125,7 @@ def vitamin_d_intake(f: Facts, plan: Plan) -> Findings:
             "R-VITD-2",
         ) + _supervised(f)
     if f.age is None:
-        return found + not_evaluated("R-VITD-1", "no age")
+        return found + not_evaluated("R-VITD-1", (inputs.AGE,))
     if f.age >= 50 and average < VITAMIN_D_MIN_IU_AGE_50:
         found += alert(
             AlertKey.VITAMIN_D_BELOW_RECOMMENDED,
@@ -143,7 +155,7 @@ def red_flags(f: Facts, plan: Plan) -> Findings:
     symptoms = f.patient.symptoms
     flags = symptoms.red_flags if symptoms else []
     if symptoms is None:
-        return not_evaluated("R-RF-1", "no symptoms recorded")
+        return not_evaluated("R-RF-1", (inputs.SYMPTOMS,))
     if not flags:
         return NOTHING
     known = {r.value for r in RedFlag}
@@ -171,7 +183,9 @@ def height_loss(f: Facts, plan: Plan) -> Findings:
     hl = f.patient.height_loss_cm
     found = NOTHING
     if hl is None or (hl.prospective is None and hl.historical is None):
-        found += not_evaluated("R-RF-2", "no height-loss measurement")
+        found += not_evaluated("R-RF-2", inputs.HEIGHT_LOSS)
+    elif f.sex is None:
+        found += not_evaluated("R-RF-2", (inputs.SEX,), "the height-loss thresholds differ by sex")
     if not reasons:
         return found
     msg = f"Vertebral imaging indicated ({'; '.join(reasons)})."

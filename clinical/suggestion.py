@@ -80,10 +80,19 @@ class Monitoring(_Cited):
 
 
 class NotEvaluatedItem(_Out):
-    """A rule that could not run for lack of data."""
+    """A rule that could not run for lack of data: the reason in words and the missing inputs' context paths."""
 
     rule: str
     reason: str
+    missing_inputs: list[str]
+
+    @field_validator("missing_inputs")
+    @classmethod
+    def _names_an_input(cls, value: list[str]) -> list[str]:
+        """A rule is not evaluated only for lack of some input, so at least one is named."""
+        if not value:
+            raise ValueError("a not-evaluated rule must name the missing inputs")
+        return value
 
 
 class NoteItem(_Cited):

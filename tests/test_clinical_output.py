@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from test_clinical_support import HIGH, VERY_HIGH, days_ago, run
+from test_clinical_support import HIGH, VERY_HIGH, days_ago, given, make, med, run
 
-from clinical.engine import _alerts
+from clinical.engine import _alerts, suggest
 from clinical.findings import Flag
+from clinical.inputs import label, missing_reason
 from clinical.rules import RULES_BY_ID
 from clinical.suggestion import Suggestion
 from clinical.vocabulary import ALERT_SEVERITY, AlertKey, Severity, severity_rank
@@ -25,6 +26,7 @@ BUSY = {
     "patient.falls.count_12m": 2,
 }
 """A context that raises alerts of all three severities."""
+GC_USER = {"patient.glucocorticoids": {"current": True, "prednisone_eq_mg_day": 5, "duration_months": 6}}
 
 
 def test_every_alert_key_has_one_severity() -> None:
@@ -94,3 +96,72 @@ def test_one_renal_alert_per_rule_names_each_excluded_drug() -> None:
     assert "alendronate" in renal["R-REN-1"]
     assert "risedronate" in renal["R-REN-2/3"]
     assert "zoledronic acid" in renal["R-REN-4"]
+
+
+def _not_evaluated(out: dict[str, Any], rule: str) -> list[dict[str, Any]]:
+    return [n for n in out["not_evaluated"] if n["rule"] == rule]
+
+
+def test_r_cal_1_names_only_the_missing_intake_when_age_and_sex_are_given() -> None:
+    ctx = {"assessment_date": "2026-03-02", "patient": {"age": 60, "sex": "F"}}
+    (item,) = _not_evaluated(suggest(ctx), "R-CAL-1")
+    assert item["missing_inputs"] == ["patient.intake.calcium_diet_mg_day", "patient.intake.calcium_supplement_mg_day"]
+    assert item["reason"] == "no dietary calcium or calcium supplement"
+
+
+def test_r_cal_1_without_sex_names_sex_only_and_r_cal_2_still_runs() -> None:
+    out = run({"patient.sex": None})
+    (item,) = _not_evaluated(out, "R-CAL-1")
+    assert item["missing_inputs"] == ["patient.sex"]
+    assert not _not_evaluated(out, "R-CAL-2")
+
+
+@pytest.mark.parametrize(
+    ("changes", "rule", "missing"),
+    [
+        ({"patient.frax": {"mof_10y_pct": 5.0}, **GC_USER}, "R-CAT-GC", ["patient.frax.hip_10y_pct"]),
+        ({"patient.height_loss_cm.prospective": 5.0, "patient.sex": None}, "R-RF-2", ["patient.sex"]),
+        (
+            {"patient.intake.vitamin_d_iu_day": None, "patient.intake.vitamin_d_regimen": "as directed"},
+            "R-VITD-2",
+            ["patient.intake.vitamin_d_iu_day"],
+        ),
+        (
+            {"patient.labs.crcl_cockcroft_gault_ml_min": None, "patient.weight_kg": None},
+            "R-REN-1",
+            ["patient.labs.crcl_cockcroft_gault_ml_min", "patient.weight_kg"],
+        ),
+        (
+            {"patient.falls": {"count_12m": None, "injurious": False}},
+            "R-CAT-1",
+            ["patient.falls.count_12m"],
+        ),
+        (
+            {"patient.medications": [{"drug": "teriparatide", "stop": days_ago(100)}]},
+            "R-PTH-1",
+            ["patient.medications.0.start"],
+        ),
+    ],
+)
+def test_not_evaluated_names_exactly_what_is_missing(changes: dict[str, Any], rule: str, missing: list[str]) -> None:
+    ctx = make(changes)
+    items = _not_evaluated(suggest(ctx), rule)
+    assert [n["missing_inputs"] for n in items] == [missing]
+    assert not any(given(ctx, p) for p in missing)
+
+
+def test_a_zero_ntx_baseline_is_a_warning_not_missing() -> None:
+    out = run(
+        {
+            "patient.medications": [med("alendronate", 400)],
+            "patient.labs.urine_ntx_baseline": 0,
+        }
+    )
+    assert not _not_evaluated(out, "R-BTM-1")
+    assert any("baseline urine NTx is 0" in w for w in out["warnings"])
+
+
+def test_missing_reason_reads_as_a_list() -> None:
+    assert missing_reason(["patient.age"]) == "no age"
+    assert missing_reason(["patient.age", "patient.sex", "patient.weight_kg"], "why") == "no age, sex or weight: why"
+    assert label("patient.medications.2.start") == "start date of medication course 2"
