@@ -52,7 +52,10 @@ def zoledronate_renal_check(f: Facts, plan: Plan) -> Findings:
 
 
 def denosumab_ckd(f: Facts, plan: Plan) -> Findings:
-    """R-REN-5: denosumab with eGFR < 30 or dialysis: hypocalcaemia risk, CKD-MBD expert, calcium checks."""
+    """R-REN-5: denosumab with eGFR < 30 or dialysis: hypocalcaemia risk, CKD-MBD expert, calcium checks.
+
+    The CKD-MBD review alert itself is R-REN-6's, which fires on the same condition for every antiresorptive.
+    """
     deferred = D.DENOSUMAB in plan.deferred
     relevant = plan.suggests(D.DENOSUMAB) or deferred or bool(_taking(f, frozenset({D.DENOSUMAB})))
     dialysis = bool(f.patient.history and f.patient.history.dialysis)
@@ -65,29 +68,21 @@ def denosumab_ckd(f: Facts, plan: Plan) -> Findings:
         return NOTHING
     why = "on dialysis" if dialysis else f"eGFR {gfr} < 30"
     rid = "R-REN-5"
-    return (
-        alert(
-            AlertKey.DENOSUMAB_CKD_HYPOCALCAEMIA_RISK,
-            f"Denosumab {why}: boxed warning for severe hypocalcaemia; evaluate for CKD-MBD first.",
-            rid,
-        )
-        + alert(
-            AlertKey.CKD_MBD_SPECIALIST_REVIEW,
-            "Denosumab treatment to be supervised by a CKD-MBD expert.",
-            rid,
-        )
-        + monitor(MonitoringKey.SERUM_CALCIUM_MONITORING, "Monitor serum calcium closely on denosumab.", rid)
+    msg = (
+        f"Denosumab {why}: boxed warning for severe hypocalcaemia; evaluate for CKD-MBD first and have the "
+        "treatment supervised by a CKD-MBD expert (ckd_mbd_specialist_review, R-REN-6)."
+    )
+    return alert(AlertKey.DENOSUMAB_CKD_HYPOCALCAEMIA_RISK, msg, rid) + monitor(
+        MonitoringKey.SERUM_CALCIUM_MONITORING, "Monitor serum calcium closely on denosumab.", rid
     )
 
 
 def romosozumab_course(f: Facts, plan: Plan) -> Findings:
-    """R-ROMO-3: at most 12 monthly doses, then an antiresorptive."""
+    """R-ROMO-3: at most 12 monthly doses, then an antiresorptive (that alert is R-PTH-2's, for every anabolic)."""
     if not (plan.suggests(D.ROMOSOZUMAB) or _taking(f, frozenset({D.ROMOSOZUMAB}))):
         return NOTHING
-    rid = "R-ROMO-3"
-    return alert(AlertKey.ROMOSOZUMAB_COURSE_LIMIT, "Romosozumab: at most 12 monthly doses.", rid) + alert(
-        AlertKey.ANABOLIC_FOLLOWUP_ANTIRESORPTIVE, "After romosozumab, continue with an antiresorptive.", rid
-    )
+    msg = "Romosozumab: at most 12 monthly doses, then an antiresorptive (anabolic_followup_antiresorptive)."
+    return alert(AlertKey.ROMOSOZUMAB_COURSE_LIMIT, msg, "R-ROMO-3")
 
 
 def anabolic_followup(f: Facts, plan: Plan) -> Findings:

@@ -253,7 +253,7 @@ def vertebral_augmentation(f: Facts, plan: Plan) -> Findings:
 
 
 def dxa_needed(f: Facts, plan: Plan) -> Findings:
-    """R-CT-1 (L1 <= 110 HU and no DXA in 2 years) and R-CAT-3 (no DXA at all): recommend a DXA."""
+    """R-CT-1 (L1 <= 110 HU, no DXA in 2 years); no DXA at all: R-CAT-3 at low risk, else the monitoring baseline."""
     dxa = f.patient.dxa
     recent = dxa is not None and within_days(dxa.date, f.today, 730)
     imaging = f.patient.imaging
@@ -265,9 +265,15 @@ def dxa_needed(f: Facts, plan: Plan) -> Findings:
             "specific for osteoporosis) and no DXA in the past 2 years: arrange a DXA.",
             "R-CT-1",
         )
-    if lowest_t(f) is None:
+    if lowest_t(f) is not None:
+        return NOTHING
+    if plan.category.final == LOW:
         return monitor(MonitoringKey.DXA_RECOMMENDED, "No DXA T-score available: measure BMD.", "R-CAT-3")
-    return NOTHING
+    return monitor(
+        MonitoringKey.DXA_RECOMMENDED,
+        "No DXA T-score available: measure BMD as the baseline for treatment monitoring.",
+        "R-MON-DXA-BASELINE",
+    )
 
 
 def genant_note(f: Facts, plan: Plan) -> Findings:

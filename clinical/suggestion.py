@@ -57,6 +57,12 @@ class AvoidItem(_Cited):
     reason: str
 
 
+def _raised_by_rule(key: AlertKey | MonitoringKey, rule_id: str) -> None:
+    """The registry row of ``rule_id`` must list ``key`` among its outputs (the registry is the one source)."""
+    if key not in RULES_BY_ID[rule_id].outputs:
+        raise ValueError(f"rule {rule_id} does not list {key.value} among its outputs")
+
+
 class Alert(_Cited):
     """An alert: vocabulary key, its severity, plain-words message, rule."""
 
@@ -69,6 +75,7 @@ class Alert(_Cited):
         """The severity is the one of the key (one source: ``ALERT_SEVERITY``), never chosen per alert."""
         if self.severity != ALERT_SEVERITY[self.key]:
             raise ValueError(f"alert {self.key.value} has severity {self.severity.value}, not its own")
+        _raised_by_rule(self.key, self.rule)
         return self
 
 
@@ -77,6 +84,12 @@ class Monitoring(_Cited):
 
     key: MonitoringKey
     message: str
+
+    @model_validator(mode="after")
+    def _key_of_rule(self) -> Monitoring:
+        """The cited rule lists the key among its outputs."""
+        _raised_by_rule(self.key, self.rule)
+        return self
 
 
 class NotEvaluatedItem(_Out):

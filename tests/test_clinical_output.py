@@ -14,7 +14,7 @@ from clinical.findings import Flag
 from clinical.inputs import label, missing_reason
 from clinical.rules import RULES_BY_ID
 from clinical.suggestion import Suggestion
-from clinical.vocabulary import ALERT_SEVERITY, AlertKey, Severity, severity_rank
+from clinical.vocabulary import ALERT_SEVERITY, AlertKey, MonitoringKey, Severity, severity_rank
 
 A = AlertKey
 BUSY = {
@@ -165,3 +165,28 @@ def test_missing_reason_reads_as_a_list() -> None:
     assert missing_reason(["patient.age"]) == "no age"
     assert missing_reason(["patient.age", "patient.sex", "patient.weight_kg"], "why") == "no age, sex or weight: why"
     assert label("patient.medications.2.start") == "start date of medication course 2"
+
+
+def test_every_vocabulary_key_is_an_output_of_some_rule() -> None:
+    declared = {k for r in RULES_BY_ID.values() for k in r.outputs}
+    assert declared == set(AlertKey) | set(MonitoringKey)
+
+
+def test_suggestion_refuses_a_key_its_rule_does_not_list() -> None:
+    out = copy.deepcopy(run(BUSY))
+    alert = next(a for a in out["alerts"] if a["rule"] == "R-CAT-1")
+    alert.update(rule="R-CAL-1", source=RULES_BY_ID["R-CAL-1"].source)
+    with pytest.raises(ValidationError, match="does not list fall_risk_intervention"):
+        Suggestion.model_validate(out)
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "rule"),
+    [
+        ({**VERY_HIGH, "patient.history.paget": True}, "anabolic_followup_antiresorptive", "R-PTH-2"),
+        ({**VERY_HIGH, "patient.labs.egfr_ml_min_1_73m2": 25}, "ckd_mbd_specialist_review", "R-REN-6"),
+    ],
+)
+def test_a_key_two_rules_name_is_raised_once_by_its_rule(changes: dict[str, Any], key: str, rule: str) -> None:
+    out = run(changes)
+    assert [a["rule"] for a in out["alerts"] if a["key"] == key] == [rule]
