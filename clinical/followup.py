@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from clinical import inputs
 from clinical.category import lowest_t
+from clinical.courses import pth_course_limit, romosozumab_course_limit
 from clinical.dates import months_between
 from clinical.facts import Course, Facts, treatment_years
 from clinical.findings import NOTHING, Findings, alert, monitor, not_evaluated, note, warning
@@ -75,14 +76,6 @@ def denosumab_ckd(f: Facts, plan: Plan) -> Findings:
     return alert(AlertKey.DENOSUMAB_CKD_HYPOCALCAEMIA_RISK, msg, rid) + monitor(
         MonitoringKey.SERUM_CALCIUM_MONITORING, "Monitor serum calcium closely on denosumab.", rid
     )
-
-
-def romosozumab_course(f: Facts, plan: Plan) -> Findings:
-    """R-ROMO-3: at most 12 monthly doses, then an antiresorptive (that alert is R-PTH-2's, for every anabolic)."""
-    if not (plan.suggests(D.ROMOSOZUMAB) or _taking(f, frozenset({D.ROMOSOZUMAB}))):
-        return NOTHING
-    msg = "Romosozumab: at most 12 monthly doses, then an antiresorptive (anabolic_followup_antiresorptive)."
-    return alert(AlertKey.ROMOSOZUMAB_COURSE_LIMIT, msg, "R-ROMO-3")
 
 
 def anabolic_followup(f: Facts, plan: Plan) -> Findings:
@@ -329,7 +322,8 @@ FOLLOW_UP_RULES: tuple[FollowUpRule, ...] = (
     zoledronate_renal_check,
     denosumab_ckd,
     anabolic_followup,
-    romosozumab_course,
+    pth_course_limit,
+    romosozumab_course_limit,
     denosumab_no_stop,
     oral_bp_administration,
     fracture_on_therapy,

@@ -44,6 +44,11 @@ def medication_start(index: int) -> str:
     return f"patient.medications.{index}.start"
 
 
+def medication_doses(index: int) -> str:
+    """The path of the number of doses received of medication ``index``."""
+    return f"patient.medications.{index}.doses_received"
+
+
 LABELS: Final = {
     AGE: "age",
     SEX: "sex",
@@ -71,6 +76,7 @@ LABELS: Final = {
     HEIGHT_LOSS[1]: "historical height loss",
     PROBABILITY: "model probability",
     "patient.medications.*.start": "start date of medication course",
+    "patient.medications.*.doses_received": "doses received of medication course",
 }
 """Plain-words label of every path a rule may name (list indices written as ``*``)."""
 

@@ -112,6 +112,20 @@ RULES: Final[tuple[Rule, ...]] = (
         "PROJECT",
     ),
     _r(
+        "R-PROJ-1",
+        "1",
+        "PROJECT R",
+        "Course limits travel with time-limited anabolics. Whenever teriparatide/abaloparatide or romosozumab "
+        "is suggested (first line, or deferred until a correction), taken, or in the history, its course-limit "
+        "alert is raised (teriparatide_course_limit by R-PTH-1, romosozumab_course_limit by R-ROMO-3) with how "
+        "much of the course the history already used, where known; after a completed romosozumab course the "
+        "limit still stands alongside the follow-on antiresorptive. Wider than R-PTH-1's wording (alert from 18 "
+        "months or a partial prior course): the limit is part of prescribing the drug, not only a warning near "
+        "the end of a course.",
+        "PROJECT (issue 23); source document 'treatment courses not exceeding 2 years'; labels [R]",
+        assigned=True,
+    ),
+    _r(
         "R-DATE-1",
         "1",
         "PROJECT",

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import date
 
 from clinical import inputs
+from clinical.courses import pth_cap, romosozumab_doses
 from clinical.dates import within_days
 from clinical.facts import Facts
 from clinical.findings import NOTHING, Deferral, Findings, alert, avoid, monitor, not_evaluated, note
@@ -27,9 +28,6 @@ D = DrugClass
 HYPOCALCAEMIA_MG_DL = 8.5
 VITAMIN_D_DEFICIENT_NG_ML = 20.0
 VITAMIN_D_TARGET_NG_ML = 30.0
-PTH_CAP_MONTHS = 24.0
-PTH_WARN_MONTHS = 18.0
-ROMO_MAX_DOSES = 12
 ALP_ULN_DEFAULT_U_L = 130.0
 """Typical adult ALP upper reference limit, used for R-PTH-3 when the lab's own limit is not given."""
 _SKELETAL_MALIGNANCY = re.compile(
@@ -186,56 +184,6 @@ def romosozumab_cv(f: Facts, plan: Plan) -> Findings:
         + Findings(fired=("R-PREC-1",))
         + alert(AlertKey.ROMOSOZUMAB_CV_CONTRAINDICATION, reason + ".", "R-ROMO-2")
     )
-
-
-def romosozumab_doses(f: Facts, plan: Plan) -> Findings:
-    """R-ROMO-3 (exclusion part): no more romosozumab once 12 monthly doses have been given."""
-    doses = sum(_romo_doses(f))
-    if doses < ROMO_MAX_DOSES:
-        return NOTHING
-    reason = f"{doses} romosozumab doses given: the 12-dose course is complete; follow with an antiresorptive"
-    return avoid((D.ROMOSOZUMAB,), reason, "R-ROMO-3")
-
-
-def _romo_doses(f: Facts) -> list[int]:
-    """Doses per romosozumab course: recorded, else estimated as one per month since the start."""
-    doses = []
-    for c in f.courses_of(frozenset({D.ROMOSOZUMAB})):
-        if c.med.doses_received is not None:
-            doses.append(c.med.doses_received)
-        elif c.months is not None:
-            doses.append(int(c.months) + 1)
-    return doses
-
-
-def pth_months(f: Facts) -> tuple[float, bool]:
-    """Cumulative months of teriparatide + abaloparatide, and whether some course lacks a start date."""
-    courses = f.courses_of(frozenset({D.PTH_ANALOG}))
-    return sum(c.months or 0.0 for c in courses), any(c.months is None for c in courses)
-
-
-def pth_cap(f: Facts, plan: Plan) -> Findings:
-    """R-PTH-1: lifetime PTH-analog use <= 24 months; exclude at >= 24, alert from 18 or a partial course."""
-    months, unknown = pth_months(f)
-    courses = f.courses_of(frozenset({D.PTH_ANALOG}))
-    if not courses:
-        return NOTHING
-    undated = tuple(inputs.medication_start(c.index) for c in courses if c.months is None)
-    found = not_evaluated("R-PTH-1", undated, "the months used are unknown") if undated else NOTHING
-    used = f"{months:.1f} months of PTH-analog therapy used"
-    if months >= PTH_CAP_MONTHS:
-        reason = f"{used}: the 24-month lifetime cap is reached (only a specialist may override it)"
-        return (
-            found
-            + avoid((D.PTH_ANALOG,), reason, "R-PTH-1")
-            + alert(AlertKey.TERIPARATIDE_COURSE_LIMIT, reason + ".", "R-PTH-1")
-        )
-    partial = any(not c.current for c in courses) or unknown
-    if months >= PTH_WARN_MONTHS or partial:
-        left = PTH_CAP_MONTHS - months
-        msg = f"{used} (prior course counted): at most {left:.1f} months remain of the 24-month cap."
-        return found + alert(AlertKey.TERIPARATIDE_COURSE_LIMIT, msg, "R-PTH-1")
-    return found
 
 
 def pth_osteosarcoma(f: Facts, plan: Plan) -> Findings:
