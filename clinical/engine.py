@@ -5,7 +5,8 @@ The pipeline reads like a recipe; each stage takes arguments and returns a value
 1. validate the context (:class:`~clinical.context.ClinicalContext`),
 2. derive facts once (:func:`~clinical.facts.derive_facts`),
 3. categorise: clinical, model, final (:func:`~clinical.category.categorize`),
-4. choose first-line candidates for the final category (:func:`~clinical.treatment.candidates`),
+4. choose first-line candidates for the final category (:func:`~clinical.treatment.candidates`), then what
+   comes before and after a drug (:func:`~clinical.sequence.sequence`: denosumab continuity, anabolic follow-on),
 5. run the safety rules; whatever they avoid or defer leaves ``first_line``,
 6. run the follow-up and screening rules on the settled plan,
 7. render and validate the :class:`~clinical.suggestion.Suggestion`.
@@ -32,6 +33,7 @@ from clinical.lifestyle import SOURCE as LIFESTYLE_SOURCE
 from clinical.rules import rule
 from clinical.safety import SAFETY_RULES
 from clinical.screening import SCREENING_RULES
+from clinical.sequence import sequence
 from clinical.suggestion import DISCLAIMER, Suggestion
 from clinical.treatment import Plan, apply_exclusions, candidates
 from clinical.vocabulary import ALERT_SEVERITY, AlertKey, severity_rank
@@ -53,8 +55,9 @@ def suggest(context: ClinicalContext | Mapping[str, Any]) -> dict[str, Any]:
     facts, warnings = derive_facts(ctx)
     cat = categorize(facts)
     cands, chosen = candidates(facts, cat)
+    cands, ordered = sequence(facts, cat, cands)
     safety = _run(SAFETY_RULES, facts, Plan(cat, cands))
-    found = cat.findings + chosen + safety
+    found = cat.findings + chosen + ordered + safety
     first, deferred = apply_exclusions(cands, found)
     plan = Plan(cat, first, deferred)
     found += _run(FOLLOW_UP_RULES + SCREENING_RULES, facts, plan)

@@ -7,13 +7,15 @@ safety exclusions), so "conditional on suggesting X" means ``plan.suggests(X)``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 
 from clinical import inputs
 from clinical.category import lowest_t
 from clinical.courses import pth_course_limit, romosozumab_course_limit
-from clinical.dates import months_between
+from clinical.dates import add_months, months_between
 from clinical.facts import Course, Facts, treatment_years
 from clinical.findings import NOTHING, Findings, alert, monitor, not_evaluated, note, warning
+from clinical.sequence import anabolic_uncovered, asks_to_stop, denosumab_course, denosumab_stopped_uncovered
 from clinical.treatment import Plan
 from clinical.vocabulary import (
     ANABOLICS,
@@ -79,57 +81,55 @@ def denosumab_ckd(f: Facts, plan: Plan) -> Findings:
 
 
 def anabolic_followup(f: Facts, plan: Plan) -> Findings:
-    """R-PTH-2: after any anabolic course an antiresorptive is required."""
-    suggested = any(plan.suggests(c) for c in ANABOLICS)
+    """R-PTH-2: after any anabolic course an antiresorptive is required (R-PROJ-3 puts it in the plan)."""
+    suggested = any(plan.proposes(c) for c in ANABOLICS)
     current = bool(_taking(f, ANABOLICS))
-    uncovered = _past_anabolic_without_followon(f)
+    uncovered = anabolic_uncovered(f)
     if not (suggested or current or uncovered):
         return NOTHING
     msg = "An anabolic course must be followed by an antiresorptive (the gains are lost otherwise)."
     if uncovered:
         msg = "A past anabolic course has no antiresorptive after it: start one now. " + msg
+    elif current and plan.category.final == RiskCategory.LOW:
+        msg = "At low risk the anabolic course ends: follow it with an antiresorptive. " + msg
     return alert(AlertKey.ANABOLIC_FOLLOWUP_ANTIRESORPTIVE, msg, "R-PTH-2")
 
 
-def _past_anabolic_without_followon(f: Facts) -> bool:
-    """True when an anabolic course stopped and no antiresorptive started on or after its stop."""
-    stops = [c.med.stop for c in f.courses_of(ANABOLICS, current=False) if c.med.stop]
-    if not stops:
-        return False
-    last = max(stops)
-    after = [c for c in f.courses_of(ANTIRESORPTIVES) if (c.med.start and c.med.start >= last) or c.current]
-    return not after
-
-
 def denosumab_no_stop(f: Facts, plan: Plan) -> Findings:
-    """R-DMAB-1 and R-DMAB-2: never stop denosumab without a transition; overdue after 7 months."""
-    current = _taking(f, frozenset({D.DENOSUMAB}))
-    if current:
-        return _denosumab_current(f, current[0])
-    stopped = [c for c in f.courses_of(frozenset({D.DENOSUMAB}), current=False) if c.med.stop]
-    if not stopped:
+    """R-DMAB-1 and R-DMAB-2: never stop denosumab without a transition, timed from the last injection."""
+    course = denosumab_course(f)
+    if course is not None:
+        return _denosumab_current(f, plan, course)
+    stop = denosumab_stopped_uncovered(f)
+    if stop is None:
         return NOTHING
-    stop = max(c.med.stop for c in stopped if c.med.stop)
-    if any(c.med.start and c.med.start >= stop for c in f.courses_of(BISPHOSPHONATES)):
-        return NOTHING
+    last = _last_injection(f, stop)
     return alert(
         AlertKey.DENOSUMAB_NO_STOP,
-        f"Denosumab stopped on {stop} with no bisphosphonate after it: start "
-        "one (zoledronate preferred) about 6 months after the last injection.",
+        f"Denosumab stopped on {stop} with no bisphosphonate after it: rebound bone loss and multiple vertebral "
+        f"fractures follow. Start a bisphosphonate (zoledronic acid preferred) now (it was due about "
+        f"{add_months(last, 6)}, 6 months after the last injection), or restart denosumab; recheck bone "
+        "turnover 3 and 6 months after the switch.",
         "R-DMAB-1",
     )
 
 
-def _denosumab_current(f: Facts, course: Course) -> Findings:
-    """Alerts for a patient taking denosumab now."""
+def _last_injection(f: Facts, stop: date) -> date:
+    """The last recorded denosumab injection, else the stop date."""
+    doses = [c.med.last_dose for c in f.courses_of(frozenset({D.DENOSUMAB})) if c.med.last_dose]
+    return max(doses) if doses else stop
+
+
+def _denosumab_current(f: Facts, plan: Plan, course: Course) -> Findings:
+    """Alerts for a patient taking denosumab now: continue, or a transition timed from the last injection."""
+    who = "The patient asks to stop denosumab. " if asks_to_stop(f) else ""
     msg = (
-        "Do not stop denosumab without a transition (no drug holiday); if stopping, start a bisphosphonate "
-        "about "
-        "6 months after the last injection."
+        f"{who}Never stop denosumab without a transition (no drug holiday): stopping causes rebound bone loss "
+        f"and multiple vertebral fractures. Continue it, or switch to a bisphosphonate (zoledronic acid "
+        f"preferred) {_transition_timing(f, course)}; recheck bone turnover 3 and 6 months after the switch."
     )
-    last = course.med.last_dose
-    if last is not None and months_between(last, f.today) > DMAB_OVERDUE_MONTHS:
-        msg = f"Denosumab dose overdue (last injection {last}, more than 7 months ago): give it now. " + msg
+    if D.DENOSUMAB in plan.deferred:
+        msg += " Correct the deficiency first, then give the next injection on time."
     found = alert(AlertKey.DENOSUMAB_NO_STOP, msg, "R-DMAB-1")
     years = (course.months or 0.0) / 12
     if years >= 5:
@@ -138,6 +138,16 @@ def _denosumab_current(f: Facts, course: Course) -> Findings:
             "R-DMAB-2",
         )
     return found
+
+
+def _transition_timing(f: Facts, course: Course) -> str:
+    """When the next injection or the first bisphosphonate dose is due (R-DMAB-1: 6 months, overdue after 7)."""
+    last = course.med.last_dose
+    if last is None:
+        return "6 months after the last injection (its date is not given)"
+    if months_between(last, f.today) > DMAB_OVERDUE_MONTHS:
+        return f"now: the dose is overdue (last injection {last}, more than 7 months ago)"
+    return f"at the next due date, about {add_months(last, 6)} (6 months after the last injection on {last})"
 
 
 def oral_bp_administration(f: Facts, plan: Plan) -> Findings:

@@ -126,6 +126,31 @@ RULES: Final[tuple[Rule, ...]] = (
         assigned=True,
     ),
     _r(
+        "R-PROJ-2",
+        "1",
+        "PROJECT S V",
+        "Denosumab is never simply stopped. A patient on denosumab, or who stopped it with no bisphosphonate "
+        "after it, keeps denosumab and a planned transition to a bisphosphonate (zoledronic acid preferred, then "
+        "oral) in first_line at low and high risk: continuing first, the transition first when the patient "
+        "asks to stop (patient_request) or has stopped. At very high risk the category's list, which holds "
+        "denosumab, is kept. R-DMAB-1 takes precedence over R-TX-LOW; the denosumab_no_stop alert times the "
+        "transition from the last injection and names its follow-up (bone turnover at 3 and 6 months).",
+        "PROJECT (issue 23); R-DMAB-1: ES2019 [S gertitashkomd]; ECTS2021 [V abstract]",
+        assigned=True,
+    ),
+    _r(
+        "R-PROJ-3",
+        "1",
+        "PROJECT S V",
+        "An anabolic course is followed by an antiresorptive, never by nothing. After an anabolic course with "
+        "no antiresorptive started after it, the category's antiresorptives come before the anabolics in "
+        "first_line; at low risk, where anabolics are not suggested (R-TX-LOW), a past or current anabolic "
+        "course brings oral or IV bisphosphonate or denosumab instead of lifestyle alone (R-PTH-2 takes "
+        "precedence; banned action no_followon_therapy).",
+        "PROJECT (issue 23); R-PTH-2: ES2019 [S geriguides quoting JCEM]; ACP2023 rec 3 [V]",
+        assigned=True,
+    ),
+    _r(
         "R-DATE-1",
         "1",
         "PROJECT",

@@ -90,3 +90,94 @@ def test_after_a_completed_romosozumab_course_the_limit_stands() -> None:
     assert "12 doses given: the course is complete" in message(out, "romosozumab_course_limit")
     assert alert(out, "anabolic_followup_antiresorptive") is not None
     assert "R-PROJ-1" in out["rules_fired"]
+
+
+# R-DMAB-1 with R-PROJ-2: denosumab is never simply stopped
+
+DMAB = {"drug": "denosumab", "start": days_ago(1500), "last_dose": days_ago(91)}
+"""On denosumab for about 4 years, last injection 91 days before the assessment (2025-12-01)."""
+
+
+def test_on_denosumab_at_low_risk_continue_or_transition() -> None:
+    out = smallest(medications=[DMAB])
+    assert out["risk_category"] == "low"
+    assert out["first_line"] == ["denosumab", "iv_bisphosphonate", "oral_bisphosphonate"]
+    text = message(out, "denosumab_no_stop")
+    assert "rebound" in text and "about 2026-06-01 (6 months after the last injection on 2025-12-01)" in text
+    assert "R-PROJ-2" in out["rules_fired"]
+
+
+def test_never_on_denosumab_at_low_risk_lifestyle_only() -> None:
+    out = smallest()
+    assert out["first_line"] == ["lifestyle_calcium_vitd"]
+    assert "R-PROJ-2" not in out["rules_fired"] and alert(out, "denosumab_no_stop") is None
+
+
+def test_a_request_to_stop_puts_the_transition_first() -> None:
+    out = smallest(age=70, sex="F", dxa={"t_total_hip": -2.6}, medications=[DMAB], patient_request="wants to stop")
+    assert out["first_line"] == ["iv_bisphosphonate", "oral_bisphosphonate", "denosumab", "serm"]
+    assert message(out, "denosumab_no_stop").startswith("The patient asks to stop denosumab.")
+
+
+def test_at_high_risk_without_a_request_continuing_comes_first() -> None:
+    out = smallest(age=70, sex="F", dxa={"t_total_hip": -2.6}, medications=[DMAB], patient_request="no questions")
+    assert out["first_line"] == ["denosumab", "iv_bisphosphonate", "oral_bisphosphonate", "serm"]
+
+
+def test_at_very_high_risk_the_category_list_is_kept() -> None:
+    out = very_high(medications=[DMAB])
+    assert out["first_line"] == ["pth_analog", "romosozumab", "denosumab", "iv_bisphosphonate"]
+    assert "R-PROJ-2" not in out["rules_fired"]
+
+
+def test_an_overdue_dose_is_due_now() -> None:
+    out = smallest(medications=[{**DMAB, "last_dose": days_ago(240)}])
+    assert "now: the dose is overdue" in message(out, "denosumab_no_stop")
+
+
+def test_stopped_without_a_bisphosphonate_the_transition_comes_first() -> None:
+    out = smallest(medications=[{**DMAB, "stop": days_ago(200), "last_dose": days_ago(200)}])
+    assert out["first_line"] == ["iv_bisphosphonate", "oral_bisphosphonate", "denosumab"]
+    assert "Start a bisphosphonate (zoledronic acid preferred) now" in message(out, "denosumab_no_stop")
+
+
+def test_stopped_then_zoledronic_acid_is_a_completed_transition() -> None:
+    zol = {"drug": "zoledronic_acid", "start": days_ago(20), "doses_received": 1}
+    out = smallest(medications=[{**DMAB, "stop": days_ago(200)}, zol])
+    assert "R-PROJ-2" not in out["rules_fired"] and alert(out, "denosumab_no_stop") is None
+
+
+def test_deferred_denosumab_is_still_continued_after_the_correction() -> None:
+    out = smallest(medications=[DMAB], labs={"serum_calcium_corrected_mg_dl": 8.0})
+    assert "denosumab" in out["deferred"]
+    assert "then give the next injection on time" in message(out, "denosumab_no_stop")
+
+
+# R-PTH-2 with R-PROJ-3: an anabolic course is followed by an antiresorptive
+
+TPTD_DONE = {"drug": "teriparatide", "start": days_ago(1160), "stop": days_ago(430)}
+
+
+def test_a_finished_anabolic_course_at_low_risk_brings_the_follow_on() -> None:
+    out = smallest(medications=[TPTD_DONE])
+    assert out["first_line"] == ["oral_bisphosphonate", "iv_bisphosphonate", "denosumab"]
+    assert message(out, "anabolic_followup_antiresorptive").startswith("A past anabolic course has no antiresorptive")
+    assert "R-PROJ-3" in out["rules_fired"]
+
+
+def test_a_finished_anabolic_course_with_its_follow_on_changes_nothing() -> None:
+    out = smallest(medications=[TPTD_DONE, {"drug": "alendronate", "start": days_ago(400)}])
+    assert out["first_line"] == ["lifestyle_calcium_vitd"]
+    assert "R-PROJ-3" not in out["rules_fired"]
+
+
+def test_a_current_anabolic_at_low_risk_ends_with_a_follow_on() -> None:
+    out = smallest(medications=[{"drug": "abaloparatide", "start": days_ago(200)}])
+    assert out["first_line"] == ["oral_bisphosphonate", "iv_bisphosphonate", "denosumab"]
+    assert message(out, "anabolic_followup_antiresorptive").startswith("At low risk the anabolic course ends")
+
+
+def test_after_a_completed_romosozumab_course_antiresorptives_come_first() -> None:
+    course = {"drug": "romosozumab", "start": days_ago(400), "stop": days_ago(35), "doses_received": 12}
+    out = very_high(medications=[course])
+    assert out["first_line"] == ["denosumab", "iv_bisphosphonate", "pth_analog"]
