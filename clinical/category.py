@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from clinical import inputs
 from clinical.dates import within_days
 from clinical.facts import Facts
-from clinical.findings import NOTHING, Findings, alert, not_evaluated, note, warning
+from clinical.findings import NOTHING, Findings, alert, monitor, not_evaluated, note, warning
 from clinical.vocabulary import (
     MODEL_P_HIGH,
     MODEL_P_VERY_HIGH,
     AlertKey,
+    MonitoringKey,
     RiskCategory,
     category_from_rank,
     category_rank,
@@ -229,7 +230,7 @@ def categorize(f: Facts) -> CategoryResult:
 
 
 def _model_findings(clinical: RiskCategory, model: RiskCategory | None) -> Findings:
-    """R-MODEL-1/2/3 bookkeeping: fired rules, missing probability, discordance alert."""
+    """R-MODEL-1/2/3 bookkeeping: fired rules, missing probability, discordance alert and imaging review."""
     if model is None:
         return not_evaluated("R-MODEL-1", (inputs.PROBABILITY,), "the final category is the clinical one")
     found = Findings(fired=("R-MODEL-1", "R-MODEL-2"))
@@ -239,5 +240,9 @@ def _model_findings(clinical: RiskCategory, model: RiskCategory | None) -> Findi
             "levels: "
             "review the images and the data (stale imaging, an unreported deformity)."
         )
-        found += alert(AlertKey.MODEL_CLINICAL_DISCORDANCE, msg, "R-MODEL-3")
+        found += alert(AlertKey.MODEL_CLINICAL_DISCORDANCE, msg, "R-MODEL-3") + monitor(
+            MonitoringKey.VERTEBRAL_IMAGING,
+            "Review the vertebral imaging behind the model (stale imaging, an unreported deformity).",
+            "R-MODEL-3",
+        )
     return found

@@ -181,30 +181,40 @@ def fracture_on_therapy(f: Facts, plan: Plan) -> Findings:
 def holiday(f: Facts, plan: Plan) -> Findings:
     """R-HOL-1/2/3: reassess long bisphosphonate courses; holiday monitoring; a fracture ends a holiday."""
     if f.on_holiday:
-        return _on_holiday(f)
+        return _on_holiday(f, plan)
     courses = [c for c in _taking(f, BISPHOSPHONATES)]
     if not courses or _taking(f, frozenset({D.DENOSUMAB})):
         return NOTHING
     return _reassess_bp(f, plan, max(courses, key=treatment_years))
 
 
-def _on_holiday(f: Facts) -> Findings:
-    """R-HOL-2 monitoring and R-HOL-3 (a fracture after the holiday began ends it)."""
-    found = monitor(
-        MonitoringKey.REASSESS_ON_HOLIDAY_2_TO_4Y,
-        f"On a bisphosphonate holiday since {f.holiday_start}: "
-        "reassess every 2-4 years; restart earlier if BMD falls, a fracture occurs or risk changes.",
-        "R-HOL-2",
-    )
+def _on_holiday(f: Facts, plan: Plan) -> Findings:
+    """R-HOL-3 (a fracture during the holiday ends it), R-HOL-2 (a risk change ends it; else reassess 2-4 y)."""
     start = f.holiday_start
     late = [x.site for x in f.fractures if x.when and start and x.when > start]
     if late:
-        found += alert(
+        return alert(
             AlertKey.END_DRUG_HOLIDAY,
             f"Fracture during the holiday ({', '.join(late)}): end the holiday and restart treatment.",
             "R-HOL-3",
         )
-    return found
+    final = plan.category.final
+    if final != RiskCategory.LOW:
+        return note(
+            f"On a bisphosphonate holiday since {start}, but the risk is now {final.value}: the holiday ends; "
+            "restart treatment (first_line).",
+            "R-HOL-2",
+        )
+    return _holiday_reassessment(f"On a bisphosphonate holiday since {start}")
+
+
+def _holiday_reassessment(opening: str) -> Findings:
+    """R-HOL-2: reassess every 2-4 years during a holiday; restart earlier on a change."""
+    return monitor(
+        MonitoringKey.REASSESS_ON_HOLIDAY_2_TO_4Y,
+        f"{opening}: reassess every 2-4 years; restart earlier if BMD falls, a fracture occurs or risk changes.",
+        "R-HOL-2",
+    )
 
 
 def _reassess_bp(f: Facts, plan: Plan, course: Course) -> Findings:
@@ -230,23 +240,32 @@ def _reassess_bp(f: Facts, plan: Plan, course: Course) -> Findings:
         f"{years:.1f} years of {route} bisphosphonate at low risk: a "
         f"bisphosphonate holiday may be considered{extra}; reassess every 2-4 years.",
         "R-HOL-1",
-    )
+    ) + _holiday_reassessment("If the holiday is taken")
 
 
 def _holiday_blockers(f: Facts, plan: Plan) -> list[str]:
     """The R-HOL-1 holiday criteria that fail or cannot be checked."""
     dxa = f.patient.dxa
     hip_t = [t for t in ((dxa.t_total_hip, dxa.t_femoral_neck) if dxa else ()) if t is not None]
-    gc = f.patient.glucocorticoids
     checks = {
         f"category {plan.category.final.value}": plan.category.final != RiskCategory.LOW,
         "age unknown or >= 75": f.age is None or f.age >= 75,
         "prior hip or vertebral fracture": any(x.vertebral or x.site == "hip" for x in f.fractures),
         "fracture on therapy": any(x.on_therapy for x in f.fractures),
-        "prednisolone >= 7.5 mg/day": bool(gc and gc.current and (gc.prednisone_eq_mg_day or 0) >= 7.5),
+        "glucocorticoid dose unknown or prednisolone >= 7.5 mg/day": _prednisolone_blocks(f),
         "hip/femoral-neck T-score unknown or <= -2.5": not hip_t or min(hip_t) <= -2.5,
     }
     return [reason for reason, fails in checks.items() if fails]
+
+
+def _prednisolone_blocks(f: Facts) -> bool:
+    """R-HOL-1 needs prednisolone < 7.5 mg/day: unknown use or an unknown current dose blocks the holiday."""
+    gc = f.patient.glucocorticoids
+    if gc is None or gc.current is None:
+        return True
+    if not gc.current:
+        return False
+    return gc.prednisone_eq_mg_day is None or gc.prednisone_eq_mg_day >= 7.5
 
 
 def atypical_femur(f: Facts, plan: Plan) -> Findings:

@@ -182,7 +182,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "an "
         "image/data review.",
         "PROJECT",
-        outputs="model_clinical_discordance",
+        outputs="model_clinical_discordance vertebral_imaging",
     ),
     # 2. Risk category
     _r(
@@ -627,8 +627,9 @@ RULES: Final[tuple[Rule, ...]] = (
         "R-MON-BTM",
         "10",
         "PROJECT",
-        "Recheck bone turnover markers at 3-6 months when starting or switching therapy now (eGFR >= 30, no "
-        "correction or work-up pending).",
+        "Recheck bone turnover markers at 3-6 months when starting or switching therapy now, or correcting how "
+        "it is taken (an administration issue documented), when eGFR >= 30 (the lower of eGFR and CrCl, "
+        "R-REN-0) and no correction (a deferred class) or work-up (a red flag, dialysis) is pending.",
         "RULES.md section 10",
         assigned=True,
         outputs="btm_recheck_3_to_6m",

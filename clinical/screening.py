@@ -22,6 +22,7 @@ from clinical.intake import (
 from clinical.treatment import Plan
 from clinical.vocabulary import (
     BISPHOSPHONATES,
+    OSTEOPOROSIS_THERAPY,
     AlertKey,
     DrugClass,
     MonitoringKey,
@@ -150,11 +151,28 @@ def _regimen_daily(f: Facts) -> tuple[float | None, Findings]:
     return daily, note(f"Vitamin D regimen {text!r} read as {daily:.0f} IU/day on average.", "R-VITD-2")
 
 
+def red_flags_of(f: Facts) -> list[str]:
+    """R-RF-1 red flags: the given keys, plus a cancer history with new back pain (``history.cancer``)."""
+    symptoms = f.patient.symptoms
+    flags = list(symptoms.red_flags) if symptoms else []
+    cancer = bool(f.patient.history and f.patient.history.cancer)
+    derived = RedFlag.CANCER_HISTORY_WITH_NEW_BACK_PAIN.value
+    if cancer and _new_back_pain(f) and derived not in flags:
+        flags.append(derived)
+    return flags
+
+
+def _new_back_pain(f: Facts) -> bool:
+    """True when ``symptoms.back_pain`` says the pain is new (new, acute, sudden, recent)."""
+    symptoms = f.patient.symptoms
+    back_pain = (symptoms.back_pain or "").strip().lower() if symptoms else ""
+    return back_pain.startswith(("new", "acute", "sudden", "recent"))
+
+
 def red_flags(f: Facts, plan: Plan) -> Findings:
     """R-RF-1: any red flag needs urgent evaluation; unrecognised keys still count and are reported."""
-    symptoms = f.patient.symptoms
-    flags = symptoms.red_flags if symptoms else []
-    if symptoms is None:
+    flags = red_flags_of(f)
+    if f.patient.symptoms is None:
         return not_evaluated("R-RF-1", (inputs.SYMPTOMS,))
     if not flags:
         return NOTHING
@@ -214,8 +232,7 @@ def _height_reasons(f: Facts) -> list[str]:
             if (hl.historical is not None and hl.historical > historical)
             else []
         )
-    back_pain = (symptoms.back_pain or "").strip().lower() if symptoms else ""
-    if back_pain.startswith(("new", "acute", "sudden", "recent")):
+    if _new_back_pain(f):
         reasons.append(f"new back pain ({symptoms.back_pain if symptoms else ''})")
     if symptoms and symptoms.posture_change:
         reasons.append("posture change")
@@ -370,19 +387,43 @@ def monitoring(f: Facts, plan: Plan) -> Findings:
 
 
 def _btm_recheck(f: Facts, plan: Plan) -> Findings:
-    """btm_recheck_3_to_6m: starting or switching therapy now, eGFR >= 30, nothing to correct first."""
-    drugs = [c for c in plan.first_line if c != DrugClass.LIFESTYLE_CALCIUM_VITD]
-    switching = bool(drugs) and drugs[0] not in f.current_classes
-    gfr_ok = f.kidney_gfr is not None and f.kidney_gfr >= 30
-    symptoms = f.patient.symptoms
-    pending = bool(plan.deferred) or bool(symptoms and symptoms.red_flags)
-    if not (switching and gfr_ok) or pending:
+    """btm_recheck_3_to_6m: starting, switching or correcting how therapy is taken; eGFR >= 30; nothing pending.
+
+    eGFR is read as the lower of eGFR and CrCl (R-REN-0). Pending: a deficiency to correct (a deferred class),
+    an urgent work-up (a red flag) or a CKD-MBD work-up (dialysis).
+    """
+    change = _therapy_change(f, plan)
+    if change is None or _pending(f, plan):
+        return NOTHING
+    gfr = f.kidney_gfr
+    if gfr is None:
+        return not_evaluated("R-MON-BTM", inputs.gfr_gaps(f.patient), "the recheck needs eGFR >= 30")
+    if gfr < 30:
         return NOTHING
     return monitor(
         MonitoringKey.BTM_RECHECK_3_TO_6M,
-        "Recheck a bone turnover marker (serum CTX/P1NP or urine NTx) 3-6 months after starting.",
+        f"Recheck a bone turnover marker (serum CTX/P1NP or urine NTx) 3-6 months after {change}.",
         "R-MON-BTM",
     )
+
+
+def _therapy_change(f: Facts, plan: Plan) -> str | None:
+    """What the plan changes now: starting or switching to its preferred drug, or correcting administration."""
+    drugs = [c for c in plan.first_line if c != DrugClass.LIFESTYLE_CALCIUM_VITD]
+    taking = f.current_classes & OSTEOPOROSIS_THERAPY
+    if drugs and drugs[0] not in taking:
+        verb = "switching to" if taking else "starting"
+        return f"{verb} {drugs[0].value.replace('_', ' ')}"
+    oral = f.courses_of(frozenset({DrugClass.ORAL_BISPHOSPHONATE}), current=True)
+    if drugs and drugs[0] == DrugClass.ORAL_BISPHOSPHONATE and any(c.med.administration_issue for c in oral):
+        return "correcting how the oral bisphosphonate is taken"
+    return None
+
+
+def _pending(f: Facts, plan: Plan) -> bool:
+    """True when a correction or a work-up comes before the therapy (no BTM recheck yet)."""
+    dialysis = bool(f.patient.history and f.patient.history.dialysis)
+    return bool(plan.deferred) or bool(red_flags_of(f)) or dialysis
 
 
 def _renal_recheck(f: Facts, plan: Plan) -> Findings:

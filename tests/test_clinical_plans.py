@@ -181,3 +181,133 @@ def test_after_a_completed_romosozumab_course_antiresorptives_come_first() -> No
     course = {"drug": "romosozumab", "start": days_ago(400), "stop": days_ago(35), "doses_received": 12}
     out = very_high(medications=[course])
     assert out["first_line"] == ["denosumab", "iv_bisphosphonate", "pth_analog"]
+
+
+# Monitoring completes the plan
+
+KIDNEY = {"egfr_ml_min_1_73m2": 70}
+HIGH_F = {"age": 70, "sex": "F", "dxa": {"t_total_hip": -2.6}}
+
+
+def monitoring(out: Out, key: str) -> dict[str, Any] | None:
+    """The monitoring item ``key``, or None."""
+    return next((m for m in out["monitoring"] if m["key"] == key), None)
+
+
+def test_starting_therapy_brings_the_btm_recheck() -> None:
+    out = very_high(labs=KIDNEY)
+    item = monitoring(out, "btm_recheck_3_to_6m")
+    assert item is not None and item["message"].endswith("3-6 months after starting pth analog.")
+
+
+def test_no_btm_recheck_below_egfr_30() -> None:
+    assert monitoring(very_high(labs={"egfr_ml_min_1_73m2": 29}), "btm_recheck_3_to_6m") is None
+
+
+def test_without_renal_function_the_btm_recheck_is_not_evaluated() -> None:
+    out = very_high()
+    assert monitoring(out, "btm_recheck_3_to_6m") is None
+    (item,) = [n for n in out["not_evaluated"] if n["rule"] == "R-MON-BTM"]
+    assert item["missing_inputs"] == [
+        "patient.labs.egfr_ml_min_1_73m2",
+        "patient.labs.crcl_cockcroft_gault_ml_min",
+        "patient.labs.serum_creatinine_mg_dl",
+    ]
+
+
+def test_switching_therapy_brings_the_btm_recheck() -> None:
+    out = very_high(labs=KIDNEY, medications=[{"drug": "alendronate", "start": days_ago(800)}])
+    item = monitoring(out, "btm_recheck_3_to_6m")
+    assert item is not None and "after switching to pth analog" in item["message"]
+
+
+def test_correcting_administration_brings_the_btm_recheck() -> None:
+    course = {"drug": "alendronate", "start": days_ago(400), "administration_issue": "taken with breakfast"}
+    out = smallest(**HIGH_F, labs=KIDNEY, medications=[course])
+    item = monitoring(out, "btm_recheck_3_to_6m")
+    assert item is not None and "correcting how the oral bisphosphonate is taken" in item["message"]
+
+
+def test_continuing_the_same_therapy_needs_no_btm_recheck() -> None:
+    out = smallest(**HIGH_F, labs=KIDNEY, medications=[{"drug": "alendronate", "start": days_ago(400)}])
+    assert out["first_line"][0] == "oral_bisphosphonate"
+    assert monitoring(out, "btm_recheck_3_to_6m") is None
+
+
+def test_a_pending_correction_or_work_up_holds_the_btm_recheck() -> None:
+    deficient = very_high(labs={**KIDNEY, "vitamin_d_25oh_ng_ml": 12})
+    flagged = very_high(labs=KIDNEY, symptoms={"red_flags": ["fever"]})
+    assert monitoring(deficient, "btm_recheck_3_to_6m") is None
+    assert monitoring(flagged, "btm_recheck_3_to_6m") is None
+
+
+HOLIDAY_READY = {
+    "age": 65,
+    "sex": "F",
+    "dxa": {"t_total_hip": -1.5, "t_femoral_neck": -1.5},
+    "glucocorticoids": {"current": False},
+    "medications": [{"drug": "alendronate", "start": days_ago(5 * 365 + 2)}],
+}
+
+
+def test_a_holiday_proposed_brings_its_reassessment_interval() -> None:
+    out = smallest(**HOLIDAY_READY)
+    assert alert(out, "drug_holiday_eligible") is not None
+    item = monitoring(out, "reassess_on_holiday_2_to_4y")
+    assert item is not None and item["message"].startswith("If the holiday is taken: reassess every 2-4 years")
+
+
+def test_not_eligible_no_holiday_interval() -> None:
+    out = smallest(**{**HOLIDAY_READY, "age": 75})
+    assert alert(out, "drug_holiday_eligible") is None
+    assert monitoring(out, "reassess_on_holiday_2_to_4y") is None
+
+
+def test_unknown_glucocorticoid_use_blocks_the_holiday() -> None:
+    out = smallest(**{**HOLIDAY_READY, "glucocorticoids": None})
+    assert alert(out, "drug_holiday_eligible") is None
+    assert any("glucocorticoid dose unknown" in n["text"] for n in out["notes"] if n["rule"] == "R-HOL-1")
+
+
+ON_HOLIDAY = {"medications": [{"drug": "alendronate", "start": days_ago(3000), "stop": days_ago(700)}]}
+
+
+def test_on_a_holiday_at_low_risk_reassess_every_2_to_4_years() -> None:
+    out = smallest(**ON_HOLIDAY)
+    assert monitoring(out, "reassess_on_holiday_2_to_4y") is not None
+
+
+def test_a_risk_change_ends_the_holiday() -> None:
+    out = smallest(**ON_HOLIDAY, dxa={"t_total_hip": -2.6})
+    assert monitoring(out, "reassess_on_holiday_2_to_4y") is None
+    assert any("the holiday ends" in n["text"] for n in out["notes"] if n["rule"] == "R-HOL-2")
+    assert out["first_line"][0] == "oral_bisphosphonate"
+
+
+def test_a_fracture_during_the_holiday_ends_it() -> None:
+    wrist = {"site": "distal_radius", "date": days_ago(100), "fragility": True}
+    out = smallest(**ON_HOLIDAY, fractures=[wrist])
+    assert alert(out, "end_drug_holiday") is not None
+    assert monitoring(out, "reassess_on_holiday_2_to_4y") is None
+
+
+def test_model_discordance_requests_the_vertebral_imaging() -> None:
+    out = smallest(model=0.2)
+    assert alert(out, "model_clinical_discordance") is not None
+    item = monitoring(out, "vertebral_imaging")
+    assert item is not None and item["rule"] == "R-MODEL-3"
+
+
+def test_one_level_apart_no_imaging_review() -> None:
+    out = smallest(model=0.05)
+    assert alert(out, "model_clinical_discordance") is None and monitoring(out, "vertebral_imaging") is None
+
+
+def test_cancer_history_with_new_back_pain_is_a_red_flag() -> None:
+    out = smallest(history={"cancer": ["breast cancer 2015"]}, symptoms={"back_pain": "new, two weeks"})
+    assert "cancer_history_with_new_back_pain" in message(out, "red_flag_urgent")
+
+
+def test_cancer_history_with_chronic_back_pain_is_not() -> None:
+    out = smallest(history={"cancer": ["breast cancer 2015"]}, symptoms={"back_pain": "chronic"})
+    assert alert(out, "red_flag_urgent") is None
