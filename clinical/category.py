@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from clinical import inputs
 from clinical.dates import within_days
 from clinical.facts import Facts
-from clinical.findings import NOTHING, Findings, alert, not_evaluated, note, warning
+from clinical.findings import NOTHING, Findings, alert, monitor, not_evaluated, note, warning
 from clinical.vocabulary import (
     MODEL_P_HIGH,
     MODEL_P_VERY_HIGH,
     AlertKey,
+    MonitoringKey,
     RiskCategory,
     category_from_rank,
     category_rank,
@@ -101,15 +103,17 @@ def high_reasons(f: Facts) -> list[str]:
 def _missing(f: Facts, reached: RiskCategory) -> Findings:
     """Not-evaluated entries for criteria that lack data and could still raise ``reached``."""
     out = NOTHING
-    missing = {"no DXA T-score": lowest_t(f) is None, "no FRAX": f.patient.frax is None}
+    mof, hip = frax(f)
+    missing = [inputs.T_SCORES] if lowest_t(f) is None else []
+    missing += [(inputs.FRAX_MOF, inputs.FRAX_HIP)] if mof is None and hip is None else []
     falls = f.patient.falls
+    no_count = falls is None or falls.count_12m is None
     if reached != VERY_HIGH:
-        missing_vh = dict(missing, **{"no falls history": falls is None or falls.count_12m is None})
-        for reason, absent in missing_vh.items():
-            out += not_evaluated("R-CAT-1", reason) if absent else NOTHING
+        for paths in missing + ([(inputs.FALLS_COUNT,)] if no_count else []):
+            out += not_evaluated("R-CAT-1", paths)
     if reached == LOW:
-        for reason, absent in missing.items():
-            out += not_evaluated("R-CAT-2", reason) if absent else NOTHING
+        for paths in missing:
+            out += not_evaluated("R-CAT-2", paths)
     return out
 
 
@@ -166,9 +170,8 @@ def acr_level(f: Facts) -> tuple[Level | None, Findings]:
         return Level(HIGH, tuple(f"ACR 2022: {r}" for r in hi)), fired
     if mof is not None and hip is not None and mof < 10 and hip <= 1:
         return Level(LOW, ("ACR 2022 low risk",)), fired
-    return None, fired + not_evaluated(
-        "R-CAT-GC", "no FRAX: the ACR 2022 low/moderate strata cannot be told apart"
-    )
+    gaps = tuple(p for p, v in ((inputs.FRAX_MOF, mof), (inputs.FRAX_HIP, hip)) if v is None)
+    return None, fired + not_evaluated("R-CAT-GC", gaps, "the ACR 2022 low and moderate strata cannot be told apart")
 
 
 def nogg_notes(f: Facts, aace: RiskCategory) -> Findings:
@@ -227,9 +230,9 @@ def categorize(f: Facts) -> CategoryResult:
 
 
 def _model_findings(clinical: RiskCategory, model: RiskCategory | None) -> Findings:
-    """R-MODEL-1/2/3 bookkeeping: fired rules, missing probability, discordance alert."""
+    """R-MODEL-1/2/3 bookkeeping: fired rules, missing probability, discordance alert and imaging review."""
     if model is None:
-        return not_evaluated("R-MODEL-1", "no model probability; the final category is the clinical one")
+        return not_evaluated("R-MODEL-1", (inputs.PROBABILITY,), "the final category is the clinical one")
     found = Findings(fired=("R-MODEL-1", "R-MODEL-2"))
     if abs(category_rank(model) - category_rank(clinical)) >= 2:
         msg = (
@@ -237,5 +240,9 @@ def _model_findings(clinical: RiskCategory, model: RiskCategory | None) -> Findi
             "levels: "
             "review the images and the data (stale imaging, an unreported deformity)."
         )
-        found += alert(AlertKey.MODEL_CLINICAL_DISCORDANCE, msg, "R-MODEL-3")
+        found += alert(AlertKey.MODEL_CLINICAL_DISCORDANCE, msg, "R-MODEL-3") + monitor(
+            MonitoringKey.VERTEBRAL_IMAGING,
+            "Review the vertebral imaging behind the model (stale imaging, an unreported deformity).",
+            "R-MODEL-3",
+        )
     return found

@@ -33,6 +33,11 @@ def months_between(start: date, end: date) -> float:
     return whole + (end - anchor).days / DAYS_PER_MONTH
 
 
+def add_months(start: date, months: int) -> date:
+    """Return ``start`` moved by whole calendar months (the day clamped to the month's length)."""
+    return _add_months(start, months)
+
+
 def _add_months(start: date, months: int) -> date:
     """Return ``start`` moved by whole calendar months, clamping the day to the month's length."""
     year, month0 = divmod(start.month - 1 + months, 12)

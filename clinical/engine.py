@@ -5,7 +5,8 @@ The pipeline reads like a recipe; each stage takes arguments and returns a value
 1. validate the context (:class:`~clinical.context.ClinicalContext`),
 2. derive facts once (:func:`~clinical.facts.derive_facts`),
 3. categorise: clinical, model, final (:func:`~clinical.category.categorize`),
-4. choose first-line candidates for the final category (:func:`~clinical.treatment.candidates`),
+4. choose first-line candidates for the final category (:func:`~clinical.treatment.candidates`), then what
+   comes before and after a drug (:func:`~clinical.sequence.sequence`: denosumab continuity, anabolic follow-on),
 5. run the safety rules; whatever they avoid or defer leaves ``first_line``,
 6. run the follow-up and screening rules on the settled plan,
 7. render and validate the :class:`~clinical.suggestion.Suggestion`.
@@ -32,8 +33,10 @@ from clinical.lifestyle import SOURCE as LIFESTYLE_SOURCE
 from clinical.rules import rule
 from clinical.safety import SAFETY_RULES
 from clinical.screening import SCREENING_RULES
+from clinical.sequence import sequence
 from clinical.suggestion import DISCLAIMER, Suggestion
 from clinical.treatment import Plan, apply_exclusions, candidates
+from clinical.vocabulary import ALERT_SEVERITY, AlertKey, severity_rank
 from inference.errors import InputError
 
 T = TypeVar("T")
@@ -57,8 +60,9 @@ def suggestion(context: ClinicalContext | Mapping[str, Any]) -> Suggestion:
     facts, warnings = derive_facts(ctx)
     cat = categorize(facts)
     cands, chosen = candidates(facts, cat)
+    cands, ordered = sequence(facts, cat, cands)
     safety = _run(SAFETY_RULES, facts, Plan(cat, cands))
-    found = cat.findings + chosen + safety
+    found = cat.findings + chosen + ordered + safety
     first, deferred = apply_exclusions(cands, found)
     plan = Plan(cat, first, deferred)
     found += _run(FOLLOW_UP_RULES + SCREENING_RULES, facts, plan)
@@ -138,9 +142,21 @@ def _cite(rule_id: str) -> dict[str, str]:
     return {"rule": r.id, "source": r.source, "verification": r.verification.value}
 
 
-def _flags(flags: Iterable[Flag]) -> list[dict[str, Any]]:
-    """Alerts or monitoring items, one per key (the first rule that raised it is cited)."""
+def _monitoring(flags: Iterable[Flag]) -> list[dict[str, Any]]:
+    """Monitoring items, one per key (the first rule that asked for it is cited)."""
     return [{"key": f.key, "message": f.message, **_cite(f.rule)} for f in _unique(flags, lambda f: f.key)]
+
+
+def _alerts(flags: Iterable[Flag]) -> list[dict[str, Any]]:
+    """Alerts, one per key and rule, with the severity of the key: urgent first, then caution, then info.
+
+    The sort is stable, so alerts of one severity keep the order in which the rules raised them.
+    """
+    items = [
+        {"key": f.key, "severity": ALERT_SEVERITY[AlertKey(f.key)], "message": f.message, **_cite(f.rule)}
+        for f in _unique(flags, lambda f: (f.key, f.rule))
+    ]
+    return sorted(items, key=lambda a: severity_rank(a["severity"]))
 
 
 def _render(facts: Facts, plan: Plan, found: Findings, warnings: list[str]) -> Suggestion:
@@ -159,13 +175,14 @@ def _render(facts: Facts, plan: Plan, found: Findings, warnings: list[str]) -> S
                 {"item": a.item, "reason": a.reason, **_cite(a.rule)}
                 for a in _unique(found.avoid, lambda a: (a.item, a.rule))
             ],
-            "alerts": _flags(found.alerts),
-            "monitoring": _flags(found.monitoring),
+            "alerts": _alerts(found.alerts),
+            "monitoring": _monitoring(found.monitoring),
             "not_evaluated": [
-                {"rule": n.rule, "reason": n.reason} for n in _unique(found.not_evaluated, lambda n: n)
+                {"rule": n.rule, "reason": n.reason, "missing_inputs": list(n.missing)}
+                for n in _unique(found.not_evaluated, lambda n: n)
             ],
             "rules_fired": _unique(found.fired, lambda r: r),
-            "notes": [{"text": n.text, "rule": n.rule} for n in _unique(found.notes, lambda n: n.text)],
+            "notes": [{"text": n.text, **_cite(n.rule)} for n in _unique(found.notes, lambda n: n.text)],
             "lifestyle": [
                 {"topic": a.topic, "advice": a.advice, "source": LIFESTYLE_SOURCE} for a in LIFESTYLE
             ],

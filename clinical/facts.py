@@ -57,6 +57,8 @@ class Course:
     current: bool
     months: float | None
     """Months from start to stop (or to the assessment date when current); None without a start date."""
+    index: int
+    """Position of the medication in ``patient.medications`` (for naming a missing start date)."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ def _courses(meds: list[Medication], today: date, warnings: list[str]) -> list[C
         current = med.stop is None or med.stop > today
         end = today if current else med.stop
         months = months_between(med.start, end) if med.start and end else None
-        courses.append(Course(med, cls, current, months))
+        courses.append(Course(med, cls, current, months, i))
     return courses
 
 

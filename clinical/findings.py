@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from clinical.inputs import missing_reason
 from clinical.vocabulary import AlertKey, Drug, DrugClass, MonitoringKey
 
 
@@ -40,10 +41,12 @@ class Flag:
 
 @dataclass(frozen=True)
 class NotEvaluated:
-    """A rule (or part of one) that could not run for lack of data."""
+    """A rule (or part of one) that could not run for lack of data: the inputs it lacks, and why in words."""
 
     rule: str
     reason: str
+    missing: tuple[str, ...]
+    """Dotted context paths of the missing inputs (:mod:`clinical.inputs`); the reason is built from them."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +103,11 @@ def avoid(items: tuple[DrugClass | Drug, ...], reason: str, rule: str) -> Findin
     return Findings(fired=(rule,), avoid=tuple(Avoid(i, reason, rule) for i in items))
 
 
-def not_evaluated(rule: str, reason: str) -> Findings:
-    """A rule that could not be evaluated for lack of data."""
-    return Findings(not_evaluated=(NotEvaluated(rule, reason),))
+def not_evaluated(rule: str, missing: tuple[str, ...], why: str | None = None) -> Findings:
+    """A rule that could not be evaluated because the inputs at the dotted paths ``missing`` are not given."""
+    if not missing:
+        raise ValueError(f"{rule}: a rule is not evaluated only for lack of some input")
+    return Findings(not_evaluated=(NotEvaluated(rule, missing_reason(missing, why), missing),))
 
 
 def note(text: str, rule: str) -> Findings:

@@ -7,11 +7,15 @@ safety exclusions), so "conditional on suggesting X" means ``plan.suggests(X)``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 
+from clinical import inputs
 from clinical.category import lowest_t
-from clinical.dates import months_between
+from clinical.courses import pth_course_limit, romosozumab_course_limit
+from clinical.dates import add_months, months_between
 from clinical.facts import Course, Facts, treatment_years
-from clinical.findings import NOTHING, Findings, alert, monitor, not_evaluated, note
+from clinical.findings import NOTHING, Findings, alert, monitor, not_evaluated, note, warning
+from clinical.sequence import anabolic_uncovered, asks_to_stop, denosumab_course, denosumab_stopped_uncovered
 from clinical.treatment import Plan
 from clinical.vocabulary import (
     ANABOLICS,
@@ -51,7 +55,10 @@ def zoledronate_renal_check(f: Facts, plan: Plan) -> Findings:
 
 
 def denosumab_ckd(f: Facts, plan: Plan) -> Findings:
-    """R-REN-5: denosumab with eGFR < 30 or dialysis: hypocalcaemia risk, CKD-MBD expert, calcium checks."""
+    """R-REN-5: denosumab with eGFR < 30 or dialysis: hypocalcaemia risk, CKD-MBD expert, calcium checks.
+
+    The CKD-MBD review alert itself is R-REN-6's, which fires on the same condition for every antiresorptive.
+    """
     deferred = D.DENOSUMAB in plan.deferred
     relevant = plan.suggests(D.DENOSUMAB) or deferred or bool(_taking(f, frozenset({D.DENOSUMAB})))
     dialysis = bool(f.patient.history and f.patient.history.dialysis)
@@ -59,88 +66,70 @@ def denosumab_ckd(f: Facts, plan: Plan) -> Findings:
     if not relevant:
         return NOTHING
     if gfr is None and not dialysis:
-        return not_evaluated("R-REN-5", "no eGFR or CrCl")
+        return not_evaluated("R-REN-5", inputs.gfr_gaps(f.patient))
     if not dialysis and gfr is not None and gfr >= 30:
         return NOTHING
     why = "on dialysis" if dialysis else f"eGFR {gfr} < 30"
     rid = "R-REN-5"
-    return (
-        alert(
-            AlertKey.DENOSUMAB_CKD_HYPOCALCAEMIA_RISK,
-            f"Denosumab {why}: boxed warning for severe hypocalcaemia; evaluate for CKD-MBD first.",
-            rid,
-        )
-        + alert(
-            AlertKey.CKD_MBD_SPECIALIST_REVIEW,
-            "Denosumab treatment to be supervised by a CKD-MBD expert.",
-            rid,
-        )
-        + monitor(MonitoringKey.SERUM_CALCIUM_MONITORING, "Monitor serum calcium closely on denosumab.", rid)
+    msg = (
+        f"Denosumab {why}: boxed warning for severe hypocalcaemia; evaluate for CKD-MBD first and have the "
+        "treatment supervised by a CKD-MBD expert (ckd_mbd_specialist_review, R-REN-6)."
     )
-
-
-def romosozumab_course(f: Facts, plan: Plan) -> Findings:
-    """R-ROMO-3: at most 12 monthly doses, then an antiresorptive."""
-    if not (plan.suggests(D.ROMOSOZUMAB) or _taking(f, frozenset({D.ROMOSOZUMAB}))):
-        return NOTHING
-    rid = "R-ROMO-3"
-    return alert(AlertKey.ROMOSOZUMAB_COURSE_LIMIT, "Romosozumab: at most 12 monthly doses.", rid) + alert(
-        AlertKey.ANABOLIC_FOLLOWUP_ANTIRESORPTIVE, "After romosozumab, continue with an antiresorptive.", rid
+    return alert(AlertKey.DENOSUMAB_CKD_HYPOCALCAEMIA_RISK, msg, rid) + monitor(
+        MonitoringKey.SERUM_CALCIUM_MONITORING, "Monitor serum calcium closely on denosumab.", rid
     )
 
 
 def anabolic_followup(f: Facts, plan: Plan) -> Findings:
-    """R-PTH-2: after any anabolic course an antiresorptive is required."""
-    suggested = any(plan.suggests(c) for c in ANABOLICS)
+    """R-PTH-2: after any anabolic course an antiresorptive is required (R-PROJ-3 puts it in the plan)."""
+    suggested = any(plan.proposes(c) for c in ANABOLICS)
     current = bool(_taking(f, ANABOLICS))
-    uncovered = _past_anabolic_without_followon(f)
+    uncovered = anabolic_uncovered(f)
     if not (suggested or current or uncovered):
         return NOTHING
     msg = "An anabolic course must be followed by an antiresorptive (the gains are lost otherwise)."
     if uncovered:
         msg = "A past anabolic course has no antiresorptive after it: start one now. " + msg
+    elif current and plan.category.final == RiskCategory.LOW:
+        msg = "At low risk the anabolic course ends: follow it with an antiresorptive. " + msg
     return alert(AlertKey.ANABOLIC_FOLLOWUP_ANTIRESORPTIVE, msg, "R-PTH-2")
 
 
-def _past_anabolic_without_followon(f: Facts) -> bool:
-    """True when an anabolic course stopped and no antiresorptive started on or after its stop."""
-    stops = [c.med.stop for c in f.courses_of(ANABOLICS, current=False) if c.med.stop]
-    if not stops:
-        return False
-    last = max(stops)
-    after = [c for c in f.courses_of(ANTIRESORPTIVES) if (c.med.start and c.med.start >= last) or c.current]
-    return not after
-
-
 def denosumab_no_stop(f: Facts, plan: Plan) -> Findings:
-    """R-DMAB-1 and R-DMAB-2: never stop denosumab without a transition; overdue after 7 months."""
-    current = _taking(f, frozenset({D.DENOSUMAB}))
-    if current:
-        return _denosumab_current(f, current[0])
-    stopped = [c for c in f.courses_of(frozenset({D.DENOSUMAB}), current=False) if c.med.stop]
-    if not stopped:
+    """R-DMAB-1 and R-DMAB-2: never stop denosumab without a transition, timed from the last injection."""
+    course = denosumab_course(f)
+    if course is not None:
+        return _denosumab_current(f, plan, course)
+    stop = denosumab_stopped_uncovered(f)
+    if stop is None:
         return NOTHING
-    stop = max(c.med.stop for c in stopped if c.med.stop)
-    if any(c.med.start and c.med.start >= stop for c in f.courses_of(BISPHOSPHONATES)):
-        return NOTHING
+    last = _last_injection(f, stop)
     return alert(
         AlertKey.DENOSUMAB_NO_STOP,
-        f"Denosumab stopped on {stop} with no bisphosphonate after it: start "
-        "one (zoledronate preferred) about 6 months after the last injection.",
+        f"Denosumab stopped on {stop} with no bisphosphonate after it: rebound bone loss and multiple vertebral "
+        f"fractures follow. Start a bisphosphonate (zoledronic acid preferred) now (it was due about "
+        f"{add_months(last, 6)}, 6 months after the last injection), or restart denosumab; recheck bone "
+        "turnover 3 and 6 months after the switch.",
         "R-DMAB-1",
     )
 
 
-def _denosumab_current(f: Facts, course: Course) -> Findings:
-    """Alerts for a patient taking denosumab now."""
+def _last_injection(f: Facts, stop: date) -> date:
+    """The last recorded denosumab injection, else the stop date."""
+    doses = [c.med.last_dose for c in f.courses_of(frozenset({D.DENOSUMAB})) if c.med.last_dose]
+    return max(doses) if doses else stop
+
+
+def _denosumab_current(f: Facts, plan: Plan, course: Course) -> Findings:
+    """Alerts for a patient taking denosumab now: continue, or a transition timed from the last injection."""
+    who = "The patient asks to stop denosumab. " if asks_to_stop(f) else ""
     msg = (
-        "Do not stop denosumab without a transition (no drug holiday); if stopping, start a bisphosphonate "
-        "about "
-        "6 months after the last injection."
+        f"{who}Never stop denosumab without a transition (no drug holiday): stopping causes rebound bone loss "
+        f"and multiple vertebral fractures. Continue it, or switch to a bisphosphonate (zoledronic acid "
+        f"preferred) {_transition_timing(f, course)}; recheck bone turnover 3 and 6 months after the switch."
     )
-    last = course.med.last_dose
-    if last is not None and months_between(last, f.today) > DMAB_OVERDUE_MONTHS:
-        msg = f"Denosumab dose overdue (last injection {last}, more than 7 months ago): give it now. " + msg
+    if D.DENOSUMAB in plan.deferred:
+        msg += " Correct the deficiency first, then give the next injection on time."
     found = alert(AlertKey.DENOSUMAB_NO_STOP, msg, "R-DMAB-1")
     years = (course.months or 0.0) / 12
     if years >= 5:
@@ -149,6 +138,16 @@ def _denosumab_current(f: Facts, course: Course) -> Findings:
             "R-DMAB-2",
         )
     return found
+
+
+def _transition_timing(f: Facts, course: Course) -> str:
+    """When the next injection or the first bisphosphonate dose is due (R-DMAB-1: 6 months, overdue after 7)."""
+    last = course.med.last_dose
+    if last is None:
+        return "6 months after the last injection (its date is not given)"
+    if months_between(last, f.today) > DMAB_OVERDUE_MONTHS:
+        return f"now: the dose is overdue (last injection {last}, more than 7 months ago)"
+    return f"at the next due date, about {add_months(last, 6)} (6 months after the last injection on {last})"
 
 
 def oral_bp_administration(f: Facts, plan: Plan) -> Findings:
@@ -182,30 +181,40 @@ def fracture_on_therapy(f: Facts, plan: Plan) -> Findings:
 def holiday(f: Facts, plan: Plan) -> Findings:
     """R-HOL-1/2/3: reassess long bisphosphonate courses; holiday monitoring; a fracture ends a holiday."""
     if f.on_holiday:
-        return _on_holiday(f)
+        return _on_holiday(f, plan)
     courses = [c for c in _taking(f, BISPHOSPHONATES)]
     if not courses or _taking(f, frozenset({D.DENOSUMAB})):
         return NOTHING
     return _reassess_bp(f, plan, max(courses, key=treatment_years))
 
 
-def _on_holiday(f: Facts) -> Findings:
-    """R-HOL-2 monitoring and R-HOL-3 (a fracture after the holiday began ends it)."""
-    found = monitor(
-        MonitoringKey.REASSESS_ON_HOLIDAY_2_TO_4Y,
-        f"On a bisphosphonate holiday since {f.holiday_start}: "
-        "reassess every 2-4 years; restart earlier if BMD falls, a fracture occurs or risk changes.",
-        "R-HOL-2",
-    )
+def _on_holiday(f: Facts, plan: Plan) -> Findings:
+    """R-HOL-3 (a fracture during the holiday ends it), R-HOL-2 (a risk change ends it; else reassess 2-4 y)."""
     start = f.holiday_start
     late = [x.site for x in f.fractures if x.when and start and x.when > start]
     if late:
-        found += alert(
+        return alert(
             AlertKey.END_DRUG_HOLIDAY,
             f"Fracture during the holiday ({', '.join(late)}): end the holiday and restart treatment.",
             "R-HOL-3",
         )
-    return found
+    final = plan.category.final
+    if final != RiskCategory.LOW:
+        return note(
+            f"On a bisphosphonate holiday since {start}, but the risk is now {final.value}: the holiday ends; "
+            "restart treatment (first_line).",
+            "R-HOL-2",
+        )
+    return _holiday_reassessment(f"On a bisphosphonate holiday since {start}")
+
+
+def _holiday_reassessment(opening: str) -> Findings:
+    """R-HOL-2: reassess every 2-4 years during a holiday; restart earlier on a change."""
+    return monitor(
+        MonitoringKey.REASSESS_ON_HOLIDAY_2_TO_4Y,
+        f"{opening}: reassess every 2-4 years; restart earlier if BMD falls, a fracture occurs or risk changes.",
+        "R-HOL-2",
+    )
 
 
 def _reassess_bp(f: Facts, plan: Plan, course: Course) -> Findings:
@@ -231,23 +240,32 @@ def _reassess_bp(f: Facts, plan: Plan, course: Course) -> Findings:
         f"{years:.1f} years of {route} bisphosphonate at low risk: a "
         f"bisphosphonate holiday may be considered{extra}; reassess every 2-4 years.",
         "R-HOL-1",
-    )
+    ) + _holiday_reassessment("If the holiday is taken")
 
 
 def _holiday_blockers(f: Facts, plan: Plan) -> list[str]:
     """The R-HOL-1 holiday criteria that fail or cannot be checked."""
     dxa = f.patient.dxa
     hip_t = [t for t in ((dxa.t_total_hip, dxa.t_femoral_neck) if dxa else ()) if t is not None]
-    gc = f.patient.glucocorticoids
     checks = {
         f"category {plan.category.final.value}": plan.category.final != RiskCategory.LOW,
         "age unknown or >= 75": f.age is None or f.age >= 75,
         "prior hip or vertebral fracture": any(x.vertebral or x.site == "hip" for x in f.fractures),
         "fracture on therapy": any(x.on_therapy for x in f.fractures),
-        "prednisolone >= 7.5 mg/day": bool(gc and gc.current and (gc.prednisone_eq_mg_day or 0) >= 7.5),
+        "glucocorticoid dose unknown or prednisolone >= 7.5 mg/day": _prednisolone_blocks(f),
         "hip/femoral-neck T-score unknown or <= -2.5": not hip_t or min(hip_t) <= -2.5,
     }
     return [reason for reason, fails in checks.items() if fails]
+
+
+def _prednisolone_blocks(f: Facts) -> bool:
+    """R-HOL-1 needs prednisolone < 7.5 mg/day: unknown use or an unknown current dose blocks the holiday."""
+    gc = f.patient.glucocorticoids
+    if gc is None or gc.current is None:
+        return True
+    if not gc.current:
+        return False
+    return gc.prednisone_eq_mg_day is None or gc.prednisone_eq_mg_day >= 7.5
 
 
 def atypical_femur(f: Facts, plan: Plan) -> Findings:
@@ -269,8 +287,10 @@ def btm_response(f: Facts, plan: Plan) -> Findings:
     started = [c for c in _taking(f, ANTIRESORPTIVES) if c.months is not None and c.months >= 3]
     if not started or labs is None or labs.urine_ntx_nmol_bce_per_mmol_cr is None:
         return NOTHING
-    if not labs.urine_ntx_baseline:
-        return not_evaluated("R-BTM-1", "no baseline urine NTx")
+    if labs.urine_ntx_baseline is None:
+        return not_evaluated("R-BTM-1", (inputs.NTX_BASELINE,))
+    if labs.urine_ntx_baseline == 0:
+        return warning("baseline urine NTx is 0: R-BTM-1 cannot compute the fall from baseline")
     fall = (labs.urine_ntx_baseline - labs.urine_ntx_nmol_bce_per_mmol_cr) / labs.urine_ntx_baseline
     if fall >= BTM_LSC:
         return NOTHING
@@ -331,7 +351,8 @@ FOLLOW_UP_RULES: tuple[FollowUpRule, ...] = (
     zoledronate_renal_check,
     denosumab_ckd,
     anabolic_followup,
-    romosozumab_course,
+    pth_course_limit,
+    romosozumab_course_limit,
     denosumab_no_stop,
     oral_bp_administration,
     fracture_on_therapy,

@@ -16,6 +16,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
+from clinical.vocabulary import AlertKey, MonitoringKey
+
 
 class Mark(StrEnum):
     """Verification marks of RULES.md, plus ``SOURCE_DOC`` for the user's source document."""
@@ -51,6 +53,8 @@ class Rule:
     """RULES.md section (for example ``"4"``) or ``"source document"``."""
     assigned_id: bool = False
     """True when RULES.md has no id for this row and the id was assigned by this project."""
+    outputs: tuple[AlertKey | MonitoringKey, ...] = ()
+    """The alert and monitoring keys this rule can raise, each cited with this rule's id in the output."""
 
     @property
     def verification(self) -> Mark:
@@ -58,9 +62,17 @@ class Rule:
         return next(m for m in _WEAKEST_FIRST if m in self.marks)
 
 
-def _r(rule_id: str, section: str, marks: str, text: str, source: str, *, assigned: bool = False) -> Rule:
-    """Build a :class:`Rule`; ``marks`` is a space-separated list of :class:`Mark` values."""
-    return Rule(rule_id, text, source, tuple(Mark(m) for m in marks.split()), section, assigned)
+def _r(
+    rule_id: str, section: str, marks: str, text: str, source: str, *, assigned: bool = False, outputs: str = ""
+) -> Rule:
+    """Build a :class:`Rule`; ``marks`` and ``outputs`` are space-separated :class:`Mark` values and keys."""
+    keys = tuple(_key(k) for k in outputs.split())
+    return Rule(rule_id, text, source, tuple(Mark(m) for m in marks.split()), section, assigned, keys)
+
+
+def _key(key: str) -> AlertKey | MonitoringKey:
+    """An alert or monitoring key of the vocabulary (the two sets do not overlap)."""
+    return AlertKey(key) if key in {a.value for a in AlertKey} else MonitoringKey(key)
 
 
 RULES: Final[tuple[Rule, ...]] = (
@@ -100,6 +112,45 @@ RULES: Final[tuple[Rule, ...]] = (
         "PROJECT",
     ),
     _r(
+        "R-PROJ-1",
+        "1",
+        "PROJECT R",
+        "Course limits travel with time-limited anabolics. Whenever teriparatide/abaloparatide or romosozumab "
+        "is suggested (first line, or deferred until a correction), taken, or in the history, its course-limit "
+        "alert is raised (teriparatide_course_limit by R-PTH-1, romosozumab_course_limit by R-ROMO-3) with how "
+        "much of the course the history already used, where known; after a completed romosozumab course the "
+        "limit still stands alongside the follow-on antiresorptive. Wider than R-PTH-1's wording (alert from 18 "
+        "months or a partial prior course): the limit is part of prescribing the drug, not only a warning near "
+        "the end of a course.",
+        "PROJECT (issue 23); source document 'treatment courses not exceeding 2 years'; labels [R]",
+        assigned=True,
+    ),
+    _r(
+        "R-PROJ-2",
+        "1",
+        "PROJECT S V",
+        "Denosumab is never simply stopped. A patient on denosumab, or who stopped it with no bisphosphonate "
+        "after it, keeps denosumab and a planned transition to a bisphosphonate (zoledronic acid preferred, then "
+        "oral) in first_line at low and high risk: continuing first, the transition first when the patient "
+        "asks to stop (patient_request) or has stopped. At very high risk the category's list, which holds "
+        "denosumab, is kept. R-DMAB-1 takes precedence over R-TX-LOW; the denosumab_no_stop alert times the "
+        "transition from the last injection and names its follow-up (bone turnover at 3 and 6 months).",
+        "PROJECT (issue 23); R-DMAB-1: ES2019 [S gertitashkomd]; ECTS2021 [V abstract]",
+        assigned=True,
+    ),
+    _r(
+        "R-PROJ-3",
+        "1",
+        "PROJECT S V",
+        "An anabolic course is followed by an antiresorptive, never by nothing. After an anabolic course with "
+        "no antiresorptive started after it, the category's antiresorptives come before the anabolics in "
+        "first_line; at low risk, where anabolics are not suggested (R-TX-LOW), a past or current anabolic "
+        "course brings oral or IV bisphosphonate or denosumab instead of lifestyle alone (R-PTH-2 takes "
+        "precedence; banned action no_followon_therapy).",
+        "PROJECT (issue 23); R-PTH-2: ES2019 [S geriguides quoting JCEM]; ACP2023 rec 3 [V]",
+        assigned=True,
+    ),
+    _r(
         "R-DATE-1",
         "1",
         "PROJECT",
@@ -131,6 +182,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "an "
         "image/data review.",
         "PROJECT",
+        outputs="model_clinical_discordance vertebral_imaging",
     ),
     # 2. Risk category
     _r(
@@ -142,6 +194,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "high "
         "fall risk (>=2 falls in 12 months or any injurious fall, PROJECT); FRAX MOF > 30% or hip > 4.5%.",
         "AACE2020 [S: listed in droracle/wis.it summaries; full text not available]",
+        outputs="fall_risk_intervention",
     ),
     _r(
         "R-CAT-1-NOGG",
@@ -169,6 +222,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "low: none of the above. NOGG low risk: lifestyle advice, reassess in <=5 years; FRAX without BMD at "
         "intermediate risk: measure BMD.",
         "NOGG2022 [V]",
+        outputs="dxa_recommended",
     ),
     _r(
         "R-CAT-GC",
@@ -180,6 +234,7 @@ RULES: Final[tuple[Rule, ...]] = (
         ">=20%, "
         "hip >=3% or T <= -2.5; moderate = MOF 10-19% or hip >1 to <3%; low = MOF <10% and hip <=1%.",
         "ACR2022 [V abstract: treat medium/high/very high; S: strata and very-high definition]",
+        outputs="glucocorticoid_induced_osteoporosis",
     ),
     _r(
         "R-CAT-DX",
@@ -254,6 +309,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "R S",
         "Alendronate: not recommended if CrCl < 35 mL/min.",
         "LABEL_ALENDRONATE [R]; [S droracle, SPS '30-35']",
+        outputs="renal_contraindication",
     ),
     _r(
         "R-REN-2/3",
@@ -261,6 +317,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "R S",
         "Risedronate, ibandronate: not recommended if CrCl < 30 mL/min.",
         "labels [R]; [S]",
+        outputs="renal_contraindication",
     ),
     _r(
         "R-REN-4",
@@ -269,6 +326,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Zoledronic acid: contraindicated if CrCl < 35 mL/min or acute renal impairment; measure CrCl before "
         "each dose.",
         "LABEL_RECLAST [R]; [S]",
+        outputs="renal_contraindication renal_function_before_each_zoledronate_dose",
     ),
     _r(
         "R-REN-5",
@@ -277,6 +335,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Denosumab with eGFR < 30 (including dialysis): boxed warning for severe hypocalcaemia; evaluate for "
         "CKD-MBD first; treatment supervised by a CKD-MBD expert.",
         "LABEL_DENOSUMAB boxed warning [V openFDA]",
+        outputs="denosumab_ckd_hypocalcaemia_risk serum_calcium_monitoring",
     ),
     _r(
         "R-REN-6",
@@ -284,6 +343,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "R",
         "CKD G4-5D: specialist work-up (bone biopsy may be considered) before antiresorptives.",
         "KDIGO2017 [R]",
+        outputs="ckd_mbd_specialist_review",
     ),
     _r(
         "R-CA-1",
@@ -292,6 +352,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Hypocalcaemia (corrected Ca < 8.5 mg/dL) must be corrected before bisphosphonates, denosumab or "
         "romosozumab.",
         "labels [R]; denosumab CKD text [V]",
+        outputs="hypocalcaemia_correct_first serum_calcium_correct_and_recheck",
     ),
     _r(
         "R-VD-1",
@@ -301,6 +362,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "romosozumab; long-term target >= 30 ng/mL.",
         "AACE target 30 [V menopause.org.au, 2016 text]; label 'treat mineral-metabolism disorders first' "
         "[R]",
+        outputs="vitamin_d_deficiency_correct_first vitamin_d_recheck_3m",
     ),
     _r(
         "R-ROMO-1",
@@ -309,6 +371,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Do not start romosozumab within 1 year of MI or stroke; stop it if MI/stroke occurs during "
         "treatment.",
         "LABEL_EVENITY boxed warning [V]",
+        outputs="romosozumab_cv_contraindication",
     ),
     _r(
         "R-ROMO-2",
@@ -318,6 +381,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "for "
         "romosozumab (applied by R-PREC-1).",
         "ES2020 [V plexusmd/endocrine.org]",
+        outputs="romosozumab_cv_contraindication",
     ),
     _r(
         "R-ROMO-3",
@@ -325,6 +389,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "V R",
         "Romosozumab: at most 12 monthly doses, then an antiresorptive.",
         "ES2020 'up to 1 year ... then antiresorptive' [V]; label 12-dose limit [R]",
+        outputs="romosozumab_course_limit",
     ),
     _r(
         "R-PTH-1",
@@ -334,6 +399,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "from "
         ">= 18 months or when a partial prior course exists. Only a specialist may override the cap.",
         "labels [R]; 'up to two years' [V AAFP 2023, ES2019]",
+        outputs="teriparatide_course_limit",
     ),
     _r(
         "R-PTH-2",
@@ -341,6 +407,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "S V",
         "After any anabolic course an antiresorptive is required (gains are lost otherwise).",
         "ES2019 [S geriguides quoting JCEM]; ACP2023 rec 3 [V]",
+        outputs="anabolic_followup_antiresorptive",
     ),
     _r(
         "R-PTH-3",
@@ -349,6 +416,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Avoid PTH analogs with osteosarcoma risk: bone metastases or skeletal malignancy, prior skeletal "
         "radiation, Paget's disease, unexplained raised ALP, open epiphyses.",
         "labels W&P [R]",
+        outputs="pth_analog_osteosarcoma_risk",
     ),
     _r(
         "R-DMAB-1",
@@ -359,6 +427,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "the "
         "previous one is overdue (PROJECT).",
         "ES2019 [S gertitashkomd]; ECTS2021 [V abstract]; AACE2020 [R]",
+        outputs="denosumab_no_stop",
     ),
     _r(
         "R-ADM-1",
@@ -368,6 +437,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "before food, drink or other drugs; contraindicated with oesophageal emptying disorders or inability "
         "to sit or stand upright for 30 min.",
         "labels [R]",
+        outputs="oral_bp_administration_rules",
     ),
     _r(
         "R-FX-1",
@@ -375,6 +445,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "S",
         "Fracture while on therapy: check adherence, administration, secondary causes; escalate.",
         "AACE2020 [S]",
+        outputs="fracture_on_therapy",
     ),
     # 5. Calcium and vitamin D
     _r(
@@ -384,6 +455,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Calcium RDA (diet + supplement): women 19-50 1000 mg, women 51+ 1200 mg, men 51-70 1000 mg, men 71+ "
         "1200 mg; AACE 1200 mg for women >= 50.",
         "IOM2011 [V 4bonehealth table]; AACE [V 2016 text]",
+        outputs="calcium_below_recommended",
     ),
     _r(
         "R-CAL-2",
@@ -393,6 +465,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "(exactly "
         "at the UL does not).",
         "IOM2011 [V NAP p.423, table]",
+        outputs="calcium_over_upper_limit",
     ),
     _r(
         "R-VITD-1",
@@ -401,6 +474,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Vitamin D intake 800-1000 IU/day for age >= 50 (AACE 1000-2000 IU maintenance); below 800 IU "
         "alerts.",
         "BHOF/NOF [V PMC4136427 table]; AACE [V 2016 text]",
+        outputs="vitamin_d_below_recommended",
     ),
     _r(
         "R-VITD-2",
@@ -410,6 +484,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "is "
         "about 7143 IU/day).",
         "IOM2011 [V NAP p.443/445]",
+        outputs="vitamin_d_over_upper_limit",
     ),
     # 6. Duration, sequence and holiday
     _r(
@@ -422,6 +497,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "> "
         "-2.5. High-risk patients continue up to 10 years oral or 6 years IV.",
         "ES2019 2.2 [V]; ASBMR2016 [V]; NOGG2017 continuation criteria [V page]; labels [V openFDA]",
+        outputs="drug_holiday_eligible",
     ),
     _r(
         "R-HOL-2",
@@ -431,8 +507,9 @@ RULES: Final[tuple[Rule, ...]] = (
         "a "
         "fracture occurs, or risk changes.",
         "ES2019 technical remark [V]",
+        outputs="reassess_on_holiday_2_to_4y",
     ),
-    _r("R-HOL-3", "6", "V", "A fracture during a holiday ends it.", "ES2019 [V]"),
+    _r("R-HOL-3", "6", "V", "A fracture during a holiday ends it.", "ES2019 [V]", outputs="end_drug_holiday"),
     _r(
         "R-DMAB-2",
         "6",
@@ -449,6 +526,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "unexplained weight loss; fever or immunosuppression; night pain; saddle anaesthesia, bladder/bowel "
         "dysfunction, progressive neurological deficit.",
         "AHCPR table [V NBK52120]",
+        outputs="red_flag_urgent urgent_clinical_review vertebral_imaging",
     ),
     _r(
         "R-RF-2",
@@ -458,6 +536,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "> "
         "6 cm; also new back pain or posture change.",
         "ISCD VFA table [V PMC2787277]; NOF [V epocrates note]; NOGG height loss >4 cm [V FAQ]",
+        outputs="vertebral_imaging_indicated vertebral_imaging",
     ),
     _r(
         "R-VA-1",
@@ -467,6 +546,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "vertebral "
         "fracture despite optimal pain management, confirmed by examination and imaging.",
         "NICE_TA279 [V]",
+        outputs="vertebral_augmentation_consider",
     ),
     _r(
         "R-AFF-1",
@@ -474,6 +554,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "V R",
         "Thigh or groin pain on a bisphosphonate or denosumab: evaluate for atypical femoral fracture.",
         "Bubbear 2016 [V abstract]; labels [R]",
+        outputs="atypical_femur_fracture_evaluate",
     ),
     # 8. Bone turnover markers
     _r(
@@ -492,6 +573,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Least significant change about 30%; a fall of less than 30% after >= 3 months on an antiresorptive "
         "raises btm_inadequate_response (check adherence and administration).",
         "Bergmann 2009 [V PMC2705815]; ARUP [V]; NOF [V]",
+        outputs="btm_inadequate_response",
     ),
     _r(
         "R-BTM-2",
@@ -510,6 +592,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "L1 trabecular attenuation <= 160 HU is 90% sensitive and <= 110 HU >90% specific for DXA "
         "osteoporosis. PROJECT: L1 <= 110 HU with no DXA in the past 2 years gives dxa_recommended.",
         "Pickhardt 2013 [V abstract]; Insights Imaging 2023 [V abstract]",
+        outputs="dxa_recommended",
     ),
     _r(
         "R-GEN-1",
@@ -529,6 +612,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "very_high.",
         "PROJECT",
         assigned=True,
+        outputs="reassess_6m",
     ),
     _r(
         "R-MON-DXA",
@@ -537,15 +621,28 @@ RULES: Final[tuple[Rule, ...]] = (
         "DXA every 1-2 years for all high and very_high.",
         "NOF 1-2 y [V epocrates]; ES 1-3 y [V]; ACR 1-2 y on glucocorticoids [S]",
         assigned=True,
+        outputs="dxa_every_1_to_2y",
     ),
     _r(
         "R-MON-BTM",
         "10",
         "PROJECT",
-        "Recheck bone turnover markers at 3-6 months when starting or switching therapy now (eGFR >= 30, no "
-        "correction or work-up pending).",
+        "Recheck bone turnover markers at 3-6 months when starting or switching therapy now, or correcting how "
+        "it is taken (an administration issue documented), when eGFR >= 30 (the lower of eGFR and CrCl, "
+        "R-REN-0) and no correction (a deferred class) or work-up (a red flag, dialysis) is pending.",
         "RULES.md section 10",
         assigned=True,
+        outputs="btm_recheck_3_to_6m",
+    ),
+    _r(
+        "R-MON-DXA-BASELINE",
+        "10",
+        "V",
+        "No DXA available at high or very_high risk: measure BMD (the baseline that DXA monitoring compares "
+        "with).",
+        "RULES.md section 10 (dxa_recommended: no DXA available); NOGG [V]",
+        assigned=True,
+        outputs="dxa_recommended",
     ),
     _r(
         "R-MON-SPECIALIST",
@@ -554,6 +651,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Consider specialist referral for all very_high.",
         "NOGG [V]",
         assigned=True,
+        outputs="specialist_referral_consider",
     ),
     _r(
         "R-MON-LOW-5Y",
@@ -562,6 +660,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Low risk, not on a holiday: reassess fracture risk within 5 years.",
         "NOGG [V]",
         assigned=True,
+        outputs="reassess_fracture_risk_within_5y",
     ),
     _r(
         "R-MON-RENAL-6M",
@@ -572,6 +671,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "on one, otherwise when one is suggested).",
         "PROJECT",
         assigned=True,
+        outputs="renal_recheck_6m",
     ),
     _r(
         "R-MON-FALLS",
@@ -580,6 +680,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Any fall in the past 12 months: fall-risk assessment.",
         "RULES.md section 10",
         assigned=True,
+        outputs="fall_risk_assessment",
     ),
     _r(
         "R-MON-CV",
@@ -588,6 +689,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Romosozumab suggested: review cardiovascular risk first.",
         "ES 2020 [V]",
         assigned=True,
+        outputs="cv_risk_review",
     ),
     # Source document (issue 6): rules taken from osteoporosis_treatment.txt
     _r(
@@ -604,6 +706,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "SOURCE_DOC",
         "On bisphosphonates check renal function every 6 months; adjust by creatinine clearance.",
         "osteoporosis_treatment.txt",
+        outputs="renal_recheck_6m",
     ),
     _r(
         "SRC-REASSESS",
@@ -618,6 +721,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "SOURCE_DOC",
         "Women over 50 are advised DEXA every 2 years.",
         "osteoporosis_treatment.txt",
+        outputs="dxa_every_1_to_2y",
     ),
     _r(
         "SRC-URGENT",
@@ -626,6 +730,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "Seek medical attention immediately for unexplained severe spinal pain, sudden height loss of more "
         "than 2 cm, or a fragility fracture.",
         "osteoporosis_treatment.txt",
+        outputs="urgent_clinical_review",
     ),
     _r(
         "SRC-BONE-PROTECT",

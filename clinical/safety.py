@@ -9,6 +9,8 @@ import re
 from collections.abc import Callable
 from datetime import date
 
+from clinical import inputs
+from clinical.courses import pth_cap, romosozumab_doses
 from clinical.dates import within_days
 from clinical.facts import Facts
 from clinical.findings import NOTHING, Deferral, Findings, alert, avoid, monitor, not_evaluated, note
@@ -23,13 +25,9 @@ from clinical.vocabulary import (
 )
 
 D = DrugClass
-NO_CRCL = "no creatinine clearance (give it, or creatinine with age, sex and weight)"
 HYPOCALCAEMIA_MG_DL = 8.5
 VITAMIN_D_DEFICIENT_NG_ML = 20.0
 VITAMIN_D_TARGET_NG_ML = 30.0
-PTH_CAP_MONTHS = 24.0
-PTH_WARN_MONTHS = 18.0
-ROMO_MAX_DOSES = 12
 ALP_ULN_DEFAULT_U_L = 130.0
 """Typical adult ALP upper reference limit, used for R-PTH-3 when the lab's own limit is not given."""
 _SKELETAL_MALIGNANCY = re.compile(
@@ -58,7 +56,7 @@ def renal_crcl(f: Facts, plan: Plan) -> Findings:
 def _crcl_below(f: Facts, rule_id: str, limit: float, drugs: tuple[Drug, ...], what: str) -> Findings:
     """Exclude ``drugs`` when CrCl < ``limit`` (exactly at the limit is allowed)."""
     if f.crcl is None:
-        return not_evaluated(rule_id, NO_CRCL)
+        return not_evaluated(rule_id, inputs.crcl_gaps(f.patient))
     if f.crcl >= limit:
         return NOTHING
     reason = f"CrCl {f.crcl} mL/min < {limit:g}: {what}"
@@ -96,7 +94,7 @@ def ckd_g4_5(f: Facts, plan: Plan) -> Findings:
     """R-REN-6: CKD G4-5D (GFR < 30 or dialysis): CKD-MBD specialist work-up before antiresorptives."""
     gfr, dialysis = f.kidney_gfr, bool(f.patient.history and f.patient.history.dialysis)
     if gfr is None and not dialysis:
-        return not_evaluated("R-REN-6", "no eGFR or CrCl")
+        return not_evaluated("R-REN-6", inputs.gfr_gaps(f.patient))
     if not dialysis and gfr is not None and gfr >= 30:
         return NOTHING
     stage = "dialysis (G5D)" if dialysis else f"GFR {gfr} < 30 (G4-5)"
@@ -114,7 +112,7 @@ def hypocalcaemia(f: Facts, plan: Plan) -> Findings:
     labs = f.patient.labs
     ca = labs.serum_calcium_corrected_mg_dl if labs else None
     if ca is None:
-        return not_evaluated("R-CA-1", "no corrected serum calcium")
+        return not_evaluated("R-CA-1", (inputs.CALCIUM_SERUM,))
     if ca >= HYPOCALCAEMIA_MG_DL:
         return NOTHING
     classes = BISPHOSPHONATES | {D.DENOSUMAB, D.ROMOSOZUMAB}
@@ -135,7 +133,7 @@ def vitamin_d_deficiency(f: Facts, plan: Plan) -> Findings:
     labs = f.patient.labs
     vd = labs.vitamin_d_25oh_ng_ml if labs else None
     if vd is None:
-        return not_evaluated("R-VD-1", "no 25(OH)D level")
+        return not_evaluated("R-VD-1", (inputs.VITAMIN_D_LEVEL,))
     if vd >= VITAMIN_D_DEFICIENT_NG_ML:
         below_target = vd < VITAMIN_D_TARGET_NG_ML
         return (
@@ -164,8 +162,8 @@ def _cv_events(f: Facts) -> list[tuple[str, date]]:
 def romosozumab_cv(f: Facts, plan: Plan) -> Findings:
     """R-ROMO-1 (MI/stroke within 1 year), R-ROMO-2 + R-PREC-1 (any prior MI/stroke): no romosozumab."""
     if f.patient.cardiovascular is None:
-        return not_evaluated("R-ROMO-1", "no MI/stroke history") + not_evaluated(
-            "R-ROMO-2", "no MI/stroke history"
+        return not_evaluated("R-ROMO-1", (inputs.CARDIOVASCULAR,)) + not_evaluated(
+            "R-ROMO-2", (inputs.CARDIOVASCULAR,)
         )
     events = _cv_events(f)
     if not events:
@@ -186,55 +184,6 @@ def romosozumab_cv(f: Facts, plan: Plan) -> Findings:
         + Findings(fired=("R-PREC-1",))
         + alert(AlertKey.ROMOSOZUMAB_CV_CONTRAINDICATION, reason + ".", "R-ROMO-2")
     )
-
-
-def romosozumab_doses(f: Facts, plan: Plan) -> Findings:
-    """R-ROMO-3 (exclusion part): no more romosozumab once 12 monthly doses have been given."""
-    doses = sum(_romo_doses(f))
-    if doses < ROMO_MAX_DOSES:
-        return NOTHING
-    reason = f"{doses} romosozumab doses given: the 12-dose course is complete; follow with an antiresorptive"
-    return avoid((D.ROMOSOZUMAB,), reason, "R-ROMO-3")
-
-
-def _romo_doses(f: Facts) -> list[int]:
-    """Doses per romosozumab course: recorded, else estimated as one per month since the start."""
-    doses = []
-    for c in f.courses_of(frozenset({D.ROMOSOZUMAB})):
-        if c.med.doses_received is not None:
-            doses.append(c.med.doses_received)
-        elif c.months is not None:
-            doses.append(int(c.months) + 1)
-    return doses
-
-
-def pth_months(f: Facts) -> tuple[float, bool]:
-    """Cumulative months of teriparatide + abaloparatide, and whether some course lacks a start date."""
-    courses = f.courses_of(frozenset({D.PTH_ANALOG}))
-    return sum(c.months or 0.0 for c in courses), any(c.months is None for c in courses)
-
-
-def pth_cap(f: Facts, plan: Plan) -> Findings:
-    """R-PTH-1: lifetime PTH-analog use <= 24 months; exclude at >= 24, alert from 18 or a partial course."""
-    months, unknown = pth_months(f)
-    courses = f.courses_of(frozenset({D.PTH_ANALOG}))
-    if not courses:
-        return NOTHING
-    found = not_evaluated("R-PTH-1", "a PTH-analog course has no start date") if unknown else NOTHING
-    used = f"{months:.1f} months of PTH-analog therapy used"
-    if months >= PTH_CAP_MONTHS:
-        reason = f"{used}: the 24-month lifetime cap is reached (only a specialist may override it)"
-        return (
-            found
-            + avoid((D.PTH_ANALOG,), reason, "R-PTH-1")
-            + alert(AlertKey.TERIPARATIDE_COURSE_LIMIT, reason + ".", "R-PTH-1")
-        )
-    partial = any(not c.current for c in courses) or unknown
-    if months >= PTH_WARN_MONTHS or partial:
-        left = PTH_CAP_MONTHS - months
-        msg = f"{used} (prior course counted): at most {left:.1f} months remain of the 24-month cap."
-        return found + alert(AlertKey.TERIPARATIDE_COURSE_LIMIT, msg, "R-PTH-1")
-    return found
 
 
 def pth_osteosarcoma(f: Facts, plan: Plan) -> Findings:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from clinical import inputs
 from clinical.category import lowest_t
 from clinical.dates import within_days
 from clinical.facts import Facts
@@ -21,6 +22,7 @@ from clinical.intake import (
 from clinical.treatment import Plan
 from clinical.vocabulary import (
     BISPHOSPHONATES,
+    OSTEOPOROSIS_THERAPY,
     AlertKey,
     DrugClass,
     MonitoringKey,
@@ -53,34 +55,46 @@ HEIGHT_LOSS_CM = {"F": (2.0, 4.0), "M": (3.0, 6.0)}
 def calcium(f: Facts, plan: Plan) -> Findings:
     """R-CAL-1 (below the RDA) and R-CAL-2 (above the UL; exactly at the UL does not alert); R-PREC-4."""
     intake = f.patient.intake
-    parts = [intake.calcium_diet_mg_day, intake.calcium_supplement_mg_day] if intake else [None, None]
-    known = sum(p for p in parts if p is not None)
-    complete = all(p is not None for p in parts)
-    if f.age is None or f.sex is None or all(p is None for p in parts):
-        return not_evaluated("R-CAL-1", "no calcium intake, age or sex") + not_evaluated(
-            "R-CAL-2", "no calcium intake"
-        )
-    ul, rda = calcium_ul_mg(f.age), calcium_rda_mg(f.age, f.sex)  # type: ignore[arg-type]
-    found = NOTHING
+    parts = {
+        inputs.CALCIUM_DIET: intake.calcium_diet_mg_day if intake else None,
+        inputs.CALCIUM_SUPPLEMENT: intake.calcium_supplement_mg_day if intake else None,
+    }
+    known = sum(v for v in parts.values() if v is not None)
+    gaps = tuple(p for p, v in parts.items() if v is None)
+    return _calcium_upper(f, known, gaps) + _calcium_below(f, known, gaps)
+
+
+def _calcium_upper(f: Facts, known: float, gaps: tuple[str, ...]) -> Findings:
+    """R-CAL-2: total calcium above the age's UL; a partial total already above it is enough."""
+    if f.age is None:
+        return not_evaluated("R-CAL-2", (inputs.AGE, *gaps))
+    ul = calcium_ul_mg(f.age)
     if known > ul:
-        found += alert(
+        return alert(
             AlertKey.CALCIUM_OVER_UPPER_LIMIT,
             f"Total calcium {known:g} mg/day is above the upper "
             f"limit of {ul:g} mg/day (kidney stones, hypercalcaemia).",
             "R-CAL-2",
         ) + _supervised(f)
-    elif not complete:
-        found += not_evaluated("R-CAL-2", "diet or supplement calcium unknown")
-    if complete and known < rda:
-        found += alert(
-            AlertKey.CALCIUM_BELOW_RECOMMENDED,
-            f"Total calcium {known:g} mg/day is below the "
-            f"recommended {rda:g} mg/day (diet first, then supplements).",
-            "R-CAL-1",
-        )
-    elif not complete and known < rda:
-        found += not_evaluated("R-CAL-1", "diet or supplement calcium unknown")
-    return found
+    return not_evaluated("R-CAL-2", gaps) if gaps else NOTHING
+
+
+def _calcium_below(f: Facts, known: float, gaps: tuple[str, ...]) -> Findings:
+    """R-CAL-1: total calcium below the RDA for age and sex; a partial total already at the RDA is enough."""
+    if f.age is None or f.sex not in ("F", "M"):
+        who = tuple(p for p, v in ((inputs.AGE, f.age), (inputs.SEX, f.sex)) if v is None)
+        return not_evaluated("R-CAL-1", (*who, *gaps))
+    rda = calcium_rda_mg(f.age, "F" if f.sex == "F" else "M")
+    if known >= rda:
+        return NOTHING
+    if gaps:
+        return not_evaluated("R-CAL-1", gaps)
+    return alert(
+        AlertKey.CALCIUM_BELOW_RECOMMENDED,
+        f"Total calcium {known:g} mg/day is below the "
+        f"recommended {rda:g} mg/day (diet first, then supplements).",
+        "R-CAL-1",
+    )
 
 
 def _supervised(f: Facts) -> Findings:
@@ -99,11 +113,10 @@ def vitamin_d_intake(f: Facts, plan: Plan) -> Findings:
     daily = intake.vitamin_d_iu_day if intake else None
     regimen, found = _regimen_daily(f)
     if daily is None and regimen is None:
-        return (
-            found
-            + not_evaluated("R-VITD-1", "no vitamin D intake")
-            + not_evaluated("R-VITD-2", "no vitamin D intake")
-        )
+        text = intake.vitamin_d_regimen if intake else None
+        gaps = (inputs.VITAMIN_D_INTAKE,) if text else (inputs.VITAMIN_D_INTAKE, inputs.VITAMIN_D_REGIMEN)
+        why = "the regimen could not be read" if text else None
+        return found + not_evaluated("R-VITD-1", gaps, why) + not_evaluated("R-VITD-2", gaps, why)
     average = max(v for v in (daily, regimen) if v is not None)
     if average > VITAMIN_D_UL_IU:
         found += alert(
@@ -113,7 +126,7 @@ def vitamin_d_intake(f: Facts, plan: Plan) -> Findings:
             "R-VITD-2",
         ) + _supervised(f)
     if f.age is None:
-        return found + not_evaluated("R-VITD-1", "no age")
+        return found + not_evaluated("R-VITD-1", (inputs.AGE,))
     if f.age >= 50 and average < VITAMIN_D_MIN_IU_AGE_50:
         found += alert(
             AlertKey.VITAMIN_D_BELOW_RECOMMENDED,
@@ -138,12 +151,29 @@ def _regimen_daily(f: Facts) -> tuple[float | None, Findings]:
     return daily, note(f"Vitamin D regimen {text!r} read as {daily:.0f} IU/day on average.", "R-VITD-2")
 
 
+def red_flags_of(f: Facts) -> list[str]:
+    """R-RF-1 red flags: the given keys, plus a cancer history with new back pain (``history.cancer``)."""
+    symptoms = f.patient.symptoms
+    flags = list(symptoms.red_flags) if symptoms else []
+    cancer = bool(f.patient.history and f.patient.history.cancer)
+    derived = RedFlag.CANCER_HISTORY_WITH_NEW_BACK_PAIN.value
+    if cancer and _new_back_pain(f) and derived not in flags:
+        flags.append(derived)
+    return flags
+
+
+def _new_back_pain(f: Facts) -> bool:
+    """True when ``symptoms.back_pain`` says the pain is new (new, acute, sudden, recent)."""
+    symptoms = f.patient.symptoms
+    back_pain = (symptoms.back_pain or "").strip().lower() if symptoms else ""
+    return back_pain.startswith(("new", "acute", "sudden", "recent"))
+
+
 def red_flags(f: Facts, plan: Plan) -> Findings:
     """R-RF-1: any red flag needs urgent evaluation; unrecognised keys still count and are reported."""
-    symptoms = f.patient.symptoms
-    flags = symptoms.red_flags if symptoms else []
-    if symptoms is None:
-        return not_evaluated("R-RF-1", "no symptoms recorded")
+    flags = red_flags_of(f)
+    if f.patient.symptoms is None:
+        return not_evaluated("R-RF-1", (inputs.SYMPTOMS,))
     if not flags:
         return NOTHING
     known = {r.value for r in RedFlag}
@@ -171,7 +201,9 @@ def height_loss(f: Facts, plan: Plan) -> Findings:
     hl = f.patient.height_loss_cm
     found = NOTHING
     if hl is None or (hl.prospective is None and hl.historical is None):
-        found += not_evaluated("R-RF-2", "no height-loss measurement")
+        found += not_evaluated("R-RF-2", inputs.HEIGHT_LOSS)
+    elif f.sex is None:
+        found += not_evaluated("R-RF-2", (inputs.SEX,), "the height-loss thresholds differ by sex")
     if not reasons:
         return found
     msg = f"Vertebral imaging indicated ({'; '.join(reasons)})."
@@ -200,8 +232,7 @@ def _height_reasons(f: Facts) -> list[str]:
             if (hl.historical is not None and hl.historical > historical)
             else []
         )
-    back_pain = (symptoms.back_pain or "").strip().lower() if symptoms else ""
-    if back_pain.startswith(("new", "acute", "sudden", "recent")):
+    if _new_back_pain(f):
         reasons.append(f"new back pain ({symptoms.back_pain if symptoms else ''})")
     if symptoms and symptoms.posture_change:
         reasons.append("posture change")
@@ -239,7 +270,7 @@ def vertebral_augmentation(f: Facts, plan: Plan) -> Findings:
 
 
 def dxa_needed(f: Facts, plan: Plan) -> Findings:
-    """R-CT-1 (L1 <= 110 HU and no DXA in 2 years) and R-CAT-3 (no DXA at all): recommend a DXA."""
+    """R-CT-1 (L1 <= 110 HU, no DXA in 2 years); no DXA at all: R-CAT-3 at low risk, else the monitoring baseline."""
     dxa = f.patient.dxa
     recent = dxa is not None and within_days(dxa.date, f.today, 730)
     imaging = f.patient.imaging
@@ -251,9 +282,15 @@ def dxa_needed(f: Facts, plan: Plan) -> Findings:
             "specific for osteoporosis) and no DXA in the past 2 years: arrange a DXA.",
             "R-CT-1",
         )
-    if lowest_t(f) is None:
+    if lowest_t(f) is not None:
+        return NOTHING
+    if plan.category.final == LOW:
         return monitor(MonitoringKey.DXA_RECOMMENDED, "No DXA T-score available: measure BMD.", "R-CAT-3")
-    return NOTHING
+    return monitor(
+        MonitoringKey.DXA_RECOMMENDED,
+        "No DXA T-score available: measure BMD as the baseline for treatment monitoring.",
+        "R-MON-DXA-BASELINE",
+    )
 
 
 def genant_note(f: Facts, plan: Plan) -> Findings:
@@ -350,19 +387,43 @@ def monitoring(f: Facts, plan: Plan) -> Findings:
 
 
 def _btm_recheck(f: Facts, plan: Plan) -> Findings:
-    """btm_recheck_3_to_6m: starting or switching therapy now, eGFR >= 30, nothing to correct first."""
-    drugs = [c for c in plan.first_line if c != DrugClass.LIFESTYLE_CALCIUM_VITD]
-    switching = bool(drugs) and drugs[0] not in f.current_classes
-    gfr_ok = f.kidney_gfr is not None and f.kidney_gfr >= 30
-    symptoms = f.patient.symptoms
-    pending = bool(plan.deferred) or bool(symptoms and symptoms.red_flags)
-    if not (switching and gfr_ok) or pending:
+    """btm_recheck_3_to_6m: starting, switching or correcting how therapy is taken; eGFR >= 30; nothing pending.
+
+    eGFR is read as the lower of eGFR and CrCl (R-REN-0). Pending: a deficiency to correct (a deferred class),
+    an urgent work-up (a red flag) or a CKD-MBD work-up (dialysis).
+    """
+    change = _therapy_change(f, plan)
+    if change is None or _pending(f, plan):
+        return NOTHING
+    gfr = f.kidney_gfr
+    if gfr is None:
+        return not_evaluated("R-MON-BTM", inputs.gfr_gaps(f.patient), "the recheck needs eGFR >= 30")
+    if gfr < 30:
         return NOTHING
     return monitor(
         MonitoringKey.BTM_RECHECK_3_TO_6M,
-        "Recheck a bone turnover marker (serum CTX/P1NP or urine NTx) 3-6 months after starting.",
+        f"Recheck a bone turnover marker (serum CTX/P1NP or urine NTx) 3-6 months after {change}.",
         "R-MON-BTM",
     )
+
+
+def _therapy_change(f: Facts, plan: Plan) -> str | None:
+    """What the plan changes now: starting or switching to its preferred drug, or correcting administration."""
+    drugs = [c for c in plan.first_line if c != DrugClass.LIFESTYLE_CALCIUM_VITD]
+    taking = f.current_classes & OSTEOPOROSIS_THERAPY
+    if drugs and drugs[0] not in taking:
+        verb = "switching to" if taking else "starting"
+        return f"{verb} {drugs[0].value.replace('_', ' ')}"
+    oral = f.courses_of(frozenset({DrugClass.ORAL_BISPHOSPHONATE}), current=True)
+    if drugs and drugs[0] == DrugClass.ORAL_BISPHOSPHONATE and any(c.med.administration_issue for c in oral):
+        return "correcting how the oral bisphosphonate is taken"
+    return None
+
+
+def _pending(f: Facts, plan: Plan) -> bool:
+    """True when a correction or a work-up comes before the therapy (no BTM recheck yet)."""
+    dialysis = bool(f.patient.history and f.patient.history.dialysis)
+    return bool(plan.deferred) or bool(red_flags_of(f)) or dialysis
 
 
 def _renal_recheck(f: Facts, plan: Plan) -> Findings:

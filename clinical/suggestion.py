@@ -1,9 +1,10 @@
 """The suggestion: the engine's output as a validated model (``context.md``, section "Suggestion").
 
 :class:`Suggestion` checks, on construction, that every key is in the vocabulary, every cited rule is in the
-registry, and that nothing avoided or deferred is in ``first_line`` (the safety invariant of issue 6). The
-engine builds one and returns ``model_dump(mode="json")``; tests re-validate any output with
-``Suggestion.model_validate``.
+registry, that nothing avoided or deferred is in ``first_line`` (the safety invariant of issue 6), that every
+alert carries the severity of its key (:data:`~clinical.vocabulary.ALERT_SEVERITY`) and that the alerts are in
+severity order (issue 23). The engine builds one and returns ``model_dump(mode="json")``; tests re-validate any
+output with ``Suggestion.model_validate``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from clinical.rules import RULES_BY_ID
 from clinical.vocabulary import (
+    ALERT_SEVERITY,
     DRUGS_BY_CLASS,
     AlertKey,
     Drug,
@@ -22,6 +24,8 @@ from clinical.vocabulary import (
     LifestyleTopic,
     MonitoringKey,
     RiskCategory,
+    Severity,
+    severity_rank,
 )
 from inference.disclaimer import DISCLAIMER
 
@@ -57,11 +61,26 @@ class AvoidItem(_Cited):
     reason: str
 
 
+def _raised_by_rule(key: AlertKey | MonitoringKey, rule_id: str) -> None:
+    """The registry row of ``rule_id`` must list ``key`` among its outputs (the registry is the one source)."""
+    if key not in RULES_BY_ID[rule_id].outputs:
+        raise ValueError(f"rule {rule_id} does not list {key.value} among its outputs")
+
+
 class Alert(_Cited):
-    """An alert: vocabulary key, plain-words message, rule."""
+    """An alert: vocabulary key, its severity, plain-words message, rule."""
 
     key: AlertKey
+    severity: Severity
     message: str
+
+    @model_validator(mode="after")
+    def _severity_of_key(self) -> Alert:
+        """The severity is the one of the key (one source: ``ALERT_SEVERITY``), never chosen per alert."""
+        if self.severity != ALERT_SEVERITY[self.key]:
+            raise ValueError(f"alert {self.key.value} has severity {self.severity.value}, not its own")
+        _raised_by_rule(self.key, self.rule)
+        return self
 
 
 class Monitoring(_Cited):
@@ -70,19 +89,33 @@ class Monitoring(_Cited):
     key: MonitoringKey
     message: str
 
+    @model_validator(mode="after")
+    def _key_of_rule(self) -> Monitoring:
+        """The cited rule lists the key among its outputs."""
+        _raised_by_rule(self.key, self.rule)
+        return self
+
 
 class NotEvaluatedItem(_Out):
-    """A rule that could not run for lack of data."""
+    """A rule that could not run for lack of data: the reason in words and the missing inputs' context paths."""
 
     rule: str
     reason: str
+    missing_inputs: list[str]
+
+    @field_validator("missing_inputs")
+    @classmethod
+    def _names_an_input(cls, value: list[str]) -> list[str]:
+        """A rule is not evaluated only for lack of some input, so at least one is named."""
+        if not value:
+            raise ValueError("a not-evaluated rule must name the missing inputs")
+        return value
 
 
-class NoteItem(_Out):
-    """A remark that changes nothing."""
+class NoteItem(_Cited):
+    """A remark that changes nothing, with the rule it comes from and that rule's source."""
 
     text: str
-    rule: str
 
 
 class LifestyleItem(_Out):
@@ -147,4 +180,7 @@ class Suggestion(_Out):
         unknown = [r for r in self.rules_fired if r not in RULES_BY_ID]
         if unknown:
             raise ValueError(f"unknown rule ids fired: {unknown}")
+        ranks = [severity_rank(a.severity) for a in self.alerts]
+        if ranks != sorted(ranks):
+            raise ValueError("alerts are not in severity order (urgent, caution, info)")
         return self

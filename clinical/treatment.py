@@ -37,6 +37,10 @@ class Plan:
         """True when ``cls`` is in ``first_line``."""
         return cls in self.first_line
 
+    def proposes(self, cls: DrugClass) -> bool:
+        """True when ``cls`` is in ``first_line`` or ``deferred`` (acceptable once a deficiency is corrected)."""
+        return cls in self.first_line or cls in self.deferred
+
 
 def candidates(f: Facts, cat: CategoryResult) -> tuple[tuple[DrugClass, ...], Findings]:
     """First-line candidates for the final category, preferred first, and the rules that chose them."""

@@ -6,7 +6,7 @@ monitoring keys, actions that must never be suggested, and the default model thr
 ``tests/test_clinical_vocabulary.py`` pins these values so that an edit of either side is noticed.
 
 Additions of this project that are *not* in ``vocabulary.json`` are marked as such below (the lifestyle
-topics taken from the source document ``shared/seed/osteoporosis_treatment.txt``).
+topics taken from the source document ``shared/seed/osteoporosis_treatment.txt``, and the alert severities).
 
 Every enum is a ``StrEnum``: members compare equal to, and serialise as, their plain string key.
 """
@@ -155,6 +155,63 @@ class AlertKey(StrEnum):
     VITAMIN_D_BELOW_RECOMMENDED = "vitamin_d_below_recommended"
     VITAMIN_D_DEFICIENCY_CORRECT_FIRST = "vitamin_d_deficiency_correct_first"
     VITAMIN_D_OVER_UPPER_LIMIT = "vitamin_d_over_upper_limit"
+
+
+class Severity(StrEnum):
+    """How soon an alert needs the clinician. PROJECT addition, not in vocabulary.json (issue 23).
+
+    Every consumer (UI, PDF, FHIR) shows alerts in this order: urgent first, then caution, then info.
+    """
+
+    URGENT = "urgent"
+    """Act before any treatment decision (a contraindication, a red flag, an unsafe stop)."""
+    CAUTION = "caution"
+    """Changes or limits the plan (a correction first, a course limit, a review)."""
+    INFO = "info"
+    """Advice that goes with the plan."""
+
+
+SEVERITY_ORDER: Final[tuple[Severity, ...]] = (Severity.URGENT, Severity.CAUTION, Severity.INFO)
+
+
+def severity_rank(severity: Severity) -> int:
+    """Return the position of ``severity`` in ``urgent < caution < info`` (0, 1 or 2): the display order."""
+    return SEVERITY_ORDER.index(severity)
+
+
+_URGENT, _CAUTION, _INFO = Severity.URGENT, Severity.CAUTION, Severity.INFO
+ALERT_SEVERITY: Final = MappingProxyType(
+    {
+        AlertKey.RED_FLAG_URGENT: _URGENT,
+        AlertKey.RENAL_CONTRAINDICATION: _URGENT,
+        AlertKey.ROMOSOZUMAB_CV_CONTRAINDICATION: _URGENT,
+        AlertKey.HYPOCALCAEMIA_CORRECT_FIRST: _URGENT,
+        AlertKey.FRACTURE_ON_THERAPY: _URGENT,
+        AlertKey.DENOSUMAB_NO_STOP: _URGENT,
+        AlertKey.ATYPICAL_FEMUR_FRACTURE_EVALUATE: _URGENT,
+        AlertKey.DENOSUMAB_CKD_HYPOCALCAEMIA_RISK: _URGENT,
+        AlertKey.MODEL_CLINICAL_DISCORDANCE: _CAUTION,
+        AlertKey.VITAMIN_D_DEFICIENCY_CORRECT_FIRST: _CAUTION,
+        AlertKey.CALCIUM_OVER_UPPER_LIMIT: _CAUTION,
+        AlertKey.VITAMIN_D_OVER_UPPER_LIMIT: _CAUTION,
+        AlertKey.PTH_ANALOG_OSTEOSARCOMA_RISK: _CAUTION,
+        AlertKey.CKD_MBD_SPECIALIST_REVIEW: _CAUTION,
+        AlertKey.BTM_INADEQUATE_RESPONSE: _CAUTION,
+        AlertKey.GLUCOCORTICOID_INDUCED_OSTEOPOROSIS: _CAUTION,
+        AlertKey.ROMOSOZUMAB_COURSE_LIMIT: _CAUTION,
+        AlertKey.TERIPARATIDE_COURSE_LIMIT: _CAUTION,
+        AlertKey.ANABOLIC_FOLLOWUP_ANTIRESORPTIVE: _CAUTION,
+        AlertKey.END_DRUG_HOLIDAY: _CAUTION,
+        AlertKey.VERTEBRAL_AUGMENTATION_CONSIDER: _CAUTION,
+        AlertKey.CALCIUM_BELOW_RECOMMENDED: _INFO,
+        AlertKey.DRUG_HOLIDAY_ELIGIBLE: _INFO,
+        AlertKey.FALL_RISK_INTERVENTION: _INFO,
+        AlertKey.ORAL_BP_ADMINISTRATION_RULES: _INFO,
+        AlertKey.VERTEBRAL_IMAGING_INDICATED: _INFO,
+        AlertKey.VITAMIN_D_BELOW_RECOMMENDED: _INFO,
+    }
+)
+"""The severity of every alert key: the one source for the suggestion JSON and every consumer of it."""
 
 
 class MonitoringKey(StrEnum):

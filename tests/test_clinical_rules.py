@@ -639,12 +639,22 @@ CASES: list[Case] = [
     ),
     Case(
         "R-PTH-1",
-        "current course 17 months",
+        "current course 17 months: the limit travels with the drug (R-PROJ-1)",
         {
             **VERY_HIGH,
             "patient.medications": [{"drug": "abaloparatide", "start": "2024-10-02", "stop": None}],
         },
-        no_alert("teriparatide_course_limit"),
+        all_of(
+            has_alert("teriparatide_course_limit", "R-PTH-1"),
+            fired("R-PROJ-1"),
+            lambda o: any("17.0 months used" in a["message"] for a in o["alerts"]),
+        ),
+    ),
+    Case(
+        "R-PTH-1",
+        "high risk, no PTH analog suggested or taken",
+        HIGH,
+        all_of(no_alert("teriparatide_course_limit"), not_fired("R-PROJ-1")),
     ),
     Case(
         "R-PTH-1",

@@ -152,6 +152,21 @@ def avoided(out: dict[str, Any], rule: str | None = None) -> set[str]:
     return {a["item"] for a in out["avoid"] if rule is None or a["rule"] == rule}
 
 
+def given(context: dict[str, Any], path: str) -> bool:
+    """True when the dotted ``path`` of the context holds a value (absent or null is not given)."""
+    node: Any = context
+    for key in path.split("."):
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                return False
+            node = node[int(key)]
+        elif isinstance(node, dict) and node.get(key) is not None:
+            node = node[key]
+        else:
+            return False
+    return True
+
+
 def not_evaluated(out: dict[str, Any]) -> set[str]:
     """Rule ids reported as not evaluated."""
     return {n["rule"] for n in out["not_evaluated"]}
