@@ -9,27 +9,15 @@ from html import escape
 from typing import Any
 
 from clinical.suggestion import Alert
-from clinical.vocabulary import MODEL_P_HIGH, MODEL_P_VERY_HIGH, category_label
+from clinical.vocabulary import ALERT_SEVERITY, MODEL_P_HIGH, MODEL_P_VERY_HIGH, AlertKey, category_label
 from vfrisk.result import Result
 
-URGENT = frozenset({
-    "red_flag_urgent", "renal_contraindication", "romosozumab_cv_contraindication", "hypocalcaemia_correct_first",
-    "fracture_on_therapy", "denosumab_no_stop", "atypical_femur_fracture_evaluate",
-})
-"""Alert keys shown as urgent (red): act before any treatment decision."""
-CAUTION = frozenset({
-    "model_clinical_discordance", "denosumab_ckd_hypocalcaemia_risk", "vitamin_d_deficiency_correct_first",
-    "calcium_over_upper_limit", "vitamin_d_over_upper_limit", "pth_analog_osteosarcoma_risk",
-    "ckd_mbd_specialist_review", "btm_inadequate_response", "glucocorticoid_induced_osteoporosis",
-    "romosozumab_course_limit", "teriparatide_course_limit", "end_drug_holiday", "vertebral_augmentation_consider",
-})
-"""Alert keys shown as cautions (orange); every other alert is information (blue)."""
 COLOURS = {"urgent": "#c1121f", "caution": "#e76f51", "info": "#1d70b8"}
 
 
 def severity(key: str) -> str:
-    """``urgent``, ``caution`` or ``info`` for an alert key."""
-    return "urgent" if key in URGENT else "caution" if key in CAUTION else "info"
+    """``urgent``, ``caution`` or ``info`` for an alert key (the vocabulary's :data:`ALERT_SEVERITY`)."""
+    return ALERT_SEVERITY[AlertKey(key)].value
 
 
 def pct(p: float) -> str:
@@ -73,7 +61,7 @@ def _section(title: str, rows: list[str]) -> str:
 
 
 def _alert(a: Alert) -> str:
-    level = severity(a.key.value)
+    level = a.severity.value
     colour = COLOURS[level]
     return (f'<span class="vf-alert vf-{level}" style="border-left:4px solid {colour};padding-left:6px;'
             f'display:inline-block"><b style="color:{colour}">{level.upper()}</b> '
