@@ -340,11 +340,11 @@ def osteoporosis_diagnosis(f: Facts, plan: Plan) -> Findings:
     treated = bool(f.courses_of(OSTEOPOROSIS_THERAPY))
     if t is None or not (t <= -2.5 or treated):
         return NOTHING
-    text = (
-        f"Osteoporosis diagnosed by T <= -2.5 persists even if the T-score improves (current lowest T {t}); "
-        "the risk category is recomputed from current values."
-    )
-    return note(text, "R-CAT-DX")
+    if t <= -2.5:
+        text = f"Osteoporosis by T-score (lowest T {t} <= -2.5): the diagnosis persists even if the T-score improves"
+    else:
+        text = f"On osteoporosis therapy, lowest T now {t}: an osteoporosis diagnosed earlier by T <= -2.5 persists"
+    return note(text + "; the risk category is recomputed from current values.", "R-CAT-DX")
 
 
 FOLLOW_UP_RULES: tuple[FollowUpRule, ...] = (

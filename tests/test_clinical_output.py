@@ -89,6 +89,16 @@ def test_the_r_cat_dx_note_names_its_source() -> None:
     assert note["source"] == "AACE2020 [V guidelinecentral 41073]; ASBMR2016 [V]"
 
 
+def test_the_r_cat_dx_note_claims_a_t_score_diagnosis_only_when_the_t_score_shows_it() -> None:
+    def note(changes: dict[str, Any]) -> dict[str, Any]:
+        return next(n for n in run(changes)["notes"] if n["rule"] == "R-CAT-DX")
+
+    low_t = note({"patient.dxa.t_total_hip": -2.6})
+    treated = note({"patient.medications": [med("alendronate", 400)]})
+    assert low_t["text"].startswith("Osteoporosis by T-score (lowest T -2.6 <= -2.5)")
+    assert treated["text"].startswith("On osteoporosis therapy, lowest T now -1.5: an osteoporosis diagnosed earlier")
+
+
 def test_one_renal_alert_per_rule_names_each_excluded_drug() -> None:
     out = run({**HIGH, "patient.labs.crcl_cockcroft_gault_ml_min": 25})
     renal = {a["rule"]: a["message"] for a in out["alerts"] if a["key"] == "renal_contraindication"}
