@@ -104,7 +104,7 @@ def test_suggestion_html_is_escaped_and_cited() -> None:
 def test_alert_severity() -> None:
     assert severity("red_flag_urgent") == "urgent"
     assert severity("model_clinical_discordance") == "caution"
-    assert severity("anabolic_followup_antiresorptive") == "caution"  # the vocabulary decides (issue 23)
+    assert severity("anabolic_followup_antiresorptive") == "info"  # the vocabulary decides (issue 23)
 
 
 def test_lab_label_from_card() -> None:
