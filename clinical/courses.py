@@ -85,9 +85,16 @@ def pth_course_limit(f: Facts, plan: Plan) -> Findings:
     if not (plan.proposes(D.PTH_ANALOG) or usage.courses):
         return NOTHING
     own = usage.amount >= PTH_WARN_MONTHS or usage.prior_course or bool(usage.undated)
-    found = alert(AlertKey.TERIPARATIDE_COURSE_LIMIT, _pth_message(usage), "R-PTH-1")
+    return _limit_alert(AlertKey.TERIPARATIDE_COURSE_LIMIT, _pth_message(usage), "R-PTH-1", usage, own,
+                        "the months used are unknown")
+
+
+def _limit_alert(key: AlertKey, message: str, rule: str, usage: Usage, own: bool, unknown: str) -> Findings:
+    """A course-limit alert, the undated courses as not evaluated, and R-PROJ-1 cited when the alert is there
+    only because of the project decision (not the rule's own condition)."""
+    found = alert(key, message, rule)
     if usage.undated:
-        found += not_evaluated("R-PTH-1", usage.undated, "the months used are unknown")
+        found += not_evaluated(rule, usage.undated, unknown)
     return found if own else found + Findings(fired=(DECISION,))
 
 
@@ -110,11 +117,9 @@ def romosozumab_course_limit(f: Facts, plan: Plan) -> Findings:
     current = any(c.current for c in usage.courses)
     if not (plan.proposes(D.ROMOSOZUMAB) or usage.courses):
         return NOTHING
-    found = alert(AlertKey.ROMOSOZUMAB_COURSE_LIMIT, _romosozumab_message(usage), "R-ROMO-3")
-    if usage.undated:
-        found += not_evaluated("R-ROMO-3", usage.undated, "the doses given are unknown")
     own = plan.suggests(D.ROMOSOZUMAB) or current
-    return found if own else found + Findings(fired=(DECISION,))
+    return _limit_alert(AlertKey.ROMOSOZUMAB_COURSE_LIMIT, _romosozumab_message(usage), "R-ROMO-3", usage, own,
+                        "the doses given are unknown")
 
 
 def _romosozumab_message(usage: Usage) -> str:

@@ -17,9 +17,6 @@ MIN_LEVELS = 4
 PRESENT = 0.5
 
 
-__all__ = ["LEVEL_PITCH_MM", "Measured", "Vertebra", "genant_grade"]
-
-
 @dataclass(frozen=True)
 class Measured:
     """The transparent cross-check of one level (:mod:`inference.measure`): trabecular HU in an elliptical ROI

@@ -220,8 +220,8 @@ def test_a_patient_on_denosumab_keeps_it_or_a_planned_transition() -> None:
             assert "denosumab_no_stop" in alert_keys(out)
             counts["low risk"] += out["risk_category"] == "low"
 
-    counts = run_property(check)
-    assert counts["on denosumab"] >= 25 and counts["low risk"] >= 12, counts
+    counts = run_property(check, examples=2 * EXAMPLES)  # Hypothesis draws constants from every imported project
+    assert counts["on denosumab"] >= 25 and counts["low risk"] >= 12, counts  # module: margin for other imports
 
 
 def _btm_conditions(ctx: Ctx, out: Out) -> str | None:
