@@ -120,7 +120,7 @@ def evaluate_bundle(model: Path | None, cohort: Path, out: Path, workers: int = 
              "interval": np.array([p.interval for p in main])} | level_arrays(main)
     y = np.array([int(row["fracture_6m"]) for row, _ in kept])
     metrics = evaluate_predictions(y, preds, [truth.get(row["study"], {}) for row, _ in kept], n_boot, seed=0)
-    refused = {r.study: r.refusal for r in results if r.refusal}
+    refused = {f"row {i + 2}: {r.study}": r.refusal for i, r in enumerate(results) if r.refusal}  # CSV line
     metrics |= {"model": main[0].model.to_json(), "cohort": cohort.name, "total": len(rows), "scored": len(kept),
                 "refused": len(refused), "refusals_by_reason": dict(Counter(v.split(":", 1)[0]
                                                                             for v in refused.values())),
