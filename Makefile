@@ -49,18 +49,43 @@ system-deps:
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
-## default-model: reproduce the bundled default model (synthetic cohort -> train -> export -> evaluate)
+## default-model: reproduce the bundled default model, in stages that resume (make re-runs only the stages whose
+## output is missing or older than their input; an interrupted synth or cache stage goes on where it stopped)
 COHORTS ?= cohorts
+VF       := $(VENV)/bin/vfrisk
+CONFIG   := training/configs/default.toml
+TRAIN_SET := $(COHORTS)/train-fov
+TEST_SET  := $(COHORTS)/test-fov
+RUN      := $(COHORTS)/run-default
 BASELINES = --compare $(COHORTS)/base_labs --compare $(COHORTS)/base_image
-default-model: setup
-	$(VENV)/bin/vfrisk synth --out $(COHORTS)/train --n 2000 --seed 1000 --matrix 160 --no-extras
-	$(VENV)/bin/vfrisk train --cohort $(COHORTS)/train --out $(COHORTS)/run-default --config training/configs/default.toml
-	$(VENV)/bin/vfrisk export --run $(COHORTS)/run-default --out models/default
-	$(VENV)/bin/vfrisk export --run $(COHORTS)/run-default --out $(COHORTS)/base_labs --variant labs_only
-	$(VENV)/bin/vfrisk export --run $(COHORTS)/run-default --out $(COHORTS)/base_image --variant image_only
-	$(VENV)/bin/vfrisk synth --out $(COHORTS)/test --n 1000 --seed 2000 --matrix 160
-	$(VENV)/bin/vfrisk evaluate --model models/default --cohort $(COHORTS)/test --out $(COHORTS)/eval-test $(BASELINES)
-	$(VENV)/bin/vfrisk synth --out $(COHORTS)/test-wide --n 600 --seed 3000 --matrix 160 --wide
-	$(VENV)/bin/vfrisk evaluate --model models/default --cohort $(COHORTS)/test-wide --out $(COHORTS)/eval-wide $(BASELINES)
-	$(VENV)/bin/vfrisk synth --out $(COHORTS)/test-large --n 3000 --seed 4000 --matrix 160 --no-extras
-	$(VENV)/bin/vfrisk evaluate --model models/default --cohort $(COHORTS)/test-large --out $(COHORTS)/eval-large $(BASELINES)
+default-model: setup models/default/model.json $(COHORTS)/eval-test-fov/metrics.json $(COHORTS)/fov-check.json \
+	$(COHORTS)/eval-test/metrics.json
+
+# 1. the training cohort: every kind of field of view, transitional spines (seed 1100)
+$(TRAIN_SET)/cohort.json:
+	$(VF) synth --out $(TRAIN_SET) --n 1000 --seed 1100 --matrix 160 --no-extras --fov mixed
+# 2. decode every study into the training cache (study by study), then delete the cohort's DICOM files
+$(TRAIN_SET)/.pruned: $(TRAIN_SET)/cohort.json
+	$(VF) train --cohort $(TRAIN_SET) --out $(RUN) --config $(CONFIG) --cache-only
+	$(PY) -m training.prune --cohort $(TRAIN_SET)
+	touch $@
+# 3. train on the cache (a killed training restarts this stage only)
+$(RUN)/checkpoint.pt: $(TRAIN_SET)/.pruned $(CONFIG)
+	$(VF) train --cohort $(TRAIN_SET) --out $(RUN) --config $(CONFIG)
+# 4. export the model and the two baselines fitted on the same split
+models/default/model.json: $(RUN)/checkpoint.pt
+	$(VF) export --run $(RUN) --out models/default
+	$(VF) export --run $(RUN) --out $(COHORTS)/base_labs --variant labs_only
+	$(VF) export --run $(RUN) --out $(COHORTS)/base_image --variant image_only
+# 5. the test cohort (a seed never used in training; every kind of field of view), its evaluation through the
+#    product pipeline and the per-field-of-view check; the standard whole-spine cohort beside it
+$(TEST_SET)/cohort.json:
+	$(VF) synth --out $(TEST_SET) --n 500 --seed 2100 --matrix 160 --fov mixed
+$(COHORTS)/eval-test-fov/metrics.json: models/default/model.json $(TEST_SET)/cohort.json
+	$(VF) evaluate --model models/default --cohort $(TEST_SET) --out $(COHORTS)/eval-test-fov $(BASELINES)
+$(COHORTS)/fov-check.json: models/default/model.json $(TEST_SET)/cohort.json
+	$(PY) -m training.fov_check --cohort $(TEST_SET) --out $@
+$(COHORTS)/test/cohort.json:
+	$(VF) synth --out $(COHORTS)/test --n 500 --seed 2000 --matrix 160
+$(COHORTS)/eval-test/metrics.json: models/default/model.json $(COHORTS)/test/cohort.json
+	$(VF) evaluate --model models/default --cohort $(COHORTS)/test --out $(COHORTS)/eval-test $(BASELINES)

@@ -247,7 +247,8 @@ def build_demo(engine: Any = None, config: AppConfig | None = None, service: Ser
                 index = gr.Slider(0, 1, value=0, step=1, label="Slice", elem_id="vf-slice")
         probability = gr.Markdown(elem_id="vf-probability")
         with gr.Row():
-            levels = gr.Dataframe(headers=["level", "found", "Genant grade", "height ratio", "trabecular HU"],
+            levels = gr.Dataframe(headers=["level", "found", "name confidence", "Genant grade", "height ratio",
+                                           "trabecular HU"],
                                   label="Vertebral levels", interactive=False, elem_id="vf-levels")
             drivers = gr.Dataframe(headers=["level", "contribution", "why"], interactive=False,
                                    label="What drove the prediction (image findings, strongest first)")

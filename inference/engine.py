@@ -21,7 +21,9 @@ from inference.result import InputFacts, ModelIdentity, Prediction
 from inference.study import Study
 
 log = logging.getLogger("vfrisk.engine")
-OUTPUTS = ("probability", "interval", "level_presence", "level_z_mm", "level_hu", "level_height_ratio")
+OUTPUTS = ("probability", "interval", "level_presence", "level_z_mm", "level_hu", "level_height_ratio",
+           "name_probs", "hu_profile", "ratio_profile", "profile_step_mm")
+"""The graph's outputs (``models.full.OUTPUT_NAMES``; the bundle's card documents them)."""
 
 
 class Engine:
@@ -64,21 +66,18 @@ class Engine:
         return crop, out
 
     def predict(self, study: Study, labs: Labs, crop: Crop | None = None) -> Prediction:
-        """Score one study: probability, interval, findings (level check and measurement), identity, hashes and
-        warnings; ``spine_not_covered`` when too few levels are found."""
+        """Score one study: probability, interval, the bodies found with their names and how sure they are,
+        the transparent measurement, identity, hashes and warnings; ``spine_not_covered`` when fewer than two
+        whole bodies of T10-L5 are found."""
         t0 = time.perf_counter()
         crop, out = self.locate(study, labs, crop)
-        from inference.levels import checked_levels, column_centre  # scipy: imported when a study is scored
-
-        centre_rc = column_centre(study)  # found once for the level check and the measurement
-
-        located = level_findings(self.spec.levels, out, crop, study)
-        vertebrae, moved, partial = checked_levels(study, located, centre_rc)
-        withdrawn = {v.level for v in located if v.present} - {v.level for v in vertebrae if v.present}
-        explained = withdrawn | {p.level for p in partial}
-        warnings = (list(study.warnings) + coverage(vertebrae, explained, found_levels(self.spec.levels, out))
-                    + moved + [p.warning() for p in partial])
-        measured = transparent_measurements(study, vertebrae, centre_rc)
+        vertebrae, naming = level_findings(self.spec.levels, out, crop, study)
+        named = [v.level for v in vertebrae if v.present]
+        warnings = list(study.warnings) + coverage(vertebrae) + naming.warnings(named)
+        unsure = [v.level for v in vertebrae if v.present and v.name_uncertain]
+        if unsure and naming.anchors:
+            warnings.append(f"names uncertain: {', '.join(unsure)}")
+        measured = transparent_measurements(study, [v for v in vertebrae if v.level != "S1"])
         prediction = Prediction(
             probability=round(float(out["probability"]), 4),
             interval=(round(float(out["interval"][0]), 4), round(float(out["interval"][1]), 4)),
@@ -91,9 +90,20 @@ class Engine:
             labs=labs,
             vertebrae=tuple(replace(v, measured=measured.get(v.level)) for v in vertebrae),
             warnings=tuple(warnings),
+            anchors=naming.anchors,
+            transitional=naming.transitional,
         )
         log.info("scored series %s in %.3f s", study.series_instance_uid, time.perf_counter() - t0)
         return prediction
+
+
+def column_centre(study: Study) -> tuple[int, int]:
+    """In-plane (row, column) of the vertebral column (:func:`inference.crop.spine_center` with the default
+    spec), the reference of the transparent measurement."""
+    from inference.crop import spine_center
+    from inference.spec import PreprocessSpec
+
+    return spine_center(study.volume, study.spacing_mm, PreprocessSpec())
 
 
 def transparent_measurements(study: Study, vertebrae: list[Vertebra],

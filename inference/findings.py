@@ -1,19 +1,36 @@
-"""Per-vertebra findings from the model outputs, in patient coordinates, and the coverage policy."""
+"""Per-vertebra findings from the model outputs, in patient coordinates: bodies found, their names and how sure
+the names are, and the coverage rule.
+
+The graph outputs, per 4 mm position along the crop, the probability of each name class (the spec's levels,
+``other`` vertebra, ``none``). A body is a peak of 1 - P(none) (:func:`find_bodies`), found whatever its name;
+its name is the most probable level there and its name confidence that probability among the bodies' classes.
+Names are trusted only where an anchor of the numbering is in view (the sacrum, or the last rib-bearing vertebra
+with the first lumbar under it): otherwise every name is marked uncertain, and the result says so. Nothing
+shifts the numbering after the model: a name that repeats or breaks the order is marked uncertain, not moved.
+"""
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
 from inference.crop import Crop
 from inference.errors import InputError
+from inference.spec import COUNTED_LEVELS, LEVELS, OTHER
 from inference.study import Study
 from inference.thresholds import LEVEL_PITCH_MM, genant_grade
 
-MIN_LEVELS = 4
-"""Fewest levels (of T11-L5) that must be found for a study to be scored."""
+MIN_BODIES = 2
+"""Fewest whole vertebral bodies of T10-L5 (or an L6) that must be found for a study to be scored."""
+BODY_MIN = 0.5
+"""Least 1 - P(none) at a peak for a body to be found."""
+SEPARATION_MM = 14.0
+"""Peaks closer than this are one body (the stronger kept)."""
+SURE = 0.9
+"""Name confidence at or above which a name (with an anchor in view) is reported as sure."""
+ANCHOR_MIN = 0.5
+"""Name confidence of an S1, or of a T12 above an L1, for it to anchor the numbering."""
 PRESENT = 0.5
 
 
@@ -49,49 +66,211 @@ class Vertebra:
     """Patient (LPS) z of the level centre."""
     measured: Measured | None = None
     """The transparent measurement of the level, when it was measured."""
+    name_confidence: float | None = None
+    """How sure the name is (0-1): the model's probability of this name for the body found."""
+    name_uncertain: bool = False
+    """The name is not sure: confidence below :data:`SURE`, no anchor of the numbering in view, or a name that
+    repeats or breaks the order of the bodies found."""
+
+    def name_label(self) -> str:
+        """The name as shown to users: ``L2``, or ``L2? (0.62)`` when the name is uncertain."""
+        if not self.name_uncertain:
+            return self.level
+        return f"{self.level}?" + (f" ({self.name_confidence:.2f})" if self.name_confidence is not None else "")
 
     def to_json(self) -> dict[str, object]:
         """Result-JSON form (``measured`` only when the level was measured)."""
         out: dict[str, object] = {"level": self.level, "present": self.present, "genant_grade": self.genant_grade,
                                   "height_ratio": self.height_ratio, "trabecular_hu": self.trabecular_hu,
-                                  "z_mm": self.z_mm}
+                                  "z_mm": self.z_mm, "name_confidence": self.name_confidence,
+                                  "name_uncertain": self.name_uncertain}
         if self.measured is not None:
             out["measured"] = self.measured.to_json()
         return out
 
 
-def level_findings(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop,
-                   study: Study) -> list[Vertebra]:
-    """Map the graph's per-level outputs (one study) to patient coordinates."""
+@dataclass(frozen=True)
+class Body:
+    """A vertebral body found on the profile: where, how strongly, and its name."""
+
+    z_mm: float
+    """Centre, mm from the crop's first slice."""
+    strength: float
+    """1 - P(none) at the peak."""
+    name: str
+    """The most probable class among the levels and ``other``."""
+    confidence: float
+    """Probability of ``name`` among the body classes."""
+    hu: float
+    ratio: float
+    probs: dict[str, float]
+    """Probability of every body class (levels and ``other``) given that a body is there."""
+
+
+def find_bodies(outputs: dict[str, np.ndarray], classes: tuple[str, ...]) -> list[Body]:
+    """The bodies of one study's profile outputs (``name_probs`` (C, Z), ``hu_profile``, ``ratio_profile``,
+    ``profile_step_mm``), superior first: peaks of 1 - P(none) of at least :data:`BODY_MIN`, one per
+    :data:`SEPARATION_MM`, the centre refined by a parabola through the peak and its neighbours."""
+    probs = np.asarray(outputs["name_probs"], dtype=np.float64)
+    step = float(outputs["profile_step_mm"])
+    body = 1.0 - probs[-1]
+    n = body.size
+    peaks = [i for i in range(n) if body[i] >= BODY_MIN
+             and (i == 0 or body[i] >= body[i - 1]) and (i == n - 1 or body[i] > body[i + 1])]
+    kept: list[int] = []
+    for i in sorted(peaks, key=lambda k: -body[k]):
+        if all(abs(i - k) * step >= SEPARATION_MM for k in kept):
+            kept.append(i)
     out = []
+    for i in kept:
+        off = 0.0
+        if 0 < i < n - 1:
+            den = body[i - 1] - 2 * body[i] + body[i + 1]
+            off = float(np.clip(0.5 * (body[i - 1] - body[i + 1]) / den, -0.5, 0.5)) if den < 0 else 0.0
+        q = probs[:-1, i] / max(body[i], 1e-9)
+        k = int(np.argmax(q))
+        out.append(Body(z_mm=(i + 0.5 + off) * step, strength=float(body[i]), name=classes[k],
+                        confidence=float(q[k]), hu=float(outputs["hu_profile"][i]),
+                        ratio=float(outputs["ratio_profile"][i]),
+                        probs={c: float(v) for c, v in zip(classes, q, strict=True)}))
+    return sorted(out, key=lambda b: -b.z_mm)
+
+
+@dataclass(frozen=True)
+class Naming:
+    """The names of the bodies found and what they say about the numbering."""
+
+    names: tuple[str, ...]
+    """One per body (superior first): a level, or ``other``."""
+    confidence: tuple[float, ...]
+    """The model's probability of each body's name."""
+    consistent: tuple[bool, ...]
+    """Whether each name is the body's own most probable one (False: the order of the bodies chose it)."""
+    anchors: tuple[str, ...]
+    """Anchors of the numbering in view: ``sacrum``, ``last rib``."""
+    transitional: str | None
+    """``six lumbar vertebrae`` / ``four lumbar vertebrae`` where both anchors show it; else None."""
+
+    def warnings(self, named: list[str]) -> list[str]:
+        """Result warnings about the names."""
+        out = []
+        if named and not self.anchors:
+            out.append("no anchor of the numbering (sacrum, last rib-bearing vertebra) in view: the names of the "
+                       f"bodies found ({', '.join(named)}) are uncertain")
+        if self.transitional:
+            out.append(f"transitional anatomy: {self.transitional} (numbered from the last rib-bearing vertebra "
+                       "and the sacrum)")
+        return out
+
+
+def name_bodies(bodies: list[Body], levels: tuple[str, ...] = LEVELS) -> Naming:
+    """Name the bodies found (superior first) in one consistent order: each level at most once and levels in
+    their anatomical order, ``other`` only above the first or below the last level, choosing the assignment of
+    highest joint probability (a dynamic programme over the bodies). A body whose own most probable name does
+    not fit the order is named by the order and marked so; no name is moved after the model."""
+    n, k = len(bodies), len(levels)
+    if n == 0:
+        return Naming((), (), (), (), None)
+    # states: 0 = other above, 1..k = level index + 1, k + 1 = other below
+    logp = np.full((n, k + 2), -np.inf)
+    for i, b in enumerate(bodies):
+        for j, lv in enumerate(levels):
+            logp[i, j + 1] = np.log(max(b.probs.get(lv, 0.0), 1e-12))
+        logp[i, 0] = logp[i, k + 1] = np.log(max(b.probs.get(OTHER, 0.0), 1e-12))
+    states = _best_order(logp)
+    names = tuple(OTHER if s in (0, k + 1) else levels[s - 1] for s in states)
+    conf = tuple(float(b.probs.get(nm, 0.0)) for b, nm in zip(bodies, names, strict=True))
+    own = tuple(b.name == nm for b, nm in zip(bodies, names, strict=True))
+    anchors, transitional = _anchors(names, conf)
+    return Naming(names, conf, own, anchors, transitional)
+
+
+def _best_order(logp: np.ndarray) -> list[int]:
+    """The state sequence of highest total log-probability (states: 0 other above, 1..k levels in order,
+    k + 1 other below; levels strictly increasing)."""
+    n, m = logp.shape
+    score = np.full((n, m), -np.inf)
+    back = np.zeros((n, m), dtype=int)
+    score[0] = logp[0]
+    for i in range(1, n):
+        for s in range(m):
+            prev = [0] if s == 0 else list(range(m)) if s == m - 1 else list(range(s))
+            best = max(prev, key=lambda t: score[i - 1, t])
+            score[i, s] = score[i - 1, best] + logp[i, s]
+            back[i, s] = best
+    states = [int(np.argmax(score[-1]))]
+    for i in range(n - 1, 0, -1):
+        states.append(int(back[i, states[-1]]))
+    return states[::-1]
+
+
+def _anchors(names: tuple[str, ...], conf: tuple[float, ...]) -> tuple[tuple[str, ...], str | None]:
+    """Anchors in view (an S1; a T12 with an L1) and the transitional anatomy both anchors show."""
+    sure = {nm for nm, c in zip(names, conf, strict=True) if c >= ANCHOR_MIN}
+    anchors = tuple(a for a, ok in (("sacrum", "S1" in sure), ("last rib", {"T12", "L1"} <= sure)) if ok)
+    transitional = None
+    if len(anchors) == 2:
+        if "L6" in sure:
+            transitional = "six lumbar vertebrae"
+        elif "L4" in sure and "L5" not in names:
+            transitional = "four lumbar vertebrae"
+    return anchors, transitional
+
+
+def level_findings(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop,
+                   study: Study) -> tuple[list[Vertebra], Naming]:
+    """The levels of the spec as reported: each body found under its name (:func:`name_bodies`), in patient
+    coordinates, with its name confidence and whether the name is uncertain; levels not found listed as not
+    present (L6 only when found); S1 without findings."""
+    bodies = find_bodies(outputs, (*levels, OTHER))
+    naming = name_bodies(bodies, levels)
+    at = {nm: i for i, nm in enumerate(naming.names) if nm != OTHER}
     rows = (crop.start_index[1] + crop.image.shape[1] / 2.0, crop.start_index[2] + crop.image.shape[2] / 2.0)
-    for i, level in enumerate(levels):
-        present = bool(outputs["level_presence"][i] > PRESENT)
-        k = crop.start_index[0] + float(outputs["level_z_mm"][i]) / crop.spacing_mm[0] - 0.5
+    out = []
+    for level in levels:
+        if level not in at:
+            if level != "L6":
+                out.append(Vertebra(level, False, None, None, None, None))
+            continue
+        i = at[level]
+        b, conf = bodies[i], naming.confidence[i]
+        k = crop.start_index[0] + b.z_mm / crop.spacing_mm[0] - 0.5
         lps = study.affine @ np.array([k, rows[0], rows[1], 1.0])
-        ratio = float(outputs["level_height_ratio"][i])
+        uncertain = conf < SURE or not naming.anchors or not naming.consistent[i]
+        body = level != "S1"
         out.append(Vertebra(
-            level=level, present=present,
-            genant_grade=genant_grade(ratio) if present else None,
-            height_ratio=round(ratio, 3) if present else None,
-            trabecular_hu=round(float(outputs["level_hu"][i]), 1) if present else None,
-            z_mm=round(float(lps[2]), 1) if present else None,
+            level=level, present=True,
+            genant_grade=genant_grade(b.ratio) if body else None,
+            height_ratio=round(b.ratio, 3) if body else None,
+            trabecular_hu=round(b.hu, 1) if body else None,
+            z_mm=round(float(lps[2]), 1), name_confidence=round(conf, 3), name_uncertain=uncertain,
         ))
-    return out
+    return out, naming
+
+
+def counted_levels(vertebrae: list[Vertebra] | tuple[Vertebra, ...]) -> list[str]:
+    """The found levels the coverage rule counts (T10-L5 and an L6)."""
+    return [v.level for v in vertebrae if v.present and v.level in COUNTED_LEVELS]
+
+
+def found_levels(levels: tuple[str, ...], outputs: dict[str, np.ndarray]) -> list[str]:
+    """The counted levels (T10-L6) of the bodies found on one study's outputs: what ``vfrisk predict`` and
+    ``vfrisk score`` compare crops by and apply the coverage rule to."""
+    bodies = find_bodies(outputs, (*levels, OTHER))
+    return sorted({b.name for b in bodies if b.name in COUNTED_LEVELS}, key=levels.index)
 
 
 def spine_midpoint_index(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop) -> float | None:
-    """Slice index where the T11-L5 midpoint should be, estimated from the levels found in ``crop``.
+    """Slice index where the midpoint of ``levels`` should be, estimated from the bodies found in ``crop``.
 
     Used to re-centre the crop along z when a long scan (chest-abdomen-pelvis) puts part of the spine outside
     the first crop. None when nothing was found.
     """
-    present = outputs["level_presence"] > PRESENT
-    if not present.any():
+    bodies = [b for b in find_bodies(outputs, (*levels, OTHER)) if b.name in levels]
+    if not bodies:
         return None
     mid = (len(levels) - 1) / 2.0
-    estimates = [float(outputs["level_z_mm"][i]) - (mid - i) * LEVEL_PITCH_MM
-                 for i in range(len(levels)) if present[i]]
+    estimates = [b.z_mm - (mid - levels.index(b.name)) * LEVEL_PITCH_MM for b in bodies]
     return crop.start_index[0] + float(np.mean(estimates)) / crop.spacing_mm[0] - 0.5
 
 
@@ -100,10 +279,10 @@ RECENTRE_MIN_MM = 20.0
 
 
 def recentre_target(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop) -> float | None:
-    """Slice index to centre a second crop on when ``crop`` missed some of ``levels`` and the spine it found lies
-    at least ``RECENTRE_MIN_MM`` from its centre; None to keep ``crop``. The one rule of ``vfrisk predict``
-    (:meth:`inference.engine.Engine.locate`) and ``vfrisk score``."""
-    if int((outputs["level_presence"] > PRESENT).sum()) == len(levels):
+    """Slice index to centre a second crop on when ``crop`` missed some of the counted levels and the spine it
+    found lies at least ``RECENTRE_MIN_MM`` from its centre; None to keep ``crop``. The one rule of
+    ``vfrisk predict`` (:meth:`inference.engine.Engine.locate`) and ``vfrisk score``."""
+    if len(found_levels(levels, outputs)) >= len([lv for lv in COUNTED_LEVELS if lv != "L6"]):
         return None
     target = spine_midpoint_index(levels, outputs, crop)
     current = crop.start_index[0] + (crop.image.shape[0] - 1) / 2.0
@@ -112,81 +291,20 @@ def recentre_target(levels: tuple[str, ...], outputs: dict[str, np.ndarray], cro
     return target
 
 
-def coverage(vertebrae: list[Vertebra], explained: set[str] | frozenset[str] = frozenset(),
-             counted: list[str] | None = None) -> list[str]:
-    """Refuse a scan that does not show the thoracolumbar spine; return warnings for missing levels (those in
-    ``explained``, partly in the scan or withdrawn by the level check, get their own warning from
-    :mod:`inference.levels`).
-
-    ``counted`` (default: the levels present) are the levels the refusal counts: ``vfrisk predict`` passes
-    :func:`found_levels`, what ``vfrisk score`` counts too, so that the image-based level check (which the batch
-    does not run) never turns a scored study into a refused one."""
-    require_levels(counted if counted is not None else [v.level for v in vertebrae if v.present])
-    missing = [v.level for v in vertebrae if not v.present and v.level not in explained]
-    return [f"levels not in the scan: {', '.join(missing)}; scored on the levels found"] if missing else []
+def coverage(vertebrae: list[Vertebra]) -> list[str]:
+    """Refuse a scan showing fewer than :data:`MIN_BODIES` whole bodies of T10-L5; return the warning naming
+    the levels of T10-L5 not seen."""
+    require_levels(counted_levels(vertebrae))
+    missing = [v.level for v in vertebrae if not v.present and v.level in COUNTED_LEVELS and v.level != "L6"]
+    return [f"levels not seen: {', '.join(missing)}; scored on the levels found, with an interval widened for "
+            "what is missing"] if missing else []
 
 
 def require_levels(found: list[str]) -> None:
     """The coverage rule of ``vfrisk predict`` and ``vfrisk score``: refuse (``spine_not_covered``, naming the
-    levels found) a scan in which fewer than ``MIN_LEVELS`` levels were found."""
-    if len(found) < MIN_LEVELS:
+    levels found) a scan in which fewer than :data:`MIN_BODIES` whole bodies of T10-L5 were found."""
+    if len(found) < MIN_BODIES:
         listed = ", ".join(found) if found else "none"
         raise InputError("spine_not_covered",
-                         f"the thoracolumbar spine (T11-L5) is not covered: levels found: {listed}")
-
-
-CROWDED_PITCH = 0.6
-"""Adjacent levels found less than this many pitches apart (per index step) cannot both be bodies of their own."""
-
-
-@dataclass(frozen=True)
-class Crowded:
-    """A level withdrawn because the model put two adjacent levels too close together (or in the wrong order)."""
-
-    level: str
-    pair: tuple[str, str]
-    gap_mm: float
-    expected_mm: float
-
-    def warning(self) -> str:
-        """The one-line warning of the result."""
-        return (f"{self.level}: withdrawn from the findings: the model put {self.pair[0]} and {self.pair[1]} "
-                f"{self.gap_mm:.0f} mm apart where its neighbouring levels imply about {self.expected_mm:.0f} mm, "
-                f"as it does where a scan's edge cuts the spine (the probability is the model's)")
-
-
-def crowded_levels(levels: list[tuple[str, int, float]]) -> list[Crowded]:
-    """Levels the model put too close to (or beyond) their neighbour to be bodies of their own.
-
-    ``levels`` is ``(name, index, z_mm)`` of the levels found. Where a scan's edge cuts the spine away from the
-    anatomy the model anchors on (the sacrum below, the lower thoracic spine above), it can squeeze the levels
-    beyond the edge onto the last bodies in the scan (phantoms cut at L4: L4 put on L3 and L5 on L4; cut
-    through T11: T11 put on T12). Two adjacent levels found (``k`` indices apart) are inconsistent when they
-    lie less than ``CROWDED_PITCH * k`` pitches apart along z (or in the wrong order), the pitch being the
-    median distance per index step of the neighbouring pairs (the one above and the one below; at least three
-    pairs in all, since the pitch grows down the spine). Of an inconsistent pair, the side with fewer levels
-    up to its end of the spine is withdrawn.
-    """
-    ordered = sorted(levels, key=lambda t: t[1])
-    pairs = list(itertools.pairwise(ordered))
-    if len(pairs) < 3:
-        return []
-    step = [(a[2] - b[2]) / (b[1] - a[1]) for a, b in pairs]  # LPS z runs up: superior levels have larger z
-    out: dict[str, Crowded] = {}
-    for n, (a, b) in enumerate(pairs):
-        pitch = float(np.median([step[m] for m in (n - 1, n + 1) if 0 <= m < len(pairs)]))
-        if pitch <= 0 or step[n] >= CROWDED_PITCH * pitch:
-            continue
-        above, below = ordered[: n + 1], ordered[n + 1:]
-        for t in above if len(above) < len(below) else below:
-            out.setdefault(t[0], Crowded(t[0], (a[0], b[0]), round(a[2] - b[2], 1), round(pitch * (b[1] - a[1]), 1)))
-    return list(out.values())
-
-
-def found_levels(levels: tuple[str, ...], outputs: dict[str, np.ndarray]) -> list[str]:
-    """The levels the graph found (presence above ``PRESENT``) less those :func:`crowded_levels` withdraws; the
-    count ``vfrisk predict`` and ``vfrisk score`` both compare crops by and apply the coverage rule to."""
-    found = [(level, i, float(outputs["level_z_mm"][i])) for i, level in enumerate(levels)
-             if outputs["level_presence"][i] > PRESENT]
-    withdrawn = {c.level for c in crowded_levels(found)}
-    return [level for level, _, _ in found if level not in withdrawn]
+                         f"fewer than {MIN_BODIES} whole vertebral bodies of T10-L5 in the field: levels found: "
+                         f"{listed}")

@@ -15,7 +15,8 @@ from inference.errors import InputError
 from inference.study import Study
 
 MIN_SLICES = 20
-MIN_EXTENT_MM = 150.0
+MIN_EXTENT_MM = 50.0
+"""Two whole vertebral bodies and their disc (the same floor as the DICOM reader's ``min_extent_mm``)."""
 MAX_VOXELS = 1024 * 1024 * 1200
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 

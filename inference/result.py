@@ -23,8 +23,9 @@ from inference.labs import Labs
 
 __all__ = ["DISCLAIMER", "SCHEMA_VERSION", "InputFacts", "ModelIdentity", "Prediction"]
 
-SCHEMA_VERSION = 1
-"""Version of the result JSON (bump when a field is added, removed or changes meaning)."""
+SCHEMA_VERSION = 2
+"""Version of the result JSON (bump when a field is added, removed or changes meaning). 2: levels T10-L5, L6
+and S1; per vertebra ``name_confidence`` and ``name_uncertain``; ``anchors`` and ``transitional``."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,10 @@ class Prediction:
     vertebrae: tuple[Vertebra, ...]
     warnings: tuple[str, ...] = ()
     disclaimer: str = DISCLAIMER
+    anchors: tuple[str, ...] = ()
+    """Anchors of the numbering in view (``sacrum``, ``last rib``); none: every name is uncertain."""
+    transitional: str | None = None
+    """``six lumbar vertebrae`` / ``four lumbar vertebrae`` where both anchors show transitional anatomy."""
 
     def found_levels(self) -> tuple[Vertebra, ...]:
         """The levels found in the volume (``present`` and with a z position)."""
@@ -110,6 +115,8 @@ class Prediction:
             "vertebrae": [v.to_json() for v in self.vertebrae],
             "warnings": list(self.warnings),
             "disclaimer": self.disclaimer,
+            "anchors": list(self.anchors),
+            "transitional": self.transitional,
         }
 
     @classmethod
@@ -131,6 +138,8 @@ class Prediction:
             vertebrae=tuple(_vertebra(v, i) for i, v in enumerate(data.get("vertebrae") or [])),
             warnings=tuple(str(w) for w in data.get("warnings") or ()),
             disclaimer=str(data.get("disclaimer") or DISCLAIMER),
+            anchors=tuple(str(a) for a in data.get("anchors") or ()),
+            transitional=None if data.get("transitional") is None else str(data["transitional"]),
         )
 
 
@@ -200,4 +209,6 @@ def _vertebra(value: Any, index: int) -> Vertebra:
         trabecular_hu=_optional(value.get("trabecular_hu"), f"{where}.trabecular_hu"),
         z_mm=_optional(value.get("z_mm"), f"{where}.z_mm"),
         measured=_measured(value.get("measured"), where),
+        name_confidence=_optional(value.get("name_confidence"), f"{where}.name_confidence"),
+        name_uncertain=bool(value.get("name_uncertain", False)),
     )

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
-SPEC_VERSION = 1
-"""Bump when :func:`inference.crop.spine_crop` or the in-graph preprocessing changes meaning."""
+SPEC_VERSION = 2
+"""Bump when :func:`inference.crop.spine_crop`, the in-graph preprocessing or the levels change meaning
+(2: levels T10-L5, L6 and S1; named by a per-position class head)."""
 
 
 class Lab(StrEnum):
@@ -64,8 +65,15 @@ def encode_labs(values: Mapping[str, object], order: tuple[str, ...] | None = No
         else:
             out.append(float(value))  # type: ignore[arg-type]
     return out
-LEVELS: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
-"""Vertebral levels the model reports, inferior-most last."""
+LEVELS: tuple[str, ...] = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1")
+"""Vertebral levels the model finds and names, inferior-most last: T10-L5, an L6 where the spine has six lumbar
+vertebrae, and S1 (the first sacral segment: an anchor of the numbering, reported without findings)."""
+COUNTED_LEVELS: tuple[str, ...] = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6")
+"""The vertebral bodies the coverage rule counts and the findings describe (S1 only anchors the names)."""
+RISK_LEVELS: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
+"""The levels whose fractures and density the risk model was built on; coverage is the share of them seen."""
+OTHER = "other"
+"""Name class of a vertebral body that is none of :data:`LEVELS` (T9 and above, S2 and below)."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +81,9 @@ class PreprocessSpec:
     """How a HU volume becomes the model's input (crop here in numpy, the rest inside the ONNX graph)."""
 
     version: int = SPEC_VERSION
-    crop_mm: tuple[float, float, float] = (352.0, 120.0, 120.0)
+    crop_mm: tuple[float, float, float] = (400.0, 120.0, 120.0)
     """Physical extent (Z, Y, X) of the spine-centred crop cut by :func:`inference.crop.spine_crop`."""
-    grid: tuple[int, int, int] = (176, 48, 48)
+    grid: tuple[int, int, int] = (200, 48, 48)
     """Voxel grid the graph resamples the crop to (2.0 x 2.5 x 2.5 mm)."""
     hu_window: tuple[float, float] = (-200.0, 1300.0)
     """HU window applied in the graph before scaling to [0, 1]."""
@@ -90,6 +98,11 @@ class PreprocessSpec:
     """Half-width (mm, left-right) of the region around the body centre where the spine is sought."""
     labs: tuple[str, ...] = field(default_factory=lambda: tuple(lab.name for lab in LAB_CATALOGUE))
     levels: tuple[str, ...] = LEVELS
+
+    @property
+    def name_classes(self) -> tuple[str, ...]:
+        """Classes of the per-position name head: the levels, another vertebra, no body centre."""
+        return (*self.levels, OTHER, "none")
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able form."""

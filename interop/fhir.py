@@ -153,7 +153,7 @@ def _risk_assessment(
         "performer": {"reference": device_url, "type": "Device", "display": model},
         "basis": basis,
         "prediction": [_prediction(result)],
-        "note": [{"text": result.disclaimer}],
+        "note": [{"text": result.disclaimer}, *({"text": w} for w in result.warnings)],
     }
 
 

@@ -73,12 +73,13 @@ def _fmt(value: float | int | None, pattern: str) -> str:
 
 
 def _levels(result: Result) -> list[Flowable]:
-    rows: list[list[str]] = [["Level", "Found", "Genant grade", "Height ratio", "Trabecular HU"]]
+    rows: list[list[str]] = [["Level", "Found", "Name confidence", "Genant grade", "Height ratio", "Trabecular HU"]]
     for v in result.vertebrae:
         rows.append(
             [
-                v.level,
+                v.name_label().split(" ")[0],
                 "yes" if v.present else "no",
+                _fmt(v.name_confidence, "{:.2f}"),
                 _fmt(v.genant_grade, "{}"),
                 _fmt(v.height_ratio, "{:.2f}"),
                 _fmt(v.trabecular_hu, "{:.0f}"),

@@ -120,7 +120,7 @@ def _level_group(
     if not measurements:
         return None
     return MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"Vertebra {level.level}"),
+        tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"Vertebra {level.name_label()}"),
         finding_type=vc.VERTEBRAL_ASSESSMENT,
         finding_sites=[FindingSite(vc.vertebra(level.level))],
         algorithm_id=algorithm,

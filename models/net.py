@@ -1,8 +1,10 @@
 """The image network: a small 3D CNN that collapses the axial plane and reads the spine as a z-profile.
 
-Per z position (4 mm) it predicts, for every level, a localisation logit, plus the trabecular HU and the
-height ratio of the vertebra there. A level's findings are the softmax-over-z weighted averages, so the
-per-vertebra outputs are both the explanation a radiologist sees and the features the risk head uses.
+Per z position (4 mm) it predicts which vertebral body centre lies there (one class per level of the spec,
+``other`` for any other vertebra, ``none`` for no body centre: a disc, soft tissue, air beyond the scan), plus
+the trabecular HU and the height ratio of the body there. Bodies are found as the peaks of 1 - P(none) (in the
+engine, whatever their name) and named by the class probabilities at the peak, so a body is found even when its
+name is uncertain. The risk head pools the profiles per level, weighted by the level's probability along z.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class ResBlock1d(nn.Module):
 class SpineNet(nn.Module):
     """Windowed crop (N, 1, D, H, W) -> per-level logits over z, HU and height-ratio profiles."""
 
-    def __init__(self, n_levels: int = 7, width: int = 24) -> None:
+    def __init__(self, n_classes: int = 12, width: int = 24) -> None:
         super().__init__()
         w = width
         self.encoder = nn.Sequential(
@@ -45,30 +47,35 @@ class SpineNet(nn.Module):
         )
         ch = w * 4
         self.profile = nn.Sequential(*[ResBlock1d(ch, d) for d in (1, 2, 4, 8, 16, 1)])
-        self.level_logits = nn.Conv1d(ch, n_levels, 1)
+        self.name_logits = nn.Conv1d(ch, n_classes, 1)
         self.hu = nn.Conv1d(ch, 1, 1)
         self.ratio = nn.Conv1d(ch, 1, 1)
-        self.n_levels = n_levels
+        self.n_classes = n_classes
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Return ``logits`` (N, L, Z'), ``hu`` (N, Z') in HU and ``ratio`` (N, Z')."""
+        """Return ``logits`` (N, C, Z') name-class logits, ``hu`` (N, Z') in HU and ``ratio`` (N, Z')."""
         f = self.encoder(x)
         f = torch.cat([f.mean(dim=(3, 4)), f.amax(dim=(3, 4))], dim=1)
         f = self.profile(f)
         hu = self.hu(f)[:, 0] * 50.0 + 150.0
         ratio = 0.95 + 0.1 * self.ratio(f)[:, 0]  # linear: no saturating dead zone for rare fractured levels
-        return {"logits": self.level_logits(f), "hu": hu, "ratio": ratio}
+        return {"logits": self.name_logits(f), "hu": hu, "ratio": ratio}
 
 
-def level_findings(out: dict[str, torch.Tensor], z_step_mm: float) -> dict[str, torch.Tensor]:
-    """Pool the z-profiles into per-level findings: presence, z (mm from crop start), HU, height ratio."""
-    logits = out["logits"]
-    w = torch.softmax(logits, dim=2)
-    n_z = logits.shape[2]
-    pos = (torch.arange(n_z, dtype=logits.dtype, device=logits.device) + 0.5) * z_step_mm
+def level_findings(out: dict[str, torch.Tensor], z_step_mm: float, n_levels: int) -> dict[str, torch.Tensor]:
+    """Pool the z-profiles into soft per-level findings (the risk head's input): presence (the level's highest
+    probability along z), z (mm from crop start), HU and height ratio weighted by the level's probability along
+    z; plus the profiles themselves (``probs`` (N, C, Z'), ``hu_profile``, ``ratio_profile``)."""
+    probs = torch.softmax(out["logits"].float(), dim=1)
+    a = probs[:, :n_levels]
+    w = a / a.sum(dim=2, keepdim=True).clamp_min(1e-6)
+    n_z = a.shape[2]
+    pos = (torch.arange(n_z, dtype=a.dtype, device=a.device) + 0.5) * z_step_mm
+    hu, ratio = out["hu"].float(), out["ratio"].float()
     return {
-        "presence": torch.sigmoid(logits.amax(dim=2)),
+        "presence": a.amax(dim=2),
         "z_mm": (w * pos).sum(dim=2),
-        "hu": (w * out["hu"][:, None, :]).sum(dim=2),
-        "ratio": (w * out["ratio"][:, None, :]).sum(dim=2),
+        "hu": (w * hu[:, None, :]).sum(dim=2),
+        "ratio": (w * ratio[:, None, :]).sum(dim=2),
+        "probs": probs, "hu_profile": hu, "ratio_profile": ratio,
     }

@@ -21,6 +21,16 @@ SCHEMA = {
         "labs": ["ntx_nmol_bce_per_mmol_cr", "bmd_tscore", "age", "sex"],
         "vertebra": ["level", "present", "genant_grade", "height_ratio", "trabecular_hu", "z_mm"],
     },
+    2: {
+        "result": ["schema_version", "probability", "interval", "model", "study_instance_uid", "series_instance_uid",
+                   "input", "labs", "vertebrae", "warnings", "disclaimer", "anchors", "transitional", "suggestion",
+                   "risk_category"],
+        "model": ["name", "version", "sha256"],
+        "input": ["slices", "spacing_mm", "orientation", "sha256"],
+        "labs": ["ntx_nmol_bce_per_mmol_cr", "bmd_tscore", "age", "sex"],
+        "vertebra": ["level", "present", "genant_grade", "height_ratio", "trabecular_hu", "z_mm", "name_confidence",
+                     "name_uncertain"],
+    },
 }
 """The result-JSON fields of every schema version, in order. A change to the fields bumps SCHEMA_VERSION and adds
 a version here; the old entries stay, as a record of what each version held."""

@@ -88,7 +88,8 @@ def test_probability_text_names_interval_category_and_thresholds() -> None:
 
 
 def test_levels_table_rows() -> None:
-    assert levels_table(result_fixture()) == [["L1", "yes", 2, 0.71, 84.0], ["L5", "no", None, None, None]]
+    assert levels_table(result_fixture()) == [["L1", "yes", None, 2, 0.71, 84.0],
+                                              ["L5", "no", None, None, None, None]]
 
 
 def test_suggestion_html_is_escaped_and_cited() -> None:

@@ -36,6 +36,8 @@ class TrainConfig:
     a chest-only or pelvis-only scan is refused instead of scored)."""
     far_shift_prob: float = 0.25
     """Fraction of samples shifted far."""
+    cut_prob: float = 0.35
+    """Fraction of samples whose field of view is cut at random heights (top, bottom or both)."""
     members: int = 16
     """Bootstrap members of the risk head (the interval comes from their spread)."""
     interval_level: float = 0.9

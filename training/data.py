@@ -79,17 +79,29 @@ def _cache_key(study_path: Path, spec: PreprocessSpec) -> str:
     return h.hexdigest()[:32]
 
 
-def level_truth_in_crop(study: Study, start_index: tuple[int, int, int], truth: dict[str, Any]) -> np.ndarray:
-    """Per level: z of the body centre in mm from the crop's first slice (NaN when unknown)."""
-    out = np.full(len(LEVELS), np.nan, dtype=np.float32)
+HALF_BODY_MM = 12.0
+"""Half the height of a vertebral body: a level whose centre is nearer than this to a scan edge is not whole."""
+
+
+def level_truth_in_crop(study: Study, start_index: tuple[int, int, int],
+                        truth: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Per level of :data:`LEVELS`: z of the body centre in mm from the crop's first slice (NaN when unknown)
+    and whether the whole body is in the scan (1/0; the truth's ``{level}_in_view`` where the cohort records it,
+    else the centre at least :data:`HALF_BODY_MM` inside the scanned slices; NaN when unknown)."""
+    z = np.full(len(LEVELS), np.nan, dtype=np.float32)
+    seen = np.full(len(LEVELS), np.nan, dtype=np.float32)
     inv = np.linalg.inv(study.affine)
+    last = (study.volume.shape[0] - 1) * study.spacing_mm[0]
     for i, lv in enumerate(LEVELS):
         key = f"{lv}_z_mm"
-        if truth.get(key) not in (None, ""):
-            lps = np.array([float(truth[f"{lv}_x_mm"]), float(truth[f"{lv}_y_mm"]), float(truth[key]), 1.0])
-            k = (inv @ lps)[0]
-            out[i] = (k - start_index[0]) * study.spacing_mm[0]
-    return out
+        if truth.get(key) in (None, ""):
+            continue
+        lps = np.array([float(truth[f"{lv}_x_mm"]), float(truth[f"{lv}_y_mm"]), float(truth[key]), 1.0])
+        k_mm = (inv @ lps)[0] * study.spacing_mm[0]
+        z[i] = k_mm - start_index[0] * study.spacing_mm[0]
+        flag = truth.get(f"{lv}_in_view")
+        seen[i] = float(flag) if flag not in (None, "") else float(HALF_BODY_MM <= k_mm <= last - HALF_BODY_MM)
+    return z, seen
 
 
 def decode_one(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
@@ -101,27 +113,47 @@ def decode_one(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[st
     spec = PreprocessSpec.from_dict(spec_d)
     try:
         study = load_study(Path(path))
-    except InputError as exc:
-        return {"error": exc.one_line()}
+    except InputError as exc:  # recorded too: the same files fail the same way
+        failed = {"error": exc.one_line()}
+        Path(cache_file + ".json").write_text(json.dumps(failed))
+        return failed
     crop = spine_crop(study, spec)
     torch.set_num_threads(1)
     with torch.no_grad():
         grid = ImagePreprocess(spec)(torch.from_numpy(crop.image)[None, None])[0, 0].numpy()
-    z = level_truth_in_crop(study, crop.start_index, truth)
+    z, seen = level_truth_in_crop(study, crop.start_index, truth)
     z *= spec.crop_mm[0] / (crop.image.shape[0] * crop.spacing_mm[0])  # to the grid's nominal extent
-    meta = {"z_mm": z.tolist(), "age": study.age, "sex": study.sex, "spacing": list(crop.spacing_mm)}
+    meta = {"z_mm": z.tolist(), "in_view": seen.tolist(), "age": study.age, "sex": study.sex,
+            "spacing": list(crop.spacing_mm)}
     np.save(cache_file, grid.astype(np.float16))
     Path(cache_file + ".json").write_text(json.dumps(meta))
     return meta
 
 
+INDEX = "index.json"
+"""The cache's record of which entry holds each study (``{spec hash: {study: key}}``), so that a study whose
+DICOM files were deleted once cached (``python -m training.prune``) is still found."""
+
+
+def read_index(cache_dir: Path) -> dict[str, dict[str, str]]:
+    """The cache index (empty when there is none)."""
+    path = cache_dir / INDEX
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def build_cache(cohort: Path, rows: list[dict[str, str]], truth: dict[str, dict[str, Any]],
                 spec: PreprocessSpec, cache_dir: Path, workers: int) -> list[dict[str, Any]]:
-    """Decode every study once into ``cache_dir`` (reused while inputs and spec are unchanged)."""
+    """Decode every study once into ``cache_dir`` (reused while inputs and spec are unchanged; a study whose
+    files are gone is read from the entry the index recorded for it)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
+    index = read_index(cache_dir)
+    known = index.setdefault(spec.sha256(), {})
     todo, metas = [], [dict[str, Any]() for _ in rows]
     for i, r in enumerate(rows):
-        f = str(cache_dir / _cache_key(cohort / r["study"], spec))
+        path = cohort / r["study"]
+        key = _cache_key(path, spec) if path.exists() or r["study"] not in known else known[r["study"]]
+        known[r["study"]] = key
+        f = str(cache_dir / key)
         metas[i]["cache"] = f + ".npy"
         if Path(f + ".npy.json").is_file():
             metas[i] |= json.loads(Path(f + ".npy.json").read_text())
@@ -133,6 +165,9 @@ def build_cache(cohort: Path, rows: list[dict[str, str]], truth: dict[str, dict[
             results = pool.map(decode_one, [a for _, a in todo], chunksize=4)
             for (i, _), res in tqdm(zip(todo, results, strict=True), total=len(todo), desc="decode", unit="study"):
                 metas[i] |= res
+    tmp = cache_dir / (INDEX + ".tmp")
+    tmp.write_text(json.dumps(index))
+    tmp.replace(cache_dir / INDEX)
     return metas
 
 

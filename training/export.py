@@ -49,19 +49,25 @@ def load_checkpoint(run: Path, variant: str = "fused") -> tuple[VfriskModel, dic
 def check_inputs(
     cohort: Path | None, spec: PreprocessSpec, n: int = 3
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Real studies for the ONNX check: from the training cohort, or a fresh small synthetic one."""
+    """Real studies for the ONNX check: from the training cohort (those whose files are still there: a pruned
+    cohort keeps only its cache), or a fresh small synthetic one."""
     from inference.io import load_any as load_study
 
     tmp = None
-    if cohort is None or not (cohort / "manifest.csv").is_file():
+    rows = []
+    if cohort is not None and (cohort / "manifest.csv").is_file():
+        rows = [r for r in read_manifest(cohort) if (cohort / r["study"]).exists()][:n]
+    if not rows:
         from data.synthetic.cohort import CohortOptions, write_cohort
 
         tmp = Path(tempfile.mkdtemp(prefix="vfrisk-export-"))
         cohort = tmp / "c"
         write_cohort(cohort, CohortOptions(n=n, seed=424242, matrix=160, workers=1, extras=False))
+        rows = read_manifest(cohort)[:n]
+    assert cohort is not None
     try:
         out = []
-        for row in read_manifest(cohort)[:n]:
+        for row in rows:
             study = load_study(cohort / row["study"])
             crop = spine_crop(study, spec)
             labs = np.array([resolve_labs(LabInput.from_cells(row), study).vector(spec.labs)], dtype=np.float32)
@@ -92,14 +98,24 @@ def model_card(model: VfriskModel, ckpt: dict[str, Any], run: Path, variant: str
         },
         "outputs": {
             "probability": "calibrated P(new vertebral fracture within 6 months), [N]",
-            "interval": f"[N,2] {ckpt['config']['interval_level']:.0%} interval from the bootstrap ensemble",
-            "level_presence": "[N,7] probability that each level T11..L5 is in the crop",
-            "level_z_mm": "[N,7] centre of each level, mm from the crop's first slice",
-            "level_hu": "[N,7] trabecular HU", "level_height_ratio": "[N,7] height ratio (Genant)",
+            "interval": f"[N,2] {ckpt['config']['interval_level']:.0%} interval from the bootstrap ensemble, "
+                        "widened by width_missing logits per share of T11-L5 not in view",
+            "level_presence": f"[N,{len(spec.levels)}] highest probability of each level along z "
+                              f"({', '.join(spec.levels)})",
+            "level_z_mm": f"[N,{len(spec.levels)}] probability-weighted centre of each level, mm from the crop's "
+                          "first slice",
+            "level_hu": f"[N,{len(spec.levels)}] trabecular HU (pooled)",
+            "level_height_ratio": f"[N,{len(spec.levels)}] height ratio (pooled)",
+            "name_probs": f"[N,{len(spec.name_classes)},Z'] probability of each name class "
+                          f"({', '.join(spec.name_classes)}) per profile position",
+            "hu_profile": "[N,Z'] trabecular HU per profile position",
+            "ratio_profile": "[N,Z'] height ratio per profile position",
+            "profile_step_mm": "[N] profile position i lies at (i + 0.5) * step mm from the crop's first slice",
         },
         "levels": list(spec.levels),
         "calibration": {"method": "Platt scaling of the ensemble-mean logit on the calibration split",
-                        "platt": model.risk.platt.tolist(), "interval_z": model.risk.z},
+                        "platt": model.risk.platt.tolist(), "interval_z": model.risk.z,
+                        "interval_width": float(model.risk.width), "width_missing": float(model.risk.width_missing)},
         "training_data": ckpt.get("cohort", {}),
         "training_config": ckpt["config"],
         "metrics": {k: v for k, v in metrics.items() if k in ("fused", "labs_only", "image_only", "split_counts")},
@@ -137,7 +153,8 @@ def export_bundle(run: Path, out: Path, cohort: Path | None = None, variant: str
         for image, spacing, labs in samples:
             ref = model(torch.from_numpy(image), torch.from_numpy(spacing), torch.from_numpy(labs))
             got = session.run(None, {"image": image, "spacing": spacing, "labs": labs})
-            worst = max(worst, float(np.abs(got[0] - ref[0].detach().numpy()).max()))
+            for k in (0, 1, 6):  # probability, interval, name probabilities
+                worst = max(worst, float(np.abs(got[k] - ref[k].detach().numpy()).max()))
         if worst > MAX_ABS_DP:
             raise InputError("export_mismatch", f"ONNX and PyTorch differ by {worst:.2e} > {MAX_ABS_DP:g}")
         card["export_check"] = {"studies": len(samples), "max_abs_dp": worst}

@@ -76,6 +76,22 @@ def train_run(cohort: Path, out: Path, config: Path | None) -> dict[str, Any]:
         finish(info)
 
 
+def cache_run(cohort: Path, config: Path | None) -> dict[str, Any]:
+    """Decode every study of the cohort into the training cache and stop (the first, resumable stage of
+    ``make default-model``: a killed run keeps the studies it cached); returns the counts."""
+    from training.data import build_cache, read_truth
+
+    cfg = TrainConfig.load(config)
+    rows = read_manifest(cohort)
+    if cfg.max_studies:
+        rows = rows[: cfg.max_studies]
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else cohort / ".vfrisk-cache"
+    metas = build_cache(cohort, rows, read_truth(cohort), PreprocessSpec(), cache, cfg.workers)
+    failed = [m["error"] for m in metas if "error" in m]
+    return {"headline": {"cached": len(metas) - len(failed), "refused_by_reader": len(failed),
+                         "cache": str(cache)}}
+
+
 def _train(cohort: Path, out: Path, cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +158,7 @@ def _plot_history(path: Path, history: list[dict[str, float]]) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
     ep = [h["epoch"] for h in history]
-    for key in ("train_loc", "train_presence", "train_hu", "train_ratio"):
+    for key in ("train_names", "train_hu", "train_ratio"):
         axes[0].plot(ep, [h.get(key, np.nan) for h in history], label=key)
     axes[0].set(title="training losses", xlabel="epoch")
     axes[0].legend(fontsize=7)

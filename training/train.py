@@ -18,15 +18,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from inference.errors import InputError
-from inference.spec import LEVELS, PreprocessSpec
+from inference.findings import Body, find_bodies
+from inference.spec import LEVELS, OTHER, PreprocessSpec
 from models.full import VfriskModel
 from models.risk import RiskHead
 from training.config import TrainConfig
-from training.data import Row, build_cache, patient_split, read_manifest, read_truth, to_row
+from training.data import HALF_BODY_MM, Row, build_cache, patient_split, read_manifest, read_truth, to_row
 from training.distributed import DistInfo, shard
 
 log = logging.getLogger("vfrisk.train")
-SIGMA_MM = 6.0
 
 
 @dataclass
@@ -38,6 +38,8 @@ class Split:
     """(N, 1, D, H, W) float16 windowed grid."""
     z_mm: torch.Tensor
     """(N, L) truth z of each level centre (NaN when unknown)."""
+    in_view: torch.Tensor
+    """(N, L) 1 where the whole body is in the scan, 0 where not, NaN when unknown."""
 
     def labs(self) -> torch.Tensor:
         """(N, 4) raw labs."""
@@ -93,18 +95,22 @@ def load_splits(cohort: Path, cfg: TrainConfig, spec: PreprocessSpec) -> dict[st
             raise InputError("bad_cohort", f"the {name} split has fewer than 2 usable studies")
         imgs = torch.from_numpy(np.stack([np.load(m["cache"]) for _, m in sel]))[:, None]
         z = torch.tensor([m["z_mm"] for _, m in sel], dtype=torch.float32)
-        out[name] = Split([row for row, _ in sel], imgs, z)
+        seen = torch.tensor([m["in_view"] for _, m in sel], dtype=torch.float32)
+        out[name] = Split([row for row, _ in sel], imgs, z, seen)
     return out
 
 
-def augment(x: torch.Tensor, z: torch.Tensor, shifts: tuple[int, int, float], gen: torch.Generator,
-            mm_per_voxel: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random z shift (near, or far with some probability; padding with air) and left-right flip; the level
-    z truth moves with the image.
-    """
+def augment(x: torch.Tensor, z: torch.Tensor, seen: torch.Tensor, shifts: tuple[int, int, float],
+            gen: torch.Generator, mm_per_voxel: float, cut_prob: float = 0.0
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random z shift (near, or far with some probability; padding with air), a random cut of the top and/or
+    bottom of the field (with ``cut_prob``: the scan ends at a random height, through bodies or between them) and
+    a left-right flip; the level truth moves with the image and a body the cut leaves partly outside is no
+    longer whole in view."""
     near, far, far_prob = shifts
     out = torch.zeros_like(x)
-    z = z.clone()
+    z, seen = z.clone(), seen.clone()
+    n_d = x.shape[2]
     for i in range(x.shape[0]):
         limit = far if bool(torch.rand(1, generator=gen) < far_prob) else near
         s = int(torch.randint(-limit, limit + 1, (1,), generator=gen))
@@ -116,40 +122,86 @@ def augment(x: torch.Tensor, z: torch.Tensor, shifts: tuple[int, int, float], ge
         else:
             out[i] = src
         z[i] += s * mm_per_voxel
+        if bool(torch.rand(1, generator=gen) < cut_prob):
+            lo, hi = 0, n_d
+            which = int(torch.randint(0, 3, (1,), generator=gen))  # 0 top, 1 bottom, 2 both
+            length = int(torch.randint(int(50 / mm_per_voxel), n_d, (1,), generator=gen))
+            start = int(torch.randint(0, n_d - length + 1, (1,), generator=gen))
+            if which in (1, 2):
+                lo = start
+            if which in (0, 2):
+                hi = start + length
+            out[i, :, :lo] = 0.0
+            out[i, :, hi:] = 0.0
+            inside = (z[i] - HALF_BODY_MM >= lo * mm_per_voxel) & (z[i] + HALF_BODY_MM <= hi * mm_per_voxel)
+            seen[i] = torch.where(torch.isfinite(seen[i]), seen[i] * inside.float(), seen[i])
         if bool(torch.rand(1, generator=gen) < 0.5):
             out[i] = out[i].flip(-1)
-    return out, z
+    return out, z, seen
 
 
-def aux_loss(model: VfriskModel, found_raw: dict[str, torch.Tensor], z: torch.Tensor, hu: torch.Tensor,
-             ratio: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """Localisation (soft target over z), presence, trabecular HU and height-ratio losses."""
-    logits = found_raw["logits"].float()
-    n_z = logits.shape[2]
-    step = model.z_step_mm
+CENTRE_MM = 4.0
+"""Positions this close to a body centre carry its name class (and its HU and height-ratio truth)."""
+NONE_MM = 14.0
+"""Positions at least this far from every known centre carry the ``none`` class (between: not supervised)."""
+
+
+def name_targets(z: torch.Tensor, seen: torch.Tensor, n_z: int, step: float, n_levels: int) -> torch.Tensor:
+    """(N, Z') class index per profile position (-1: not supervised), classes as
+    :attr:`PreprocessSpec.name_classes`: a level's class near the centre of a body wholly in view inside the
+    crop; ``other`` near the centres of the vertebrae above T10 (extrapolated at the T10-T11 pitch); ``none``
+    far from every known centre (discs, soft tissue, the sacrum below S1, air beyond the scan)."""
+    other, none = n_levels, n_levels + 1
     pos = (torch.arange(n_z, dtype=torch.float32) + 0.5) * step
     extent = n_z * step
-    present = torch.isfinite(z) & (z > 8.0) & (z < extent - 8.0)
-    target = torch.exp(-0.5 * ((pos[None, None] - z.nan_to_num(-1e4)[..., None]) / SIGMA_MM) ** 2)
-    target = target / target.sum(-1, keepdim=True).clamp_min(1e-9)
-    loc = -(target * torch.log_softmax(logits, dim=2)).sum(-1)
-    loc = (loc * present).sum() / present.sum().clamp_min(1)
-    pres = F.binary_cross_entropy_with_logits(logits.amax(dim=2), present.float())
-    w = torch.softmax(logits, dim=2)
-    hu_l = (w * found_raw["hu"].float()[:, None]).sum(2)
-    ratio_l = (w * found_raw["ratio"].float()[:, None]).sum(2)
-    ok = present & torch.isfinite(hu)
-    hu_loss = F.smooth_l1_loss(hu_l[ok] / 25.0, hu[ok] / 25.0) if ok.any() else logits.sum() * 0
-    ok_r = present & torch.isfinite(ratio)
+    out = torch.full((z.shape[0], n_z), -1, dtype=torch.long)
+    for i in range(z.shape[0]):
+        lab = out[i]
+        centres = z[i][torch.isfinite(z[i])]
+        far = ((pos[:, None] - centres[None]).abs().amin(1) >= NONE_MM if centres.numel()
+               else torch.ones(n_z, dtype=torch.bool))
+        lab[far] = none
+        t10, t11 = float(z[i, 0]), float(z[i, 1])
+        if math.isfinite(t10) and math.isfinite(t11):
+            pitch = t10 - t11  # z runs upwards in the crop
+            lab[pos > t10 + NONE_MM] = -1  # vertebrae above T10 and their discs: only their centres supervised
+            for k in range(1, 8):
+                c = t10 + k * pitch * (1.0 - 0.03 * k)
+                if HALF_BODY_MM <= c <= extent - HALF_BODY_MM:
+                    lab[(pos - c).abs() <= CENTRE_MM] = other
+        for j in range(n_levels):
+            zc = float(z[i, j])
+            if math.isfinite(zc) and float(seen[i, j]) == 1.0 and HALF_BODY_MM <= zc <= extent - HALF_BODY_MM:
+                lab[(pos - zc).abs() <= CENTRE_MM] = j
+    return out
+
+
+def aux_loss(model: VfriskModel, raw: dict[str, torch.Tensor], z: torch.Tensor, seen: torch.Tensor,
+             hu: torch.Tensor, ratio: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Name-class cross-entropy per position, and trabecular HU and height-ratio losses at the body centres."""
+    logits = raw["logits"].float()
+    n_levels = len(model.spec.levels)
+    target = name_targets(z, seen, logits.shape[2], model.z_step_mm, n_levels)
+    weight = torch.ones(logits.shape[1])
+    weight[-1] = 0.3  # "none" dominates the positions
+    names = F.cross_entropy(logits, target, weight=weight, ignore_index=-1)
+    lvl = target.clamp(0, n_levels - 1)
+    at_body = (target >= 0) & (target < n_levels)
+    hu_t = torch.gather(hu, 1, lvl)
+    ratio_t = torch.gather(ratio, 1, lvl)
+    ok = at_body & torch.isfinite(hu_t)
+    hu_p, ratio_p = raw["hu"].float(), raw["ratio"].float()
+    hu_loss = F.smooth_l1_loss(hu_p[ok] / 25.0, hu_t[ok] / 25.0) if ok.any() else logits.sum() * 0
+    ok_r = at_body & torch.isfinite(ratio_t)
     if ok_r.any():
         # deformed levels are rare (a few % of levels): weight them up so the head does not learn "always intact"
-        weight = 1.0 + 9.0 * (ratio[ok_r] < 0.92).float()
-        per = F.smooth_l1_loss(ratio_l[ok_r] / 0.03, ratio[ok_r] / 0.03, reduction="none")
-        r_loss = (per * weight).sum() / weight.sum()
+        w = 1.0 + 9.0 * (ratio_t[ok_r] < 0.92).float()
+        per = F.smooth_l1_loss(ratio_p[ok_r] / 0.03, ratio_t[ok_r] / 0.03, reduction="none")
+        r_loss = (per * w).sum() / w.sum()
     else:
         r_loss = logits.sum() * 0
-    total = loc + pres + hu_loss + r_loss
-    parts = {"loc": loc, "presence": pres, "hu": hu_loss, "ratio": r_loss}
+    total = names + hu_loss + r_loss
+    parts = {"names": names, "hu": hu_loss, "ratio": r_loss}
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
@@ -190,10 +242,11 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
             idx = perm[b: b + cfg.batch_size]
             if len(idx) < 2:
                 continue
-            x, z = augment(tr.images[idx].float(), tr.z_mm[idx], shifts, gen, mm_vox)
+            x, z, seen = augment(tr.images[idx].float(), tr.z_mm[idx], tr.in_view[idx], shifts, gen, mm_vox,
+                                 cfg.cut_prob)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 raw = net(x.to(device))
-            loss, items = aux_loss(model, {k: v.cpu() for k, v in raw.items()}, z, hu_t[idx], ratio_t[idx])
+            loss, items = aux_loss(model, {k: v.cpu() for k, v in raw.items()}, z, seen, hu_t[idx], ratio_t[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.net.parameters(), 5.0)
@@ -224,20 +277,47 @@ def findings_of(model: VfriskModel, split: Split, device: torch.device) -> dict[
     return {k: torch.cat(v) for k, v in chunks.items()}
 
 
+def body_matches(model: VfriskModel, found: dict[str, torch.Tensor], z: torch.Tensor, seen: torch.Tensor
+                 ) -> list[tuple[int, int, Body | None]]:
+    """(study, level index, the body found within :data:`FOUND_MM` of it or None) for every level wholly in view
+    inside the crop, bodies found by the engine's own :func:`inference.findings.find_bodies`."""
+    classes = (*model.spec.levels, OTHER)
+    extent = model.spec.crop_mm[0]
+    out = []
+    for i in range(z.shape[0]):
+        bodies = find_bodies({"name_probs": found["probs"][i].numpy(), "hu_profile": found["hu_profile"][i].numpy(),
+                              "ratio_profile": found["ratio_profile"][i].numpy(),
+                              "profile_step_mm": np.asarray(model.z_step_mm)}, classes)
+        for j in range(z.shape[1]):
+            zc = float(z[i, j])
+            if not (math.isfinite(zc) and float(seen[i, j]) == 1.0 and HALF_BODY_MM <= zc <= extent - HALF_BODY_MM):
+                continue
+            near = min(bodies, key=lambda b: abs(b.z_mm - zc), default=None)
+            out.append((i, j, near if near is not None and abs(near.z_mm - zc) <= FOUND_MM else None))
+    return out
+
+
+FOUND_MM = 10.0
+"""A body counts as found when the engine puts one within this distance of its centre."""
+
+
 def finding_errors(model: VfriskModel, split: Split, device: torch.device) -> dict[str, float]:
-    """Mean absolute errors of the per-level findings against truth (levels inside the crop)."""
+    """Bodies found (within 10 mm) and named right among the levels wholly in view, and the mean absolute
+    errors of HU and height ratio at the bodies found under their right name."""
     found = findings_of(model, split, device)
-    z = split.z_mm
-    inside = torch.isfinite(z) & (z > 8) & (z < model.spec.crop_mm[0] - 8)
+    matches = body_matches(model, found, split.z_mm, split.in_view)
     hu, ratio = split.truth_levels("hu"), split.truth_levels("height_ratio")
+    levels = model.spec.levels
+    hit = [(i, j, b) for i, j, b in matches if b is not None]
+    right = [(i, j, b) for i, j, b in hit if b.name == levels[j]]
 
-    def mae(a: torch.Tensor, b: torch.Tensor) -> float:
-        ok = inside & torch.isfinite(b)
-        return round(float((a[ok] - b[ok]).abs().mean()), 4) if ok.any() else float("nan")
+    def mae(truth: torch.Tensor, key: str) -> float:
+        errs = [abs(getattr(b, key) - float(truth[i, j])) for i, j, b in right if math.isfinite(float(truth[i, j]))]
+        return round(float(np.mean(errs)), 4) if errs else float("nan")
 
-    return {"val_hu_mae": mae(found["hu"], hu), "val_ratio_mae": mae(found["ratio"], ratio),
-            "val_z_mae_mm": mae(found["z_mm"], z),
-            "val_presence_acc": round(float(((found["presence"] > 0.5) == inside).float().mean()), 4)}
+    return {"val_found": round(len(hit) / max(1, len(matches)), 4),
+            "val_named": round(len(right) / max(1, len(hit)), 4),
+            "val_hu_mae": mae(hu, "hu"), "val_ratio_mae": mae(ratio, "ratio")}
 
 
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, weights: torch.Tensor | None = None,
@@ -260,8 +340,10 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, weights: torch.Ten
 
 
 def fit_risk_head(model: VfriskModel, feats: dict[str, torch.Tensor], splits: dict[str, Split],
-                  cfg: TrainConfig) -> None:
-    """Stage 2: bootstrap logistic members on the train split, Platt calibration on the cal split."""
+                  cfg: TrainConfig, missing: dict[str, torch.Tensor | None]) -> None:
+    """Stage 2: bootstrap logistic members on the train split, Platt calibration on the cal split, then the
+    interval: its scale on the cal crops that show all the risk levels, its widening per missing share on the
+    others."""
     head = model.risk
     ftr = feats["train"]
     head.feat_mean.copy_(ftr.mean(0))
@@ -280,34 +362,57 @@ def fit_risk_head(model: VfriskModel, feats: dict[str, torch.Tensor], splits: di
     a, b = fit_logistic(mu[:, None], yc, 0.0)
     head.platt.copy_(torch.tensor([float(a[0]), float(b[0])]))
     head.z = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + cfg.interval_level / 2)))
-    head.width.fill_(interval_width(head, feats["cal"], splits["cal"], cfg.interval_level))
+    head.width_missing.fill_(0.0)
+    miss = missing["cal"]
+    whole = torch.ones(len(yc), dtype=torch.bool) if miss is None else miss < 0.05
+    head.width.fill_(interval_width(head, feats["cal"], splits["cal"], cfg.interval_level, miss, whole))
+    if miss is not None and bool((~whole).any()):
+        head.width_missing.fill_(interval_width(head, feats["cal"], splits["cal"], cfg.interval_level, miss, ~whole,
+                                                knob="width_missing"))
 
 
-def interval_width(head: RiskHead, feats: torch.Tensor, cal: Split, level: float) -> float:
-    """Scale of the ensemble spread that makes the interval cover the true probability at the nominal level on
-    the calibration split. Needs the generator's p_true (synthetic cohorts); 1.0 (the raw bootstrap spread)
-    when it is absent. The bootstrap alone captures only the head's estimation error, not the error of the
-    image measurements, hence the scale."""
+def interval_width(head: RiskHead, feats: torch.Tensor, cal: Split, level: float,
+                   missing: torch.Tensor | None = None, rows: torch.Tensor | None = None,
+                   knob: str = "width") -> float:
+    """The smallest value of ``knob`` (the scale of the ensemble spread, or the widening per missing share)
+    that makes the interval cover the true probability at the nominal level on the calibration ``rows``. Needs
+    the generator's p_true (synthetic cohorts); 1.0 / 0.0 (the raw bootstrap spread) when it is absent. The
+    bootstrap alone captures only the head's estimation error, not the error of the image measurements, hence
+    the scale."""
     p_true = [r.truth.get("p_true") for r in cal.rows]
     if any(p in (None, "") for p in p_true):
-        return 1.0
+        return 1.0 if knob == "width" else 0.0
     target = torch.tensor([float(str(p)) for p in p_true])
-    best = 1.0
+    sel = torch.ones(len(target), dtype=torch.bool) if rows is None else rows
+    grid = torch.linspace(1.0, 30.0, 291) if knob == "width" else torch.linspace(0.0, 6.0, 121)
+    best = float(grid[0])
     with torch.no_grad():
-        for w in torch.linspace(1.0, 30.0, 291):
-            head.width.fill_(float(w))
-            _, interval = head(feats)
-            covered = ((interval[:, 0] <= target) & (target <= interval[:, 1])).float().mean()
+        for w in grid:
+            getattr(head, knob).fill_(float(w))
+            _, interval = head(feats, missing)
+            covered = ((interval[:, 0] <= target) & (target <= interval[:, 1]))[sel].float().mean()
             best = float(w)
             if covered >= level:
                 break
     return best
 
 
+def with_cuts(split: Split, cfg: TrainConfig, mm_per_voxel: float) -> Split:
+    """The split twice: its crops as cached, and each cut at random heights (deterministic), so the heads learn
+    and the interval is calibrated on partial fields of view too."""
+    gen = torch.Generator().manual_seed(cfg.seed + 4242)
+    cut, z, seen = augment(split.images.float(), split.z_mm, split.in_view, (0, 0, 0.0), gen, mm_per_voxel, 1.0)
+    return Split(split.rows + split.rows, torch.cat([split.images, cut.half()]), torch.cat([split.z_mm, z]),
+                 torch.cat([split.in_view, seen]))
+
+
 def fit_all_heads(model: VfriskModel, splits: dict[str, Split], cfg: TrainConfig,
                   device: torch.device) -> dict[str, VfriskModel]:
-    """Fit the fused head and the two baselines (labs only, image only) on the same splits."""
-    found = {name: findings_of(model, s, device) for name, s in splits.items()}
+    """Fit the fused head and the two baselines (labs only, image only) on the same splits (train and cal with
+    cut copies of their crops)."""
+    mm_vox = model.spec.crop_mm[0] / model.spec.grid[0]
+    fitting = {n: with_cuts(s, cfg, mm_vox) if n in ("train", "cal") else s for n, s in splits.items()}
+    found = {name: findings_of(model, s, device) for name, s in fitting.items()}
     model.labs_norm.fit(splits["train"].labs())
     variants = {"fused": model}
     for name, (img, lab) in {"labs_only": (False, True), "image_only": (True, False)}.items():
@@ -317,8 +422,9 @@ def fit_all_heads(model: VfriskModel, splits: dict[str, Split], cfg: TrainConfig
         variants[name] = v
     for v in variants.values():
         with torch.no_grad():
-            feats = {n: v.fuse(found[n], s.labs()) for n, s in splits.items()}
-        fit_risk_head(v, feats, splits, cfg)
+            feats = {n: v.fuse(found[n], s.labs()) for n, s in fitting.items()}
+            missing = {n: v.missing(found[n]) for n in fitting}
+        fit_risk_head(v, feats, fitting, cfg, missing)
     return variants
 
 
@@ -326,9 +432,9 @@ def fit_all_heads(model: VfriskModel, splits: dict[str, Split], cfg: TrainConfig
 def predict_split(model: VfriskModel, split: Split, device: torch.device) -> dict[str, np.ndarray]:
     """Probability, interval and findings on a split from cached grids (the torch path)."""
     found = findings_of(model, split, device)
-    prob, interval = model.risk(model.fuse(found, split.labs()))
+    prob, interval = model.risk(model.fuse(found, split.labs()), model.missing(found))
     return {"probability": prob.numpy(), "interval": interval.numpy(),
-            **{f"level_{k}": v.numpy() for k, v in found.items()}}
+            **{f"level_{k}": v.numpy() for k, v in found.items() if k in ("presence", "z_mm", "hu", "ratio")}}
 
 
 def timed(fn: Any, *args: Any) -> tuple[Any, float]:

@@ -75,13 +75,16 @@ def synth(
     workers: Annotated[int, typer.Option(help="Worker processes (0 = all cores).")] = 0,
     wide: Annotated[bool, typer.Option(help="Draw acquisition parameters from wider ranges.")] = False,
     extras: Annotated[bool, typer.Option(help="Add scouts, thick and sagittal series to some studies.")] = True,
+    fov: Annotated[str, typer.Option(help="standard: T11-L5 with margins; mixed: fields of view of every kind "
+                                          "and transitional spines (see README).")] = "standard",
 ) -> None:
     """Write a synthetic cohort (DESIGN.md cohort layout)."""
 
     def run() -> None:
         from data.synthetic.cohort import CohortOptions, write_cohort
 
-        opts = CohortOptions(n=n, seed=seed, matrix=matrix or None, workers=workers, wide=wide, extras=extras)
+        opts = CohortOptions(n=n, seed=seed, matrix=matrix or None, workers=workers, wide=wide, extras=extras,
+                             fov=fov)
         summary = write_cohort(out, opts)
         _print_json(summary)
 
@@ -105,13 +108,14 @@ def train(
     cohort: Annotated[Path, typer.Option(help="Cohort folder.")],
     out: Annotated[Path, typer.Option(help="Run folder.")],
     config: Annotated[Path | None, typer.Option(help="Config JSON/TOML file.")] = None,
+    cache_only: Annotated[bool, typer.Option(help="Only decode the cohort into the training cache.")] = False,
 ) -> None:
     """Train, calibrate and evaluate; write the run folder."""
 
     def run() -> None:
-        from training.run import train_run
+        from training.run import cache_run, train_run
 
-        report = train_run(cohort, out, config)
+        report = cache_run(cohort, config) if cache_only else train_run(cohort, out, config)
         if report:  # under torchrun only the first process reports
             _print_json(report["headline"])
 

@@ -66,8 +66,9 @@ def z_index_of(z_mm: float, affine: np.ndarray, shape: tuple[int, ...]) -> float
 
 
 def level_label(v: Vertebra) -> str:
-    """``L1  G2  0.71  84 HU``: level, Genant grade, height ratio and trabecular HU."""
-    return f"{v.level}  G{v.genant_grade}  {v.height_ratio or 0:.2f}  {v.trabecular_hu or 0:.0f} HU"
+    """``L1  G2  0.71  84 HU``: level (``L1? (0.62)`` when its name is uncertain), Genant grade, height ratio and
+    trabecular HU."""
+    return f"{v.name_label()}  G{v.genant_grade}  {v.height_ratio or 0:.2f}  {v.trabecular_hu or 0:.0f} HU"
 
 
 def _half_extents(z: list[float], default: float, cap: float) -> list[float]:

@@ -43,9 +43,10 @@ def probability_markdown(result: Result) -> str:
 
 
 def levels_table(result: Result) -> list[list[Any]]:
-    """Rows: level, found, Genant grade, height ratio, trabecular HU."""
-    return [[v.level, "yes" if v.present else "no", v.genant_grade, v.height_ratio, v.trabecular_hu]
-            for v in result.vertebrae]
+    """Rows: level (``L2?`` when its name is uncertain), found, name confidence, Genant grade, height ratio,
+    trabecular HU."""
+    return [[v.name_label().split(" ")[0], "yes" if v.present else "no", v.name_confidence, v.genant_grade,
+             v.height_ratio, v.trabecular_hu] for v in result.vertebrae]
 
 
 def _cite(item: Any) -> str:

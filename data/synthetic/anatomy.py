@@ -19,15 +19,23 @@ from scipy import ndimage
 from data.synthetic.model import LEVELS, Patient
 
 ALL_LEVELS: tuple[str, ...] = ("T8", "T9", "T10", *LEVELS)
-"""Levels drawn in the phantom (the ones above T11 exist so the spine does not stop at the model's levels)."""
+"""Levels drawn in the standard phantom (the ones above T11 exist so the spine does not stop at the model's
+levels)."""
+UPPER_LEVELS: tuple[str, ...] = ("T4", "T5", "T6", "T7", "T8", "T9", "T10")
+"""Levels above the patient's drawn in a field-of-view cohort (``--fov mixed``), so a chest scan shows a spine."""
+SACRUM_DISC_MM = 11.0
+"""Gap between the lowest lumbar body and the top of the sacrum (the lumbosacral disc)."""
+S1_HEIGHT_MM = 28.0
+"""Height of the S1 segment at the top of the sacrum."""
 
 # width (x), depth (y), height (z) of the vertebral body in mm at size 1.0, then the disc below it.
 BODY_MM: dict[str, tuple[float, float, float, float]] = {
+    "T4": (24, 20, 17, 4.5), "T5": (25, 21, 17.5, 5.0), "T6": (26, 22, 18, 5.0), "T7": (28, 23, 19, 5.5),
     "T8": (30, 24, 20, 6.0), "T9": (32, 25, 21, 6.5), "T10": (34, 26, 22, 7.0), "T11": (37, 28, 23, 7.5),
     "T12": (40, 30, 25, 8.0), "L1": (43, 31, 26, 9.0), "L2": (45, 32, 27, 10.0), "L3": (46, 33, 28, 11.0),
-    "L4": (48, 34, 28, 11.5), "L5": (50, 34, 27, 12.0),
+    "L4": (48, 34, 28, 11.5), "L5": (50, 34, 27, 12.0), "L6": (51, 34, 27, 12.0),
 }
-RIB_LEVELS = ("T8", "T9", "T10", "T11", "T12")
+RIB_LEVELS = ("T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12")
 
 
 @dataclass(frozen=True)
@@ -74,14 +82,15 @@ def _sl(coords: np.ndarray, lo: float, hi: float) -> slice:
 
 
 def place_spine(patient: Patient, rng: np.random.Generator, z_l5_bottom: float,
-                y_spine: float) -> list[VertebraGeometry]:
-    """Stack the vertebral bodies and discs from L5 upwards, with lordosis, scoliosis and fractures."""
+                y_spine: float, levels: tuple[str, ...] = ALL_LEVELS) -> list[VertebraGeometry]:
+    """Stack the vertebral bodies and discs from the lowest lumbar vertebra upwards, with lordosis, scoliosis
+    and fractures; ``levels`` superior first (lordosis and scoliosis follow the standard T8-L5 stretch)."""
     truth = {v.level: v for v in patient.vertebrae}
     lordosis = rng.uniform(3.0, 14.0)
     scoliosis = rng.uniform(-6.0, 6.0)
     z = z_l5_bottom
     out: list[VertebraGeometry] = []
-    for idx, level in enumerate(reversed(ALL_LEVELS)):
+    for idx, level in enumerate(reversed(levels)):
         w, d, h, disc = (s * patient.size * rng.normal(1.0, 0.03) for s in BODY_MM[level])
         t = truth.get(level)
         loss, shape = (t.height_loss, t.shape) if t else (0.0, "none")
@@ -235,6 +244,8 @@ class Acquisition:
     contrast: bool
     table_z: float
     """Patient position along the table (shifts every z coordinate)."""
+    scan: ScanRange | None = None
+    """The scan's z range for field-of-view cohorts; None: the standard margins round T11-L5."""
 
 
 @dataclass(frozen=True)
@@ -256,7 +267,7 @@ def draw_soft_tissue(vol: np.ndarray, g: Grid, body: Body, spine: list[VertebraG
     vol[:, outer] = -100.0
     vol[:, inner] = 35.0
     by_level = {v.level: v for v in spine}
-    l1, l5, t11 = by_level["L1"], by_level["L5"], by_level["T11"]
+    l1, l5, t11 = by_level["L1"], spine[0], by_level["T11"]  # spine[0]: the lowest lumbar vertebra
     big = 2000.0
     for side in (-1, 1):
         draw_ellipsoid(vol, g, (0.0, l1.yc + 48, side * 33.0), (big, 20.0, 24.0), 52.0)  # erector spinae
@@ -292,11 +303,43 @@ def draw_spine(vol: np.ndarray, g: Grid, spine: list[VertebraGeometry], body: Bo
     draw_pelvis(vol, g, l5, l5.trabecular_hu + 40.0, float(np.clip(480 + 2.6 * l5.trabecular_hu, 500, 1200)))
 
 
+@dataclass(frozen=True)
+class ScanRange:
+    """Where a field-of-view cohort's scan starts and ends: an offset (mm, +S) from the centre of a named level
+    (``S1``: the first sacral segment)."""
+
+    top_level: str
+    top_mm: float
+    bottom_level: str
+    bottom_mm: float
+
+
+def s1_geometry(spine: list[VertebraGeometry]) -> tuple[float, float, float, float]:
+    """(z_bottom, height, y, x) of the S1 segment: the top of the sacrum under the lowest lumbar vertebra."""
+    low = spine[0]
+    top = low.z_bottom - SACRUM_DISC_MM
+    return top - S1_HEIGHT_MM, S1_HEIGHT_MM, low.yc + 6.0 + 30.0 * (S1_HEIGHT_MM / 2) / 110.0, low.xc
+
+
+def level_span(spine: list[VertebraGeometry], level: str) -> tuple[float, float]:
+    """(bottom, top) z in mm of a level's body (``S1`` included)."""
+    if level == "S1":
+        z0, h, _, _ = s1_geometry(spine)
+        return z0, z0 + h
+    v = next(v for v in spine if v.level == level)
+    return v.z_bottom, v.z_bottom + v.height
+
+
 def make_grid(acq: Acquisition, spine: list[VertebraGeometry]) -> Grid:
-    """The reconstruction grid: a square FOV around the body and the z range of the scan."""
+    """The reconstruction grid: a square FOV around the body and the z range of the scan (the standard margins
+    round T11-L5, or the acquisition's :class:`ScanRange`)."""
     by_level = {v.level: v for v in spine}
-    z_lo = by_level["L5"].z_bottom - acq.margin_bottom
-    z_hi = by_level["T11"].z_bottom + by_level["T11"].height + acq.margin_top
+    if acq.scan is not None:
+        z_lo = sum(level_span(spine, acq.scan.bottom_level)) / 2 + acq.scan.bottom_mm
+        z_hi = sum(level_span(spine, acq.scan.top_level)) / 2 + acq.scan.top_mm
+    else:
+        z_lo = by_level["L5"].z_bottom - acq.margin_bottom
+        z_hi = by_level["T11"].z_bottom + by_level["T11"].height + acq.margin_top
     nz = math.floor((z_hi - z_lo) / acq.slice_spacing) + 1
     z = z_lo + acq.slice_spacing * np.arange(nz)
     half = acq.pixel_spacing * (acq.matrix - 1) / 2.0
@@ -320,10 +363,10 @@ def apply_scanner(vol: np.ndarray, acq: Acquisition, rng: np.random.Generator) -
     return out.astype(np.float32, copy=False)
 
 
-def render(patient: Patient, acq: Acquisition, body: Body,
-           rng: np.random.Generator) -> tuple[np.ndarray, Grid, list[VertebraGeometry]]:
+def render(patient: Patient, acq: Acquisition, body: Body, rng: np.random.Generator,
+           levels: tuple[str, ...] = ALL_LEVELS) -> tuple[np.ndarray, Grid, list[VertebraGeometry]]:
     """Render one study: canonical HU volume, its grid and where each vertebra went."""
-    spine = place_spine(patient, rng, z_l5_bottom=acq.table_z, y_spine=body.ay * 0.25)
+    spine = place_spine(patient, rng, z_l5_bottom=acq.table_z, y_spine=body.ay * 0.25, levels=levels)
     grid = make_grid(acq, spine)
     vol = np.full(grid.shape, -1000.0, dtype=np.float32)
     draw_soft_tissue(vol, grid, body, spine, acq, rng)

@@ -20,7 +20,19 @@ from typing import Any
 
 import numpy as np
 
-from data.synthetic.anatomy import Acquisition, Body, Grid, VertebraGeometry, place_spine, render
+from data.synthetic.anatomy import (
+    ALL_LEVELS,
+    UPPER_LEVELS,
+    Acquisition,
+    Body,
+    Grid,
+    ScanRange,
+    VertebraGeometry,
+    level_span,
+    place_spine,
+    render,
+    s1_geometry,
+)
 from data.synthetic.dicom_writer import RESCALES, SeriesHeader, det_uid, slice_dataset, write_dataset
 from data.synthetic.model import LEVELS, Patient, draw_patient
 from inference.errors import InputError
@@ -45,6 +57,74 @@ class CohortOptions:
     """Draw acquisition parameters from ranges wider than the default (robustness cohorts)."""
     extras: bool = True
     """Add scouts, thick reconstructions and sagittal reformats to some studies."""
+    fov: str = "standard"
+    """``standard``: every scan shows T11-L5 with margins; ``mixed``: fields of view of every kind (see
+    :data:`FOV_KINDS`), a phantom from T4 to the sacrum, and transitional spines (four or six lumbar vertebrae,
+    :data:`TRANSITIONAL` each)."""
+
+
+FOV_KINDS: dict[str, float] = {
+    "whole": 0.40, "abdomen": 0.12, "lumbar": 0.14, "chest": 0.10, "slab": 0.12, "none": 0.12,
+}
+"""Kinds of field of view of a ``--fov mixed`` cohort and their shares: ``whole`` T10 or above to the sacrum;
+``abdomen`` from T12-L2 into the pelvis; ``lumbar`` a lumbar-spine CT (from T11-L1, 150-250 mm field of view
+centred on the spine); ``chest`` ending between T11 and L2; ``slab`` 50-110 mm anywhere from T10 to S1; ``none``
+no body of T10-L5 whole (chest above T10, pelvis below L5)."""
+TRANSITIONAL = 0.04
+"""Share of spines with four and (again) with six lumbar vertebrae in a ``--fov mixed`` cohort."""
+REPORT_LEVELS: tuple[str, ...] = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1")
+"""Levels whose position and visibility the truth of a ``--fov mixed`` cohort records."""
+
+
+@dataclass(frozen=True)
+class FovPlan:
+    """The field of view and lumbar count of one study of a ``--fov mixed`` cohort."""
+
+    kind: str
+    lumbar: int
+    scan: ScanRange
+    fov_mm: float | None
+    """In-plane field of view centred on the spine (lumbar-spine CTs); None: the body's."""
+
+
+def draw_fov(seed: int, index: int) -> FovPlan:
+    """Draw the field of view from a stream of its own (the patient and scanner draws stay those of a standard
+    cohort with the same seed)."""
+    rng = np.random.default_rng([seed, index, 18])
+    u = rng.random()
+    lumbar = 4 if u < TRANSITIONAL else 6 if u < 2 * TRANSITIONAL else 5
+    last = f"L{lumbar}"
+    kind = str(rng.choice(list(FOV_KINDS), p=np.array(list(FOV_KINDS.values()))))
+    fov_mm = None
+    if kind == "whole":
+        scan = ScanRange(str(rng.choice(["T10", "T9", "T8"])), float(rng.uniform(12, 40)), "S1",
+                         float(-rng.uniform(10, 90)))
+    elif kind == "abdomen":
+        scan = ScanRange(str(rng.choice(["T12", "L1", "L2"])), float(rng.uniform(-15, 15)), "S1",
+                         float(-rng.uniform(10, 90)))
+    elif kind == "lumbar":
+        scan = ScanRange(str(rng.choice(["T11", "T12", "L1"])), float(rng.uniform(-12, 12)),
+                         str(rng.choice(["S1", last])), float(-rng.uniform(0, 40)))
+        fov_mm = float(rng.uniform(150, 250))
+    elif kind == "chest":
+        scan = ScanRange(str(rng.choice(["T5", "T6", "T7"])), 0.0, str(rng.choice(["T11", "T12", "L1", "L2"])),
+                         float(rng.uniform(-15, 15)))
+    elif kind == "slab":
+        centre = str(rng.choice(["T11", "T12", "L1", "L2", "L3", "L4", last]))
+        half = float(rng.uniform(25, 55))
+        off = float(rng.uniform(-10, 10))
+        scan = ScanRange(centre, off + half, centre, off - half)
+        fov_mm = float(rng.uniform(150, 300)) if rng.random() < 0.5 else None
+    elif rng.random() < 0.5:  # none: chest above T10
+        scan = ScanRange("T5", 0.0, "T9", float(rng.uniform(-5, 10)))
+    else:  # none: pelvis below the lowest lumbar vertebra
+        scan = ScanRange("S1", float(rng.uniform(5, 18)), "S1", float(-rng.uniform(100, 160)))
+    return FovPlan(kind, lumbar, scan, fov_mm)
+
+
+def spine_levels(lumbar: int) -> tuple[str, ...]:
+    """Levels drawn in a ``--fov mixed`` phantom, superior first."""
+    return (*UPPER_LEVELS, "T11", "T12", *(f"L{i}" for i in range(1, lumbar + 1)))
 
 
 @dataclass(frozen=True)
@@ -161,9 +241,43 @@ def _derived(base: SeriesHeader, number: int, description: str,
     )
 
 
+def fov_truth(p: Patient, spine: list[VertebraGeometry], plan: StudyPlan, fov: FovPlan) -> dict[str, Any]:
+    """The field-of-view truth of a ``--fov mixed`` study (same columns on every row): the kind, the lumbar
+    count, the scan's z range and, per level of :data:`REPORT_LEVELS`, its centre and whether the whole body is
+    in the scan (``{level}_in_view`` 1/0, blank where the spine has no such level)."""
+    from data.synthetic.anatomy import make_grid
+
+    grid = make_grid(plan.acq, spine)
+    lo, hi = float(grid.z[0]), float(grid.z[-1])
+    have = {v.level for v in spine} | {"S1"}
+    row: dict[str, Any] = {"fov_kind": fov.kind, "lumbar_count": fov.lumbar,
+                           "transitional": int(fov.lumbar != 5), "scan_bottom_mm": round(lo, 2),
+                           "scan_top_mm": round(hi, 2)}
+    where = {v.level: v for v in spine}
+    truth = {v.level: v for v in p.vertebrae}
+    for level in REPORT_LEVELS:
+        for key in ("grade", "height_ratio", "hu", "shape", "z_mm", "y_mm", "x_mm", "in_view"):
+            row[f"{level}_{key}"] = ""
+        if level not in have:
+            continue
+        bottom, top = level_span(spine, level)
+        if level == "S1":
+            _, _, y, x = s1_geometry(spine)
+        else:
+            y, x = where[level].yc, where[level].xc
+        row |= {f"{level}_z_mm": round((bottom + top) / 2, 2), f"{level}_y_mm": round(y, 2),
+                f"{level}_x_mm": round(x, 2), f"{level}_in_view": int(lo <= bottom and top <= hi)}
+        if level in truth:
+            t = truth[level]
+            row |= {f"{level}_grade": t.grade, f"{level}_height_ratio": t.height_ratio,
+                    f"{level}_hu": t.trabecular_hu, f"{level}_shape": t.shape}
+    return row
+
+
 def truth_row(study: str, p: Patient, spine: list[VertebraGeometry], plan: StudyPlan, n_files: int,
-              extras: list[str]) -> dict[str, Any]:
-    """Per-study truth: the true probability, per-vertebra truth and the acquisition drawn."""
+              extras: list[str], fov: FovPlan | None = None) -> dict[str, Any]:
+    """Per-study truth: the true probability, per-vertebra truth and the acquisition drawn (with the
+    field-of-view truth of a ``--fov mixed`` cohort)."""
     row: dict[str, Any] = {
         "study": study, "p_true": round(p.p_true, 6), "l1_hu": p.l1_hu, "worst_grade": p.worst_grade,
         "n_fractures": sum(v.grade > 0 for v in p.vertebrae),
@@ -180,14 +294,30 @@ def truth_row(study: str, p: Patient, spine: list[VertebraGeometry], plan: Study
             "kernel": a.kernel, "noise_sd": round(a.noise_sd, 2), "contrast": int(a.contrast),
             "transfer_syntax": plan.syntax, "orientation": "sagittal" if plan.sagittal_main else "axial",
             "rescale": plan.rescale_index, "files": n_files, "extras": "+".join(extras)}
+    if fov is not None:
+        row |= fov_truth(p, spine, plan, fov)
     return row
 
 
-def _draw(seed: int, index: int, opts: CohortOptions) -> tuple[np.random.Generator, Patient, StudyPlan]:
+def _draw(seed: int, index: int, opts: CohortOptions
+          ) -> tuple[np.random.Generator, Patient, StudyPlan, FovPlan | None]:
     """The per-study generator and everything drawn before rendering."""
     rng = np.random.default_rng([seed, index])
-    patient = draw_patient(rng)
-    return rng, patient, draw_plan(rng, opts)
+    fov = draw_fov(seed, index) if opts.fov == "mixed" else None
+    patient = draw_patient(rng, fov.lumbar if fov else 5)
+    plan = draw_plan(rng, opts)
+    if fov is not None:
+        acq = replace(plan.acq, scan=fov.scan)
+        if fov.fov_mm is not None:  # a spine-centred reconstruction
+            spine_y = plan.body.ay * 0.25
+            acq = replace(acq, pixel_spacing=round(fov.fov_mm / acq.matrix, 4),
+                          fov_offset=(spine_y + float(rng.uniform(-10, 10)), float(rng.uniform(-10, 10))))
+        plan = replace(plan, acq=acq)
+    return rng, patient, plan, fov
+
+
+def _levels(fov: FovPlan | None) -> tuple[str, ...]:
+    return spine_levels(fov.lumbar) if fov else ALL_LEVELS
 
 
 def _header(seed: int, index: int, patient: Patient, plan: StudyPlan) -> SeriesHeader:
@@ -202,21 +332,21 @@ def _header(seed: int, index: int, patient: Patient, plan: StudyPlan) -> SeriesH
 
 
 def _rows(index: int, patient: Patient, spine: list[VertebraGeometry], plan: StudyPlan, n: int,
-          extras: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+          extras: list[str], fov: FovPlan | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     sid = f"studies/S{index:05d}"
     blank = plan.blank_demographics
     manifest = {"study": sid, "ntx": patient.ntx, "bmd_tscore": patient.tscore,
                 "age": "" if blank else patient.age, "sex": "" if blank else patient.sex,
                 "fracture_6m": patient.fracture_6m}
-    return manifest, truth_row(sid, patient, spine, plan, n, extras)
+    return manifest, truth_row(sid, patient, spine, plan, n, extras, fov)
 
 
 def make_study(
     root: Path, seed: int, index: int, opts: CohortOptions
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Generate and write study ``index``; return its manifest row and truth row."""
-    rng, patient, plan = _draw(seed, index, opts)
-    vol, grid, spine = render(patient, plan.acq, plan.body, rng)
+    rng, patient, plan, fov = _draw(seed, index, opts)
+    vol, grid, spine = render(patient, plan.acq, plan.body, rng, _levels(fov))
     folder = root / "studies" / f"S{index:05d}"
     folder.mkdir(parents=True, exist_ok=True)
     h = _header(seed, index, patient, plan)
@@ -228,7 +358,7 @@ def make_study(
     progress = root / ".progress"
     progress.mkdir(exist_ok=True)
     (progress / f"S{index:05d}").write_text(f"{n}\n")
-    return _rows(index, patient, spine, plan, n, extras)
+    return _rows(index, patient, spine, plan, n, extras, fov)
 
 
 def write_fixed_study(folder: Path, seed: int, index: int, *, matrix: int, n_slices: int,
@@ -238,7 +368,7 @@ def write_fixed_study(folder: Path, seed: int, index: int, *, matrix: int, n_sli
     The patient and habitus are drawn as in a cohort; the acquisition is fixed (``fov_mm`` field of view,
     ``slice_mm`` slices, Explicit VR Little Endian) and the slices are the ``n_slices`` centred on L2.
     """
-    rng, patient, plan = _draw(seed, index, CohortOptions(n=1, seed=seed, matrix=matrix, extras=False))
+    rng, patient, plan, _ = _draw(seed, index, CohortOptions(n=1, seed=seed, matrix=matrix, extras=False))
     margin = max(0.0, (n_slices * slice_mm - 200.0) / 2.0 + 40.0)
     acq = replace(plan.acq, matrix=matrix, pixel_spacing=fov_mm / matrix, slice_spacing=slice_mm,
                   slice_thickness=slice_mm, margin_top=margin, margin_bottom=margin)
@@ -257,12 +387,13 @@ def rows_of_written_study(
     root: Path, seed: int, index: int, opts: CohortOptions
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Rows of a study a previous (interrupted) run finished: redrawn without rendering."""
-    rng, patient, plan = _draw(seed, index, opts)
-    spine = place_spine(patient, rng, z_l5_bottom=plan.acq.table_z, y_spine=plan.body.ay * 0.25)
+    rng, patient, plan, fov = _draw(seed, index, opts)
+    spine = place_spine(patient, rng, z_l5_bottom=plan.acq.table_z, y_spine=plan.body.ay * 0.25,
+                        levels=_levels(fov))
     n = int((root / ".progress" / f"S{index:05d}").read_text())
     extras = [name for name, flag in (("scout", plan.extra_scout), ("thick", plan.extra_thick),
                                       ("sagittal_reformat", plan.extra_sagittal)) if flag]
-    return _rows(index, patient, spine, plan, n, extras)
+    return _rows(index, patient, spine, plan, n, extras, fov)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -294,6 +425,8 @@ def write_cohort(out: Path, opts: CohortOptions) -> dict[str, Any]:
     """Write a whole cohort; return a summary (counts, rates, seconds)."""
     if opts.n < 1:
         raise InputError("bad_usage", "--n must be at least 1")
+    if opts.fov not in ("standard", "mixed"):
+        raise InputError("bad_usage", f"--fov must be standard or mixed, not {opts.fov!r}")
     if opts.matrix is not None and not 64 <= opts.matrix <= 1024:
         raise InputError("bad_usage", "--matrix must be between 64 and 1024")
     resuming = (out / ".progress").is_dir() and (out / "cohort.json").is_file() is False
@@ -319,7 +452,10 @@ def write_cohort(out: Path, opts: CohortOptions) -> dict[str, Any]:
         "event_rate": round(float(np.mean([m["fracture_6m"] for m, _ in results])), 4),
         "mean_p_true": round(float(p.mean()), 4),
         "any_prevalent_fracture": round(float(np.mean([t["worst_grade"] > 0 for _, t in results])), 4),
-        "levels": list(LEVELS),
+        "levels": list(LEVELS if opts.fov == "standard" else REPORT_LEVELS),
+        **({"fov_kinds": {k: sum(t.get("fov_kind") == k for _, t in results) for k in FOV_KINDS},
+            "transitional": sum(int(t.get("transitional") or 0) for _, t in results)}
+           if opts.fov == "mixed" else {}),
         "options": {k: v for k, v in asdict(opts).items() if k != "workers"},
     }
     (out / "cohort.json").write_text(json.dumps(summary, indent=2) + "\n")

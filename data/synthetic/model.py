@@ -52,12 +52,12 @@ BASE_RISK = 0.015
 """6-month risk of the reference patient: 70-year-old woman, L1 150 HU, T-score -1.5, NTX 40, no fracture."""
 
 LEVEL_HU_OFFSET: dict[str, float] = {
-    "T11": 8.0, "T12": 4.0, "L1": 0.0, "L2": -2.0, "L3": -4.0, "L4": -6.0, "L5": -7.0,
+    "T11": 8.0, "T12": 4.0, "L1": 0.0, "L2": -2.0, "L3": -4.0, "L4": -6.0, "L5": -7.0, "L6": -8.0,
 }
 """Mean trabecular HU of each level relative to L1 (thoracic slightly denser; Budoff 2010)."""
 
 FRACTURE_LEVEL_WEIGHT: dict[str, float] = {
-    "T11": 1.2, "T12": 2.2, "L1": 2.4, "L2": 1.3, "L3": 0.9, "L4": 0.7, "L5": 0.5,
+    "T11": 1.2, "T12": 2.2, "L1": 2.4, "L2": 1.3, "L3": 0.9, "L4": 0.7, "L5": 0.5, "L6": 0.4,
 }
 """Relative frequency of prevalent fractures by level: the thoracolumbar junction dominates (Ismail 2001)."""
 
@@ -119,20 +119,29 @@ def l1_hu_mean(age: float, sex: str) -> float:
     return 225.0 - decline - post_menopause + (6.0 if sex == "M" else 0.0)
 
 
-def _draw_fractures(rng: np.random.Generator, l1_hu: float, age: int) -> dict[str, tuple[int, float, str]]:
+def patient_levels(lumbar: int = 5) -> tuple[str, ...]:
+    """The levels of a patient with ``lumbar`` lumbar vertebrae (4, 5 or 6: transitional anatomy, numbered
+    from the last rib-bearing vertebra, T12, down to the sacrum)."""
+    if lumbar not in (4, 5, 6):
+        raise ValueError(f"lumbar count must be 4, 5 or 6, not {lumbar}")
+    return ("T11", "T12", *(f"L{i}" for i in range(1, lumbar + 1)))
+
+
+def _draw_fractures(rng: np.random.Generator, l1_hu: float, age: int,
+                    levels: tuple[str, ...] = LEVELS) -> dict[str, tuple[int, float, str]]:
     """Draw prevalent fractures and grade-0 deformities, more likely at low density and older age."""
     logit = -1.7 - 0.025 * (l1_hu - 120.0) + 0.03 * (age - 70)
     n_fx = rng.poisson(1.3 * (1.0 / (1.0 + math.exp(-logit))))
-    weights = np.array([FRACTURE_LEVEL_WEIGHT[lv] for lv in LEVELS])
+    weights = np.array([FRACTURE_LEVEL_WEIGHT[lv] for lv in levels])
     out: dict[str, tuple[int, float, str]] = {}
     for _ in range(min(n_fx, 4)):
-        level = LEVELS[int(rng.choice(len(LEVELS), p=weights / weights.sum()))]
+        level = levels[int(rng.choice(len(levels), p=weights / weights.sum()))]
         grade = int(rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15]))
         lo, hi = GRADE_LOSS[grade]
         out[level] = (grade, float(rng.uniform(lo, hi)), str(rng.choice(["wedge", "biconcave", "crush"],
                                                                            p=[0.55, 0.3, 0.15])))
     if rng.random() < 0.2:  # non-fracture deformity as a confounder
-        level = LEVELS[int(rng.integers(len(LEVELS)))]
+        level = levels[int(rng.integers(len(levels)))]
         if level not in out:
             lo, hi = GRADE_LOSS[0]
             out[level] = (0, float(rng.uniform(lo, hi)), str(rng.choice(["wedge", "biconcave"])))
@@ -155,14 +164,16 @@ def risk_logit(l1_hu: float, tscore: float, ntx: float, age: float, sex: str,
     return lo
 
 
-def draw_patient(rng: np.random.Generator) -> Patient:
-    """Draw one patient from the generative model."""
+def draw_patient(rng: np.random.Generator, lumbar: int = 5) -> Patient:
+    """Draw one patient from the generative model (``lumbar``: 4 or 6 for transitional anatomy; the draws of an
+    ordinary spine are those of earlier versions)."""
+    levels = patient_levels(lumbar)
     sex = "F" if rng.random() < 0.7 else "M"
     age = int(np.clip(round(rng.normal(70, 10)), 45, 95))
     l1_hu = float(np.clip(l1_hu_mean(age, sex) + rng.normal(0, 28.0), 25.0, 320.0))
-    fx = _draw_fractures(rng, l1_hu, age)
+    fx = _draw_fractures(rng, l1_hu, age, levels)
     vertebrae = []
-    for level in LEVELS:
+    for level in levels:
         hu = float(np.clip(l1_hu + LEVEL_HU_OFFSET[level] + rng.normal(0, 6.0), 15.0, 340.0))
         grade, loss, shape = fx.get(level, (0, 0.0, "none"))
         vertebrae.append(Vertebra(level, round(hu, 1), grade, round(loss, 4), shape))

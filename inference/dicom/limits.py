@@ -30,8 +30,9 @@ class Limits:
     """Voxels of the output volume (4 GB of float32)."""
     min_slices: int = 20
     """Fewer slices cannot hold the thoracolumbar spine at a usable resolution."""
-    min_extent_mm: float = 150.0
-    """Head-to-foot coverage (whatever the slice plane) needed to hold several thoracolumbar vertebrae."""
+    min_extent_mm: float = 50.0
+    """Head-to-foot coverage (whatever the slice plane) needed to hold two whole vertebral bodies and their disc
+    (the coverage rule then counts the bodies the model finds)."""
     check_body_part: bool = True
     """Set aside series whose BodyPartExamined names a region without thoracolumbar spine (head, limbs)."""
     max_tilt_deg: float = 30.0

@@ -1,0 +1,185 @@
+"""Any spine, any field of view: the generator's field-of-view truth, body finding and naming, the coverage rule
+and the training targets that teach them."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data.synthetic.cohort import FOV_KINDS, CohortOptions, draw_fov, write_cohort
+from inference.errors import InputError
+from inference.findings import Body, find_bodies, name_bodies, require_levels
+from inference.spec import LEVELS, OTHER, PreprocessSpec
+
+CLASSES = PreprocessSpec().name_classes
+
+
+def _profile(centres: dict[str, float], n_z: int = 100, step: float = 4.0, sure: float = 0.95) -> dict[str, np.ndarray]:
+    """Name-class probabilities along z with a body of each named level at its centre (mm)."""
+    probs = np.zeros((len(CLASSES), n_z))
+    probs[-1] = 1.0
+    pos = (np.arange(n_z) + 0.5) * step
+    for name, zc in centres.items():
+        w = np.exp(-0.5 * ((pos - zc) / 3.0) ** 2)
+        k = CLASSES.index(name)
+        probs[k] += w * sure
+        others = [i for i in range(len(CLASSES) - 1) if i != k]
+        probs[others] += w * (1 - sure) / len(others)
+        probs[-1] -= w
+    return {"name_probs": probs, "hu_profile": np.full(n_z, 120.0), "ratio_profile": np.full(n_z, 0.98),
+            "profile_step_mm": np.asarray(step)}
+
+
+def test_bodies_are_found_at_their_centres_and_named() -> None:
+    bodies = find_bodies(_profile({"T12": 300.0, "L1": 265.0, "L2": 229.0, "S1": 80.0}), (*LEVELS, OTHER))
+    assert [b.name for b in bodies] == ["T12", "L1", "L2", "S1"]
+    assert [round(b.z_mm) for b in bodies] == [300, 265, 229, 80]
+    assert all(b.confidence > 0.9 for b in bodies)
+
+
+def test_an_ambiguous_body_is_found_though_its_name_is_not_sure() -> None:
+    out = _profile({"L2": 200.0, "L3": 165.0}, sure=0.5)
+    bodies = find_bodies(out, (*LEVELS, OTHER))
+    assert len(bodies) == 2 and all(b.confidence < 0.9 for b in bodies)
+    naming = name_bodies(bodies)
+    assert naming.anchors == ()  # neither the sacrum nor the last rib: every name uncertain
+    assert naming.warnings(["L2", "L3"])[0].startswith("no anchor of the numbering")
+
+
+def _body(z: float, **probs: float) -> Body:
+    name = max(probs, key=probs.__getitem__)
+    return Body(z, 1.0, name, probs[name], 150.0, 1.0, probs)
+
+
+def test_names_follow_the_order_of_the_bodies_and_are_never_repeated() -> None:
+    bodies = [_body(100, T12=0.6, L1=0.4), _body(70, L1=0.5, L2=0.5), _body(40, L1=0.7, L2=0.3),
+              _body(10, S1=0.9, other=0.1)]
+    naming = name_bodies(bodies)
+    assert naming.names == ("T12", "L1", "L2", "S1")
+    assert naming.consistent == (True, True, False, True)  # the third body's own best name (L1) was taken
+    assert naming.anchors == ("sacrum", "last rib")
+
+
+def test_vertebrae_above_t10_are_other_and_do_not_count() -> None:
+    bodies = [_body(200, other=0.9, T10=0.1), _body(165, other=0.8, T10=0.2)]
+    assert name_bodies(bodies).names == (OTHER, OTHER)
+
+
+@pytest.mark.parametrize(("lumbar", "expected"), [(["L1", "L2", "L3", "L4", "L5", "L6"], "six lumbar vertebrae"),
+                                                  (["L1", "L2", "L3", "L4"], "four lumbar vertebrae")])
+def test_transitional_anatomy_is_reported_when_both_anchors_show_it(lumbar: list[str], expected: str) -> None:
+    names = ["T11", "T12", *lumbar, "S1"]
+    bodies = [_body(400 - 35 * i, **{n: 0.97, OTHER: 0.03}) for i, n in enumerate(names)]
+    naming = name_bodies(bodies)
+    assert naming.names == tuple(names)
+    assert naming.transitional == expected
+
+
+def test_the_coverage_rule_needs_two_whole_bodies() -> None:
+    require_levels(["L2", "L3"])
+    with pytest.raises(InputError) as err:
+        require_levels(["L3"])
+    assert err.value.code == "spine_not_covered"
+    assert "levels found: L3" in err.value.message
+    with pytest.raises(InputError, match="levels found: none"):
+        require_levels([])
+
+
+def test_fov_draws_cover_every_kind_and_transitional_spines() -> None:
+    plans = [draw_fov(7, i) for i in range(600)]
+    kinds = {p.kind for p in plans}
+    assert kinds == set(FOV_KINDS)
+    lumbar = [p.lumbar for p in plans]
+    assert 4 in lumbar and 6 in lumbar
+    assert 0.02 < lumbar.count(4) / len(lumbar) < 0.08
+
+
+@pytest.fixture(scope="module")
+def mixed_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("fov") / "c"
+    write_cohort(out, CohortOptions(n=12, seed=5, matrix=64, workers=1, extras=False, fov="mixed"))
+    return out
+
+
+def test_mixed_cohort_truth_records_what_is_in_view(mixed_cohort: Path) -> None:
+    from inference.io import load_any
+
+    rows = list(csv.DictReader((mixed_cohort / "truth.csv").open()))
+    assert {"fov_kind", "lumbar_count", "scan_top_mm", "scan_bottom_mm", "S1_in_view", "T10_z_mm"} <= set(rows[0])
+    for r in rows:
+        lo, hi = float(r["scan_bottom_mm"]), float(r["scan_top_mm"])
+        study = load_any(mixed_cohort / r["study"])
+        z = [float((study.affine @ np.array([k, 0, 0, 1.0]))[2]) for k in (0, study.volume.shape[0] - 1)]
+        assert min(z) == pytest.approx(lo, abs=0.01) and max(z) == pytest.approx(hi, abs=0.01)
+        for lv in LEVELS:
+            if r[f"{lv}_in_view"] == "1":
+                assert lo <= float(r[f"{lv}_z_mm"]) <= hi
+        if r["fov_kind"] == "none":
+            assert sum(r[f"{lv}_in_view"] == "1" for lv in LEVELS if lv != "S1") < 2
+
+
+def test_a_standard_cohort_is_drawn_as_before(tmp_path: Path) -> None:
+    """The field-of-view draws come from a stream of their own: a standard cohort has no new columns and its
+    levels stay T11-L5."""
+    out = tmp_path / "c"
+    write_cohort(out, CohortOptions(n=1, seed=5, matrix=64, workers=1, extras=False))
+    row = next(csv.DictReader((out / "truth.csv").open()))
+    assert "fov_kind" not in row and "T10_z_mm" not in row and "L5_z_mm" in row
+
+
+def test_name_targets_label_centres_of_whole_bodies_and_leave_cut_ones_alone() -> None:
+    from training.train import CENTRE_MM, augment, name_targets
+
+    n = len(LEVELS)
+    z = torch.full((1, n), float("nan"))
+    seen = torch.zeros((1, n))
+    centres = {"T10": 360.0, "T11": 330.0, "T12": 298.0, "L1": 264.0, "L2": 228.0, "L3": 190.0, "L4": 151.0,
+               "L5": 112.0, "S1": 70.0}
+    for lv, c in centres.items():
+        z[0, LEVELS.index(lv)] = c
+        seen[0, LEVELS.index(lv)] = 1.0
+    seen[0, LEVELS.index("T10")] = 0.0  # cut by the scan's edge
+    lab = name_targets(z, seen, 100, 4.0, n)[0]
+    pos = (torch.arange(100) + 0.5) * 4.0
+    at = lambda c: lab[(pos - c).abs() <= CENTRE_MM]  # noqa: E731
+    assert (at(264.0) == LEVELS.index("L1")).all()
+    assert (at(70.0) == LEVELS.index("S1")).all()
+    assert (at(360.0) == -1).all()  # a body not whole in view: not supervised
+    assert (at(246.0) == n + 1).all()  # the L1/L2 disc: no body centre
+    # a cut through the image takes the bodies beyond it out of view
+    x = torch.ones((1, 1, 200, 4, 4))
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        out, z2, seen2 = augment(x, z, seen, (0, 0, 0.0), gen, 2.0, cut_prob=1.0)
+        kept = out[0, 0, :, 0, 0] > 0
+        lo, hi = int(kept.nonzero().min()) * 2.0, (int(kept.nonzero().max()) + 1) * 2.0
+        for j in range(n):
+            if seen2[0, j] == 1:
+                assert lo <= float(z2[0, j]) - 12.0 and float(z2[0, j]) + 12.0 <= hi
+
+
+def test_the_fov_check_counts_found_named_uncertain_and_sure_names() -> None:
+    from dataclasses import replace
+
+    from tests.factories import make_prediction, vertebra
+    from training.evaluate_bundle import Scored
+    from training.fov_check import study_counts, summarise
+
+    truth = {f"{lv}_in_view": "" for lv in LEVELS}
+    truth |= {"L1_in_view": "1", "L1_z_mm": "100", "L2_in_view": "1", "L2_z_mm": "65", "L3_in_view": "1",
+              "L3_z_mm": "28", "T12_in_view": "0", "T12_z_mm": "135"}
+    reported = (replace(vertebra("L1", z_mm=102.0), name_confidence=0.97),  # found, right, sure
+                replace(vertebra("L3", z_mm=66.0), name_confidence=0.6, name_uncertain=True),  # found, wrong
+                vertebra("L4", z_mm=-40.0))  # nothing true within 10 mm of it; L3's body is not found
+    pred = replace(make_prediction(vertebrae=list(reported)), anchors=("sacrum",))
+    counts = study_counts(truth, Scored("s", (pred,)))
+    assert counts == {"bodies": 3, "found": 2, "named": 1, "uncertain": 1, "sure": 1, "sure_right": 1}
+    refused = Scored("t", refusal="spine_not_covered: fewer than 2 whole vertebral bodies")
+    none_truth = {f"{lv}_in_view": "0" for lv in LEVELS} | {f"{lv}_z_mm": "0" for lv in LEVELS}
+    table = summarise([({}, truth, Scored("s", (pred,))), ({}, none_truth, refused)])
+    assert table["eligible_scored_rate"] == 1.0 and table["not_eligible_refused_rate"] == 1.0
+    assert table["found_rate"] == round(2 / 3, 4) and table["named_right_rate"] == 0.5
