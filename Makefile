@@ -63,7 +63,7 @@ default-model: setup models/default/model.json $(COHORTS)/eval-test-fov/metrics.
 
 # 1. the training cohort: every kind of field of view, transitional spines (seed 1100)
 $(TRAIN_SET)/cohort.json:
-	$(VF) synth --out $(TRAIN_SET) --n 1000 --seed 1100 --matrix 160 --no-extras --fov mixed
+	$(VF) synth --out $(TRAIN_SET) --n 2500 --seed 1100 --matrix 160 --no-extras --fov mixed
 # 2. decode every study into the training cache (study by study), then delete the cohort's DICOM files
 $(TRAIN_SET)/.pruned: $(TRAIN_SET)/cohort.json
 	$(VF) train --cohort $(TRAIN_SET) --out $(RUN) --config $(CONFIG) --cache-only

@@ -279,10 +279,11 @@ RECENTRE_MIN_MM = 20.0
 
 
 def recentre_target(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop) -> float | None:
-    """Slice index to centre a second crop on when ``crop`` missed some of the counted levels and the spine it
-    found lies at least ``RECENTRE_MIN_MM`` from its centre; None to keep ``crop``. The one rule of
+    """Slice index to centre a second crop on when ``crop`` missed some of T10-S1 and the spine it found lies at
+    least ``RECENTRE_MIN_MM`` from its centre; None to keep ``crop``. The one rule of
     ``vfrisk predict`` (:meth:`inference.engine.Engine.locate`) and ``vfrisk score``."""
-    if len(found_levels(levels, outputs)) >= len([lv for lv in COUNTED_LEVELS if lv != "L6"]):
+    named = {b.name for b in find_bodies(outputs, (*levels, OTHER))}
+    if all(lv in named for lv in levels if lv != "L6"):  # T10 to S1 all in the crop
         return None
     target = spine_midpoint_index(levels, outputs, crop)
     current = crop.start_index[0] + (crop.image.shape[0] - 1) / 2.0

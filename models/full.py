@@ -28,6 +28,8 @@ INPUT_NAMES = ("image", "spacing", "labs")
 class VfriskModel(nn.Module):
     """CT crop + labs -> calibrated 6-month probability, interval and per-vertebra findings."""
 
+    name_temperature: torch.Tensor
+
     def __init__(self, spec: PreprocessSpec, width: int = 24, n_members: int = 16,
                  use_image: bool = True, use_labs: bool = True) -> None:
         super().__init__()
@@ -39,10 +41,11 @@ class VfriskModel(nn.Module):
         n_feat = (N_IMAGE_FEATURES if use_image else 0) + (len(spec.labs) if use_labs else 0)
         self.risk = RiskHead(n_feat, n_members=n_members)
         self.z_step_mm = spec.crop_mm[0] / (spec.grid[0] / 2)
+        self.register_buffer("name_temperature", torch.tensor(1.0))
 
     def findings(self, grid_image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-level findings from an already preprocessed (grid) image."""
-        return level_findings(self.net(grid_image), self.z_step_mm, len(self.spec.levels))
+        return level_findings(self.net(grid_image), self.z_step_mm, len(self.spec.levels), self.name_temperature)
 
     def fuse(self, found: dict[str, torch.Tensor], labs: torch.Tensor) -> torch.Tensor:
         """Risk features: image features and/or normalised labs."""

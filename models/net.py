@@ -46,7 +46,8 @@ class SpineNet(nn.Module):
             _conv(w * 3 // 2, w * 2, (1, 2, 2)),
         )
         ch = w * 4
-        self.profile = nn.Sequential(*[ResBlock1d(ch, d) for d in (1, 2, 4, 8, 16, 1)])
+        # receptive field along z about 0.5 m: a body is named from the sacrum or the last rib however far
+        self.profile = nn.Sequential(*[ResBlock1d(ch, d) for d in (1, 2, 4, 8, 16, 32, 1)])
         self.name_logits = nn.Conv1d(ch, n_classes, 1)
         self.hu = nn.Conv1d(ch, 1, 1)
         self.ratio = nn.Conv1d(ch, 1, 1)
@@ -62,11 +63,18 @@ class SpineNet(nn.Module):
         return {"logits": self.name_logits(f), "hu": hu, "ratio": ratio}
 
 
-def level_findings(out: dict[str, torch.Tensor], z_step_mm: float, n_levels: int) -> dict[str, torch.Tensor]:
+def level_findings(out: dict[str, torch.Tensor], z_step_mm: float, n_levels: int,
+                   temperature: torch.Tensor | float = 1.0) -> dict[str, torch.Tensor]:
     """Pool the z-profiles into soft per-level findings (the risk head's input): presence (the level's highest
     probability along z), z (mm from crop start), HU and height ratio weighted by the level's probability along
-    z; plus the profiles themselves (``probs`` (N, C, Z'), ``hu_profile``, ``ratio_profile``)."""
-    probs = torch.softmax(out["logits"].float(), dim=1)
+    z; plus the profiles themselves (``probs`` (N, C, Z'), ``hu_profile``, ``ratio_profile``).
+
+    P(none) is the network's; the names given a body are its softmax over the body classes at ``temperature``
+    (calibrated on the calibration split, so that a name's confidence is its frequency of being right)."""
+    logits = out["logits"].float()
+    none = torch.softmax(logits, dim=1)[:, -1:]
+    named = torch.softmax(logits[:, :-1] / temperature, dim=1) * (1.0 - none)
+    probs = torch.cat([named, none], dim=1)
     a = probs[:, :n_levels]
     w = a / a.sum(dim=2, keepdim=True).clamp_min(1e-6)
     n_z = a.shape[2]

@@ -53,6 +53,7 @@ class RiskHead(nn.Module):
     platt: torch.Tensor
     width: torch.Tensor
     width_missing: torch.Tensor
+    width_base: torch.Tensor
 
     def __init__(self, n_features: int, n_members: int = 16, z: float = 1.645) -> None:
         super().__init__()
@@ -63,6 +64,7 @@ class RiskHead(nn.Module):
         self.register_buffer("platt", torch.tensor([1.0, 0.0]))
         self.register_buffer("width", torch.tensor(1.0))
         self.register_buffer("width_missing", torch.tensor(0.0))
+        self.register_buffer("width_base", torch.tensor(0.0))
         self.z = z
 
     def member_logits(self, feats: torch.Tensor) -> torch.Tensor:
@@ -72,14 +74,15 @@ class RiskHead(nn.Module):
 
     def forward(self, feats: torch.Tensor, missing: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the calibrated probability (N,) and the interval (N, 2); ``missing`` (N,) is the share of the
-        risk levels not in view, which widens the interval by ``width_missing`` logits per unit."""
+        """Return the calibrated probability (N,) and the interval (N, 2): the ensemble spread scaled by ``width``,
+        plus ``width_base`` logits (the error of the image findings, which the bootstrap does not see), plus
+        ``width_missing`` logits per unit of ``missing`` (N,), the share of the risk levels not in view."""
         logits = self.member_logits(feats)
         mu = logits.mean(dim=1)
         sd = logits.std(dim=1) if logits.shape[1] > 1 else torch.zeros_like(mu)
         a, b = self.platt[0], self.platt[1]
         centre = a * mu + b
-        half = self.z * self.width * a.abs() * sd
+        half = self.z * self.width * a.abs() * sd + self.width_base
         if missing is not None:
             half = half + self.width_missing * missing
         prob = torch.sigmoid(centre)

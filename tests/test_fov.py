@@ -144,11 +144,14 @@ def test_name_targets_label_centres_of_whole_bodies_and_leave_cut_ones_alone() -
         seen[0, LEVELS.index(lv)] = 1.0
     seen[0, LEVELS.index("T10")] = 0.0  # cut by the scan's edge
     lab = name_targets(z, seen, 100, 4.0, n)[0]
+    scanned = torch.tensor([[0.0, 330.0]])  # the scan ends at the centre of T11: T11 is cut too
+    cut_lab = name_targets(z, seen, 100, 4.0, n, scanned)[0]
+    assert (cut_lab[((torch.arange(100) + 0.5) * 4.0 - 330.0).abs() <= CENTRE_MM] == n + 1).all()
     pos = (torch.arange(100) + 0.5) * 4.0
     at = lambda c: lab[(pos - c).abs() <= CENTRE_MM]  # noqa: E731
     assert (at(264.0) == LEVELS.index("L1")).all()
     assert (at(70.0) == LEVELS.index("S1")).all()
-    assert (at(360.0) == -1).all()  # a body not whole in view: not supervised
+    assert (at(360.0) == n + 1).all()  # a body the edge cuts: "none", not a body to find
     assert (at(246.0) == n + 1).all()  # the L1/L2 disc: no body centre
     # a cut through the image takes the bodies beyond it out of view
     x = torch.ones((1, 1, 200, 4, 4))

@@ -25,6 +25,9 @@ from training.data import read_manifest
 from training.run import library_versions
 
 MAX_ABS_DP = 1e-5
+MAX_ABS_NAMES = 1e-4
+"""Largest difference allowed in the name-class probabilities (a softmax over 12 classes at every position: float32
+summation order moves them by about 1e-5; a body is found at 0.5)."""
 MODEL_NAME = "vfrisk-spine-6m"
 
 
@@ -115,7 +118,8 @@ def model_card(model: VfriskModel, ckpt: dict[str, Any], run: Path, variant: str
         "levels": list(spec.levels),
         "calibration": {"method": "Platt scaling of the ensemble-mean logit on the calibration split",
                         "platt": model.risk.platt.tolist(), "interval_z": model.risk.z,
-                        "interval_width": float(model.risk.width), "width_missing": float(model.risk.width_missing)},
+                        "interval_width": float(model.risk.width), "width_base": float(model.risk.width_base),
+                        "width_missing": float(model.risk.width_missing)},
         "training_data": ckpt.get("cohort", {}),
         "training_config": ckpt["config"],
         "metrics": {k: v for k, v in metrics.items() if k in ("fused", "labs_only", "image_only", "split_counts")},
@@ -149,15 +153,17 @@ def export_bundle(run: Path, out: Path, cohort: Path | None = None, variant: str
         onnx.helper.set_model_props(proto, {CARD_KEY: json.dumps(card, sort_keys=True)})
         onnx.save(proto, str(onnx_path))
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        worst = 0.0
+        worst, worst_names = 0.0, 0.0
         for image, spacing, labs in samples:
             ref = model(torch.from_numpy(image), torch.from_numpy(spacing), torch.from_numpy(labs))
             got = session.run(None, {"image": image, "spacing": spacing, "labs": labs})
-            for k in (0, 1, 6):  # probability, interval, name probabilities
+            for k in (0, 1):  # probability, interval
                 worst = max(worst, float(np.abs(got[k] - ref[k].detach().numpy()).max()))
-        if worst > MAX_ABS_DP:
-            raise InputError("export_mismatch", f"ONNX and PyTorch differ by {worst:.2e} > {MAX_ABS_DP:g}")
-        card["export_check"] = {"studies": len(samples), "max_abs_dp": worst}
+            worst_names = max(worst_names, float(np.abs(got[6] - ref[6].detach().numpy()).max()))
+        if worst > MAX_ABS_DP or worst_names > MAX_ABS_NAMES:
+            raise InputError("export_mismatch", f"ONNX and PyTorch differ by {worst:.2e} (probability; at most "
+                             f"{MAX_ABS_DP:g}) and {worst_names:.2e} (name probabilities; at most {MAX_ABS_NAMES:g})")
+        card["export_check"] = {"studies": len(samples), "max_abs_dp": worst, "max_abs_name_probs": worst_names}
         card["onnx_sha256"] = file_sha256(onnx_path)
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(onnx_path, out / "model.onnx")

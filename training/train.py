@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from inference.errors import InputError
 from inference.findings import Body, find_bodies
-from inference.spec import LEVELS, OTHER, PreprocessSpec
+from inference.spec import LEVELS, OTHER, RISK_LEVELS, PreprocessSpec
 from models.full import VfriskModel
 from models.risk import RiskHead
 from training.config import TrainConfig
@@ -146,16 +146,33 @@ NONE_MM = 14.0
 """Positions at least this far from every known centre carry the ``none`` class (between: not supervised)."""
 
 
-def name_targets(z: torch.Tensor, seen: torch.Tensor, n_z: int, step: float, n_levels: int) -> torch.Tensor:
+def scan_range(x: torch.Tensor, mm_per_voxel: float) -> torch.Tensor:
+    """(N, 2) the z range (mm from the crop's first slice) that holds image data: padding beyond the scan (and the
+    parts a cut took away) is air at -1000 HU, 0 after windowing, on every voxel of a slice."""
+    filled = x.flatten(3).amax(dim=3)[:, 0] > 0  # (N, D) grid slices with data
+    out = torch.zeros((x.shape[0], 2))
+    for i in range(x.shape[0]):
+        idx = filled[i].nonzero()
+        if idx.numel():
+            out[i, 0], out[i, 1] = float(idx.min()) * mm_per_voxel, float(idx.max() + 1) * mm_per_voxel
+    return out
+
+
+def name_targets(z: torch.Tensor, seen: torch.Tensor, n_z: int, step: float, n_levels: int,
+                 scanned: torch.Tensor | None = None) -> torch.Tensor:
     """(N, Z') class index per profile position (-1: not supervised), classes as
     :attr:`PreprocessSpec.name_classes`: a level's class near the centre of a body wholly in view inside the
-    crop; ``other`` near the centres of the vertebrae above T10 (extrapolated at the T10-T11 pitch); ``none``
-    far from every known centre (discs, soft tissue, the sacrum below S1, air beyond the scan)."""
+    crop; ``other`` near the centres of whole vertebrae above T10 (extrapolated at the T10-T11 pitch); ``none``
+    far from every known centre (discs, soft tissue, the sacrum below S1, air beyond the scan) and at the centre
+    of a body that the scan's edge cuts (so that only whole bodies are found). ``scanned`` (N, 2) is the z range
+    holding image data (:func:`scan_range`; default: the whole crop)."""
     other, none = n_levels, n_levels + 1
     pos = (torch.arange(n_z, dtype=torch.float32) + 0.5) * step
     extent = n_z * step
     out = torch.full((z.shape[0], n_z), -1, dtype=torch.long)
     for i in range(z.shape[0]):
+        lo, hi = (0.0, extent) if scanned is None else (float(scanned[i, 0]), float(scanned[i, 1]))
+        lo, hi = max(lo, 0.0), min(hi, extent)
         lab = out[i]
         centres = z[i][torch.isfinite(z[i])]
         far = ((pos[:, None] - centres[None]).abs().amin(1) >= NONE_MM if centres.numel()
@@ -167,21 +184,29 @@ def name_targets(z: torch.Tensor, seen: torch.Tensor, n_z: int, step: float, n_l
             lab[pos > t10 + NONE_MM] = -1  # vertebrae above T10 and their discs: only their centres supervised
             for k in range(1, 8):
                 c = t10 + k * pitch * (1.0 - 0.03 * k)
-                if HALF_BODY_MM <= c <= extent - HALF_BODY_MM:
+                if lo + HALF_BODY_MM <= c <= hi - HALF_BODY_MM:
                     lab[(pos - c).abs() <= CENTRE_MM] = other
+                elif lo <= c <= hi:
+                    lab[(pos - c).abs() <= CENTRE_MM] = none
         for j in range(n_levels):
             zc = float(z[i, j])
-            if math.isfinite(zc) and float(seen[i, j]) == 1.0 and HALF_BODY_MM <= zc <= extent - HALF_BODY_MM:
+            if not math.isfinite(zc):
+                continue
+            whole = float(seen[i, j]) == 1.0 and lo + HALF_BODY_MM <= zc <= hi - HALF_BODY_MM
+            if whole:
                 lab[(pos - zc).abs() <= CENTRE_MM] = j
+            elif lo <= zc <= hi:
+                lab[(pos - zc).abs() <= CENTRE_MM] = none  # a body the edge cuts: not a body to find
     return out
 
 
 def aux_loss(model: VfriskModel, raw: dict[str, torch.Tensor], z: torch.Tensor, seen: torch.Tensor,
-             hu: torch.Tensor, ratio: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+             hu: torch.Tensor, ratio: torch.Tensor, scanned: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, dict[str, float]]:
     """Name-class cross-entropy per position, and trabecular HU and height-ratio losses at the body centres."""
     logits = raw["logits"].float()
     n_levels = len(model.spec.levels)
-    target = name_targets(z, seen, logits.shape[2], model.z_step_mm, n_levels)
+    target = name_targets(z, seen, logits.shape[2], model.z_step_mm, n_levels, scanned)
     weight = torch.ones(logits.shape[1])
     weight[-1] = 0.3  # "none" dominates the positions
     names = F.cross_entropy(logits, target, weight=weight, ignore_index=-1)
@@ -246,7 +271,8 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
                                  cfg.cut_prob)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 raw = net(x.to(device))
-            loss, items = aux_loss(model, {k: v.cpu() for k, v in raw.items()}, z, seen, hu_t[idx], ratio_t[idx])
+            loss, items = aux_loss(model, {k: v.cpu() for k, v in raw.items()}, z, seen, hu_t[idx], ratio_t[idx],
+                                   scan_range(x, mm_vox))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.net.parameters(), 5.0)
@@ -363,12 +389,28 @@ def fit_risk_head(model: VfriskModel, feats: dict[str, torch.Tensor], splits: di
     head.platt.copy_(torch.tensor([float(a[0]), float(b[0])]))
     head.z = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + cfg.interval_level / 2)))
     head.width_missing.fill_(0.0)
-    miss = missing["cal"]
-    whole = torch.ones(len(yc), dtype=torch.bool) if miss is None else miss < 0.05
-    head.width.fill_(interval_width(head, feats["cal"], splits["cal"], cfg.interval_level, miss, whole))
+    head.width_base.fill_(0.0)
+    miss, cal = missing["cal"], splits["cal"]
+    whole = whole_in_crop(cal, model.spec)
+    head.width.fill_(interval_width(head, feats["cal"], cal, cfg.interval_level, miss, whole))
+    if head.width >= MAX_WIDTH:  # the spread alone cannot cover: a constant term for the findings' error
+        head.width.fill_(1.0)
+        head.width_base.fill_(interval_width(head, feats["cal"], cal, cfg.interval_level, miss, whole, "width_base"))
     if miss is not None and bool((~whole).any()):
-        head.width_missing.fill_(interval_width(head, feats["cal"], splits["cal"], cfg.interval_level, miss, ~whole,
+        head.width_missing.fill_(interval_width(head, feats["cal"], cal, cfg.interval_level, miss, ~whole,
                                                 knob="width_missing"))
+
+
+MAX_WIDTH = 10.0
+"""Largest scale of the ensemble spread searched before a constant term is added instead."""
+
+
+def whole_in_crop(split: Split, spec: PreprocessSpec) -> torch.Tensor:
+    """(N,) True where every risk level (T11-L5) of the spine is wholly in view inside the crop (truth)."""
+    idx = [spec.levels.index(lv) for lv in RISK_LEVELS]
+    z, seen = split.z_mm[:, idx], split.in_view[:, idx]
+    inside = (z >= HALF_BODY_MM) & (z <= spec.crop_mm[0] - HALF_BODY_MM)
+    return ((seen == 1) & inside | torch.isnan(z)).all(dim=1)
 
 
 def interval_width(head: RiskHead, feats: torch.Tensor, cal: Split, level: float,
@@ -381,10 +423,10 @@ def interval_width(head: RiskHead, feats: torch.Tensor, cal: Split, level: float
     the scale."""
     p_true = [r.truth.get("p_true") for r in cal.rows]
     if any(p in (None, "") for p in p_true):
-        return 1.0 if knob == "width" else 0.0
+        return 1.0 if knob == "width" else 0.0  # the raw bootstrap spread
     target = torch.tensor([float(str(p)) for p in p_true])
     sel = torch.ones(len(target), dtype=torch.bool) if rows is None else rows
-    grid = torch.linspace(1.0, 30.0, 291) if knob == "width" else torch.linspace(0.0, 6.0, 121)
+    grid = torch.linspace(1.0, MAX_WIDTH, 91) if knob == "width" else torch.linspace(0.0, 6.0, 241)
     best = float(grid[0])
     with torch.no_grad():
         for w in grid:
@@ -406,18 +448,45 @@ def with_cuts(split: Split, cfg: TrainConfig, mm_per_voxel: float) -> Split:
                  torch.cat([split.in_view, seen]))
 
 
+@torch.no_grad()
+def calibrate_names(model: VfriskModel, split: Split, device: torch.device) -> float:
+    """Fit the name temperature on ``split`` (its crops as cached and cut): the value in 0.3-3 that minimises the
+    cross-entropy of the names given a body (the softmax over the body classes) at the labelled body centres.
+    Sets it on the model and returns it."""
+    model.net.eval().to(device)
+    mm_vox = model.spec.crop_mm[0] / model.spec.grid[0]
+    n_levels = len(model.spec.levels)
+    logits, targets = [], []
+    for b in range(0, len(split.rows), 16):
+        x = split.images[b: b + 16].float()
+        raw = model.net(x.to(device))["logits"].float().cpu()
+        t = name_targets(split.z_mm[b: b + 16], split.in_view[b: b + 16], raw.shape[2], model.z_step_mm, n_levels,
+                         scan_range(x, mm_vox))
+        keep = (t >= 0) & (t <= n_levels)  # the body classes: levels and other
+        logits.append(raw[:, :-1].permute(0, 2, 1)[keep])
+        targets.append(t[keep])
+    model.net.to("cpu")
+    lg, tg = torch.cat(logits), torch.cat(targets)
+    best = min(torch.linspace(0.3, 3.0, 55).tolist(), key=lambda temp: float(F.cross_entropy(lg / temp, tg)))
+    model.name_temperature.fill_(best)
+    return best
+
+
 def fit_all_heads(model: VfriskModel, splits: dict[str, Split], cfg: TrainConfig,
                   device: torch.device) -> dict[str, VfriskModel]:
     """Fit the fused head and the two baselines (labs only, image only) on the same splits (train and cal with
     cut copies of their crops)."""
     mm_vox = model.spec.crop_mm[0] / model.spec.grid[0]
     fitting = {n: with_cuts(s, cfg, mm_vox) if n in ("train", "cal") else s for n, s in splits.items()}
+    temperature = calibrate_names(model, fitting["cal"], device)
+    log.info("name temperature %.3f (calibration split, cached and cut crops)", temperature)
     found = {name: findings_of(model, s, device) for name, s in fitting.items()}
     model.labs_norm.fit(splits["train"].labs())
     variants = {"fused": model}
     for name, (img, lab) in {"labs_only": (False, True), "image_only": (True, False)}.items():
         v = VfriskModel(model.spec, width=cfg.width, n_members=cfg.members, use_image=img, use_labs=lab)
         v.net.load_state_dict(model.net.state_dict())
+        v.name_temperature.copy_(model.name_temperature)
         v.labs_norm.load_state_dict(model.labs_norm.state_dict())
         variants[name] = v
     for v in variants.values():

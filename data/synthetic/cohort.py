@@ -29,6 +29,7 @@ from data.synthetic.anatomy import (
     ScanRange,
     VertebraGeometry,
     level_span,
+    make_grid,
     place_spine,
     render,
     s1_geometry,
@@ -245,8 +246,6 @@ def fov_truth(p: Patient, spine: list[VertebraGeometry], plan: StudyPlan, fov: F
     """The field-of-view truth of a ``--fov mixed`` study (same columns on every row): the kind, the lumbar
     count, the scan's z range and, per level of :data:`REPORT_LEVELS`, its centre and whether the whole body is
     in the scan (``{level}_in_view`` 1/0, blank where the spine has no such level)."""
-    from data.synthetic.anatomy import make_grid
-
     grid = make_grid(plan.acq, spine)
     lo, hi = float(grid.z[0]), float(grid.z[-1])
     have = {v.level for v in spine} | {"S1"}
@@ -316,6 +315,15 @@ def _draw(seed: int, index: int, opts: CohortOptions
     return rng, patient, plan, fov
 
 
+SAGITTAL_MIN_SLICES = 64
+"""A scan shorter than this many axial slices is written axial even when a sagittal series was drawn (a short
+field-of-view cohort's slab would make sagittal images too small for the JPEG 2000 encoder's resolution levels)."""
+
+
+def _fit_orientation(plan: StudyPlan, n_z: int) -> StudyPlan:
+    return replace(plan, sagittal_main=False) if plan.sagittal_main and n_z < SAGITTAL_MIN_SLICES else plan
+
+
 def _levels(fov: FovPlan | None) -> tuple[str, ...]:
     return spine_levels(fov.lumbar) if fov else ALL_LEVELS
 
@@ -347,6 +355,7 @@ def make_study(
     """Generate and write study ``index``; return its manifest row and truth row."""
     rng, patient, plan, fov = _draw(seed, index, opts)
     vol, grid, spine = render(patient, plan.acq, plan.body, rng, _levels(fov))
+    plan = _fit_orientation(plan, len(grid.z))
     folder = root / "studies" / f"S{index:05d}"
     folder.mkdir(parents=True, exist_ok=True)
     h = _header(seed, index, patient, plan)
@@ -390,6 +399,7 @@ def rows_of_written_study(
     rng, patient, plan, fov = _draw(seed, index, opts)
     spine = place_spine(patient, rng, z_l5_bottom=plan.acq.table_z, y_spine=plan.body.ay * 0.25,
                         levels=_levels(fov))
+    plan = _fit_orientation(plan, len(make_grid(plan.acq, spine).z))
     n = int((root / ".progress" / f"S{index:05d}").read_text())
     extras = [name for name, flag in (("scout", plan.extra_scout), ("thick", plan.extra_thick),
                                       ("sagittal_reformat", plan.extra_sagittal)) if flag]
