@@ -213,4 +213,4 @@ def test_inspect_report_is_json(tmp_path: Path) -> None:
     assert report["chosen"]["spacing_mm_zyx"] == list(SPACING)
     assert sorted(s["n_slices"] for s in report["series"]) == [20, 40]
     other = next(s for s in report["series"] if not s["chosen"])
-    assert other["set_aside"].startswith("insufficient_coverage")
+    assert other["set_aside"].startswith("not_chosen")  # both cover the 50 mm two bodies need; the thinner wins

@@ -186,3 +186,17 @@ def test_the_fov_check_counts_found_named_uncertain_and_sure_names() -> None:
     table = summarise([({}, truth, Scored("s", (pred,))), ({}, none_truth, refused)])
     assert table["eligible_scored_rate"] == 1.0 and table["not_eligible_refused_rate"] == 1.0
     assert table["found_rate"] == round(2 / 3, 4) and table["named_right_rate"] == 0.5
+
+
+def test_an_uncertain_l1_does_not_give_the_suggestion_engine_its_hu() -> None:
+    """The R-CT-1 density rule reads L1's HU: a body whose name is uncertain may be a neighbour, so its HU is not
+    passed as L1's (missing is missing); a sure L1's is."""
+    from dataclasses import replace
+
+    from tests.factories import make_prediction, vertebra
+    from vfrisk.pipeline import clinical_context
+
+    sure = make_prediction(vertebrae=[replace(vertebra("L1", hu=95.0), name_confidence=0.97)])
+    unsure = make_prediction(vertebrae=[replace(vertebra("L1", hu=95.0), name_confidence=0.6, name_uncertain=True)])
+    assert clinical_context(sure, None)["patient"]["imaging"]["l1_trabecular_hu"] == 95.0
+    assert clinical_context(unsure, None)["patient"]["imaging"]["l1_trabecular_hu"] is None

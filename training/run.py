@@ -76,6 +76,10 @@ def train_run(cohort: Path, out: Path, config: Path | None) -> dict[str, Any]:
         finish(info)
 
 
+RESUME = "resume.pt"
+"""The image network's state after the last finished epoch, while a run is in progress."""
+
+
 def cache_run(cohort: Path, config: Path | None) -> dict[str, Any]:
     """Decode every study of the cohort into the training cache and stop (the first, resumable stage of
     ``make default-model``: a killed run keeps the studies it cached); returns the counts."""
@@ -110,7 +114,7 @@ def _train(cohort: Path, out: Path, cfg: TrainConfig, info: DistInfo) -> dict[st
     counts |= {f"{name}_events": int(s.labels().sum()) for name, s in splits.items()}
     log.info("splits %s; processes %d", counts, info.world)
     model = VfriskModel(spec, width=cfg.width, n_members=cfg.members)
-    history, timings["image_net"] = timed(train_image_net, model, splits, cfg, device, info)
+    history, timings["image_net"] = timed(train_image_net, model, splits, cfg, device, info, out / RESUME)
     if not info.main:
         return {}
     (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
@@ -129,6 +133,7 @@ def _train(cohort: Path, out: Path, cfg: TrainConfig, info: DistInfo) -> dict[st
                 "risk_z": model.risk.z, "cohort": _cohort_description(cohort, counts),
                 "cohort_path": str(cohort.resolve()), "arch_version": ARCH_VERSION},
                out / "checkpoint.pt")
+    (out / RESUME).unlink(missing_ok=True)  # the checkpoint is written: nothing left to resume
     report = build_run_report(cfg, device, counts | {"processes": info.world}, timings, metrics, cohort)
     (out / "run_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     if cfg.mlflow_uri:  # the run folder is complete already: a tracking failure costs the tracking only

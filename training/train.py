@@ -231,8 +231,13 @@ def aux_loss(model: VfriskModel, raw: dict[str, torch.Tensor], z: torch.Tensor, 
 
 
 def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConfig,
-                    device: torch.device, info: DistInfo | None = None) -> list[dict[str, float]]:
+                    device: torch.device, info: DistInfo | None = None,
+                    resume: Path | None = None) -> list[dict[str, float]]:
     """Stage 1: train the image network on auxiliary per-vertebra truth; returns the epoch history.
+
+    With ``resume`` (a file in the run folder), the state after every epoch (network, optimiser, schedule, random
+    generator, history) is saved there, and a run started again with the same config goes on from the last epoch
+    saved: a killed or timed-out training loses at most one epoch.
 
     Under torchrun (``info.active``) each process takes its shard of every epoch's permutation (drawn from a
     generator seeded per epoch, so all processes agree) and DistributedDataParallel averages the gradients; one
@@ -252,8 +257,18 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
     if info.active:
         net = torch.nn.parallel.DistributedDataParallel(
             model.net, device_ids=[device.index] if device.type == "cuda" else None)
-    history = []
-    for epoch in range(cfg.epochs):
+    history: list[dict[str, float]] = []
+    first = 0
+    if resume is not None and resume.is_file() and not info.active:
+        state = torch.load(resume, map_location="cpu", weights_only=False)
+        if state.get("config") == cfg.to_dict():
+            model.net.load_state_dict(state["net"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            gen.set_state(state["gen"])
+            history, first = state["history"], int(state["epoch"])
+            log.info("resuming after epoch %d of %d (%s)", first, cfg.epochs, resume.name)
+    for epoch in range(first, cfg.epochs):
         model.net.to(device).train()
         if info.active:
             perm = shard(torch.randperm(len(tr.rows), generator=torch.Generator().manual_seed(cfg.seed + epoch)),
@@ -286,6 +301,12 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
         val = finding_errors(model, splits["cal"], device)
         history.append({"epoch": epoch + 1, **{f"train_{k}": round(v, 4) for k, v in parts.items()}, **val})
         log.info("epoch %d %s", epoch + 1, json.dumps(history[-1]))
+        if resume is not None and not info.active:
+            tmp = resume.with_suffix(".tmp")
+            torch.save({"config": cfg.to_dict(), "epoch": epoch + 1, "net": model.net.state_dict(),
+                        "opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
+                        "history": history}, tmp)
+            tmp.replace(resume)  # atomic: a kill mid-save keeps the previous epoch's state
     model.net.to("cpu")
     return history
 

@@ -32,7 +32,8 @@ def clinical_context(prediction: Prediction, context: Mapping[str, Any] | None) 
     if not patient.get("dxa"):
         patient["dxa"] = {"t_lumbar_spine": labs.bmd_tscore}
     found = prediction.found_levels()
-    l1 = next((v for v in found if v.level == "L1"), None)
+    # an L1 whose name is uncertain may be a neighbour: its HU is not given as L1's (missing is missing)
+    l1 = next((v for v in found if v.level == "L1" and not v.name_uncertain), None)
     patient["imaging"] = {
         "study": prediction.study_instance_uid or None,
         "l1_trabecular_hu": l1.trabecular_hu if l1 else None,
