@@ -14,7 +14,7 @@ import numpy as np
 from inference.errors import InputError
 from inference.study import Study
 
-MIN_SLICES = 20
+MIN_SLICES = 12
 MIN_EXTENT_MM = 50.0
 """Two whole vertebral bodies and their disc (the same floor as the DICOM reader's ``min_extent_mm``)."""
 MAX_VOXELS = 1024 * 1024 * 1200

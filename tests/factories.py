@@ -31,7 +31,7 @@ def truth_vertebrae(truth: Mapping[str, str], absent: Sequence[str] = ()) -> tup
     return tuple(
         vertebra(lv, grade=int(truth[f"{lv}_grade"]), ratio=float(truth[f"{lv}_height_ratio"]),
                  hu=float(truth[f"{lv}_hu"]), z_mm=float(truth[f"{lv}_z_mm"]), present=lv not in absent)
-        for lv in LEVELS)
+        for lv in LEVELS if truth.get(f"{lv}_grade") not in (None, ""))
 
 
 def make_prediction(study: Study | None = None, *, probability: float = 0.137,

@@ -28,8 +28,9 @@ class Limits:
     """Slices (frames) in the chosen series."""
     max_voxels: int = 1_000_000_000
     """Voxels of the output volume (4 GB of float32)."""
-    min_slices: int = 20
-    """Fewer slices cannot hold the thoracolumbar spine at a usable resolution."""
+    min_slices: int = 12
+    """Fewer slices cannot hold two vertebral bodies and their disc at a usable resolution (12 slices of 5 mm
+    make 60 mm)."""
     min_extent_mm: float = 50.0
     """Head-to-foot coverage (whatever the slice plane) needed to hold two whole vertebral bodies and their disc
     (the coverage rule then counts the bodies the model finds)."""

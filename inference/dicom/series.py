@@ -224,7 +224,7 @@ def _check_scope(series: Series, stack: geometry.Stack, limits: Limits) -> None:
     """Refuse a valid stack that is too small, too short, too big or cannot give HU."""
     n = len(series.frames)
     if n < limits.min_slices:
-        raise InputError("too_few_slices", f"{n} slice(s): too few to hold the thoracolumbar spine")
+        raise InputError("too_few_slices", f"{n} slice(s): too few to hold two vertebral bodies")
     part = str(_get(series.ds, "BodyPartExamined", "")).upper()
     if limits.check_body_part and part in NOT_SPINE_PARTS:
         raise InputError("insufficient_coverage", f"the series covers the {part.lower()}, not the spine")
