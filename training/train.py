@@ -312,6 +312,34 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
 
 
 @torch.no_grad()
+def recalibrate_norm(model: VfriskModel, split: Split, cfg: TrainConfig, device: torch.device,
+                     n: int = 1024) -> None:
+    """Re-estimate the batch-norm statistics of the trained network as an average over up to ``n`` training
+    crops, augmented as in training (cuts and shifts included), instead of the last batches' running values: the
+    statistics then describe every kind of field of view the network saw, and evaluation is stable."""
+    norms = [m for m in model.net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    gen = torch.Generator().manual_seed(cfg.seed + 31337)
+    mm_vox = model.spec.crop_mm[0] / model.spec.grid[0]
+    shifts = (int(cfg.z_shift_mm / mm_vox), int(cfg.z_far_shift_mm / mm_vox), cfg.far_shift_prob)
+    model.net.train().to(device)
+    order = torch.randperm(len(split.rows), generator=gen)[:n]
+    for b in range(0, len(order), cfg.batch_size):
+        idx = order[b: b + cfg.batch_size]
+        x, _, _ = augment(split.images[idx].float(), split.z_mm[idx], split.in_view[idx], shifts, gen, mm_vox,
+                          cfg.cut_prob)
+        model.net(x.to(device))
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
+    model.net.eval().to("cpu")
+
+
+@torch.no_grad()
 def findings_of(model: VfriskModel, split: Split, device: torch.device) -> dict[str, torch.Tensor]:
     """Per-level findings of every study in a split (eval mode, no augmentation)."""
     model.net.eval().to(device)
