@@ -77,10 +77,21 @@ def synth(
     extras: Annotated[bool, typer.Option(help="Add scouts, thick and sagittal series to some studies.")] = True,
     fov: Annotated[str, typer.Option(help="standard: T11-L5 with margins; mixed: fields of view of every kind "
                                           "and transitional spines (see README).")] = "standard",
+    family: Annotated[str, typer.Option(help="Phantom family: a (the training generator) or b (the independent "
+                                             "second generator; its own fields of view; --wide/--fov do not "
+                                             "apply).")] = "a",
 ) -> None:
     """Write a synthetic cohort (DESIGN.md cohort layout)."""
 
     def run() -> None:
+        if family == "b":
+            from data.synthetic.family_b.cohort import Options
+            from data.synthetic.family_b.cohort import write_cohort as write_b
+
+            _print_json(write_b(out, Options(n=n, seed=seed, matrix=matrix or None, workers=workers, extras=extras)))
+            return
+        if family != "a":
+            raise InputError("bad_usage", f"--family must be a or b, not {family!r}")
         from data.synthetic.cohort import CohortOptions, write_cohort
 
         opts = CohortOptions(n=n, seed=seed, matrix=matrix or None, workers=workers, wide=wide, extras=extras,
