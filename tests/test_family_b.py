@@ -292,3 +292,5 @@ def test_the_command_line_writes_family_b_and_keeps_family_a(tmp_path: Path) -> 
     assert (tmp_path / "b" / "truth.csv").is_file()
     bad = CliRunner().invoke(app, ["synth", "--family", "c", "--out", str(tmp_path / "c"), "--n", "1"])
     assert bad.exit_code == 2
+    mixed = CliRunner().invoke(app, ["synth", "--family", "b", "--fov", "mixed", "--out", str(tmp_path / "d")])
+    assert mixed.exit_code == 2 and not (tmp_path / "d").exists()

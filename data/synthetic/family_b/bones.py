@@ -102,7 +102,7 @@ def paint_body(canvas: Canvas, seg: Segment, look: BoneLook, rng: np.random.Gene
     f, rel = body_sdf(win, seg)
     canvas.paint(win, f, look.cortical_hu)
     tex = texture(rng, f.shape, voxel, look.texture_sd)
-    centre = 14.0 * (rel**2 - 0.5)
+    centre = 8.0 * (rel**2 - 0.5)
     canvas.paint(win, f + look.shell_mm, enhanced_hu + tex + centre)
 
 
