@@ -170,11 +170,12 @@ def write_localizer(vol: Volume, h: SeriesHeader, plan: StudyPlan, folder: Path)
 
 
 def thick(vol: Volume, mm: float = 5.0) -> Volume:
-    """Average neighbouring slices into ``mm`` slices."""
-    k = max(2, round(mm / float(vol.z[1] - vol.z[0])))
+    """Average neighbouring slices into slices of about ``mm`` (their thickness the spacing they end up with)."""
+    step = float(vol.z[1] - vol.z[0])
+    k = max(2, round(mm / step))
     n = len(vol.z) // k
     hu = vol.hu[: n * k].reshape(n, k, *vol.hu.shape[1:]).mean(axis=1)
-    return Volume(hu, vol.z[: n * k].reshape(n, k).mean(axis=1), vol.y, vol.x, mm)
+    return Volume(hu, vol.z[: n * k].reshape(n, k).mean(axis=1), vol.y, vol.x, round(k * step, 4))
 
 
 def make_study(root: Path, seed: int, index: int, opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -192,7 +193,9 @@ def make_study(root: Path, seed: int, index: int, opts: Options) -> tuple[dict[s
                         plan, folder)
         extras.append("localizer")
     if opts.extras and plan.series.extra_thick:
-        write_axial(thick(main), header(seed, index, plan, 3, "5mm soft tissue", kernel), plan, folder)
+        thick_series = thick(main)
+        write_axial(thick_series, header(seed, index, plan, 3, f"{thick_series.thickness:g}mm soft tissue", kernel),
+                    plan, folder)
         extras.append("thick")
     if opts.extras and lung is not None:
         write_axial(lung, header(seed, index, plan, 4, f"Lung {plan.series.extra_lung}", plan.series.extra_lung),
