@@ -151,10 +151,10 @@ def posterior_parts(seg: Segment) -> list[tuple[tuple[float, float, float], tupl
     for side in (-1.0, 1.0):
         x0 = side * (r_lr + 2.5)
         parts += [((x0, d2 - 4, 0.15 * h), (x0, vc + 1, 0.12 * h), ped_r),
-                  ((x0, vc + 2, 0.25 * h), (0.0, back, 0.1 * h), 3.0 * s),
-                  ((x0, vc + 2, -0.2 * h), (0.0, back, -0.3 * h), 3.0 * s),
+                  ((x0, vc + 2, 0.26 * h), (0.0, back, 0.1 * h), 3.0 * s),
+                  ((x0, vc + 2, -0.22 * h), (0.0, back, -0.3 * h), 3.0 * s),
                   ((x0 * 1.1, vc + 3, 0.3 * h), (x0 * 1.15, vc + 6, 0.5 * h + 6), 3.8 * s),
-                  ((x0 * 0.9, vc + 8, -0.2 * h), (x0 * 0.85, vc + 10, -0.5 * h - 6), 3.4 * s)]
+                  ((x0 * 0.9, vc + 8, -0.22 * h), (x0 * 0.85, vc + 10, -0.5 * h - 6), 3.4 * s)]
         if lumbar:
             reach = seg.width / 2 + (16.0 if seg.level in ("L1", "L5", "L6") else 22.0) * s
             parts.append(((x0, vc + 2, 0.05 * h), (side * reach, vc - 2, 0.05 * h), 3.6 * s))

@@ -179,6 +179,13 @@ def paint_upper_abdomen(canvas: Canvas, spine: Spine, outline: Outline, h: Habit
         paint_ellipsoid(canvas, (c[0] - side * 14.0, c[1] - 6.0, c[2]), (9.0, 8.0, 26.0), t.fat, axes=tilt)
 
 
+COLON: tuple[tuple[float, float, str, float], ...] = (
+    (-0.62, 0.0, "S1", 5.0), (-0.65, 0.15, "top", 10.0), (0.0, -0.74, "L2", 0.0), (0.62, 0.24, "top", 35.0),
+    (0.66, 0.22, "L4", 0.0), (0.24, -0.3, "S1", -25.0))
+"""The colon's course before the rectum: (x, y) as fractions of the abdomen's inner half-width and half-depth,
+and z from a level: caecum, hepatic flexure, transverse colon, splenic flexure, descending colon, sigmoid."""
+
+
 def paint_bowel(canvas: Canvas, spine: Spine, outline: Outline, h: Habitus, t: Tissues, rng: np.random.Generator,
                 colon_gas: bool, prone: bool) -> None:
     """Small-bowel loops (random walks of fluid, gas or mixed content) and the colon round the abdomen down to the
@@ -201,12 +208,10 @@ def paint_bowel(canvas: Canvas, spine: Spine, outline: Outline, h: Habitus, t: T
         paint_tube(canvas, np.array(pts), r - 2.5, content)
     s3, s5 = seg["S3"], seg["S5"]
     r_col = 26.0 if colon_gas else 20.0
-    path = np.array([[xc - 0.62 * ai, yc, seg["S1"].centre[2] + 5.0], [xc - 0.65 * ai, yc + 0.15 * bi, z_top + 10],
-                     [xc, yc - 0.75 * bi, seg["L2"].centre[2]], [xc + 0.62 * ai, yc + 0.25 * bi, z_top + 35],
-                     [xc + 0.66 * ai, yc + 0.2 * bi, seg["L4"].centre[2]],
-                     [xc + 0.25 * ai, yc - 0.3 * bi, seg["S1"].centre[2] - 25.0],
-                     [s3.centre[0], s3.centre[1] - 35.0, s3.centre[2]], [s5.centre[0], s5.centre[1] - 28.0,
-                                                                         s5.centre[2] - 35.0]])
+    heights = {"S1": seg["S1"].centre[2], "L2": seg["L2"].centre[2], "L4": seg["L4"].centre[2], "top": z_top}
+    path = np.array([[xc + fx * ai, yc + fy * bi, heights[at] + dz] for fx, fy, at, dz in COLON]
+                    + [[s3.centre[0], s3.centre[1] - 35.0, s3.centre[2]],
+                       [s5.centre[0], s5.centre[1] - 28.0, s5.centre[2] - 35.0]])
     paint_tube(canvas, path, r_col, t.bowel_wall)
     inner = -980.0 if colon_gas else float(rng.uniform(-160.0, 20.0))
     paint_tube(canvas, path, r_col - 2.5, inner)
