@@ -119,9 +119,8 @@ def _train(cohort: Path, out: Path, cfg: TrainConfig, info: DistInfo) -> dict[st
     history, timings["image_net"] = timed(train_image_net, model, splits, cfg, device, info, out / RESUME)
     if info.main:
         recalibrate_norm(model, splits["train"], cfg, device)
-        history.append({"epoch": cfg.epochs, "after": "batch-norm statistics re-estimated",
-                        **finding_errors(model, splits["cal"], device)})
-        log.info("after re-estimating the batch-norm statistics: %s", json.dumps(history[-1]))
+        log.info("after re-estimating the batch-norm statistics: %s",
+                 json.dumps(finding_errors(model, splits["cal"], device)))
     if not info.main:
         return {}
     (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from inference.errors import InputError
-from inference.findings import Body, find_bodies
+from inference.findings import Body, find_bodies, name_bodies
 from inference.spec import LEVELS, OTHER, RISK_LEVELS, PreprocessSpec
 from models.full import VfriskModel
 from models.risk import RiskHead
@@ -551,8 +551,25 @@ def predict_split(model: VfriskModel, split: Split, device: torch.device) -> dic
     """Probability, interval and findings on a split from cached grids (the torch path)."""
     found = findings_of(model, split, device)
     prob, interval = model.risk(model.fuse(found, split.labs()), model.missing(found))
-    return {"probability": prob.numpy(), "interval": interval.numpy(),
-            **{f"level_{k}": v.numpy() for k, v in found.items() if k in ("presence", "z_mm", "hu", "ratio")}}
+    return {"probability": prob.numpy(), "interval": interval.numpy(), **named_levels(model, found)}
+
+
+def named_levels(model: VfriskModel, found: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """(N, L) per level of the spec: 1 where the engine's own finding and naming (:func:`find_bodies`,
+    :func:`name_bodies`) put a body under that name, with its HU and height ratio (NaN elsewhere)."""
+    levels = model.spec.levels
+    n = found["probs"].shape[0]
+    presence = np.zeros((n, len(levels)))
+    hu, ratio = np.full((n, len(levels)), np.nan), np.full((n, len(levels)), np.nan)
+    for i in range(n):
+        bodies = find_bodies({"name_probs": found["probs"][i].numpy(), "hu_profile": found["hu_profile"][i].numpy(),
+                              "ratio_profile": found["ratio_profile"][i].numpy(),
+                              "profile_step_mm": np.asarray(model.z_step_mm)}, (*levels, OTHER))
+        for body, name in zip(bodies, name_bodies(bodies, levels).names, strict=True):
+            if name in levels:
+                j = levels.index(name)
+                presence[i, j], hu[i, j], ratio[i, j] = 1.0, body.hu, body.ratio
+    return {"level_presence": presence, "level_hu": hu, "level_ratio": ratio}
 
 
 def timed(fn: Any, *args: Any) -> tuple[Any, float]:
