@@ -22,7 +22,7 @@ from inference.errors import InputError
 from inference.io import load_any
 from inference.labs import Labs
 from inference.measure import Measurement, measure_levels
-from inference.spec import LEVELS
+from inference.spec import RISK_LEVELS as LEVELS  # the levels every synthetic truth has (T11-L5)
 
 TRUTH_FIELDS = ("z_mm", "height_ratio", "grade", "hu")
 """Per-level columns of a labelled cohort's truth.csv that the checks read (``<LEVEL>_<field>``)."""
