@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
 import time
+import types
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import wraps
@@ -201,32 +201,26 @@ def _context_panel() -> list[Any]:
             falls, flags, pasted]
 
 
-@functools.cache
-def _upload_class() -> type:
-    """``gr.File`` that hands the handler the uploaded paths as they are: Gradio's own ``File.preprocess`` opens
-    an empty temporary file in the temp folder for every uploaded file and never deletes it (issue 24, item 6)."""
+def _path_as_is(component: Any, f: Any) -> Any:
+    """``File._process_single_file`` for ``type="filepath"`` without the stray file: Gradio's own opens an empty
+    temporary file in the temp folder for every uploaded file and never deletes it (issue 24, item 6)."""
     import gradio as gr
     from gradio.utils import NamedString
     from gradio_client import utils as client_utils
 
-    class PrivateUpload(gr.File):
-        """The File component without the stray temporary file (same front end: a template of ``File``)."""
-
-        is_template = True
-
-        def _process_single_file(self, f: Any) -> Any:
-            if self.type != "filepath":
-                return super()._process_single_file(f)
-            if self.file_types and not client_utils.is_valid_file(f.path, self.file_types):
-                raise gr.Error("Invalid file type.")
-            return NamedString(f.path)
-
-    return PrivateUpload
+    if component.file_types and not client_utils.is_valid_file(f.path, component.file_types):
+        raise gr.Error("Invalid file type.")
+    return NamedString(f.path)
 
 
 def _upload(**kwargs: Any) -> Any:
-    """An upload component (:func:`_upload_class`)."""
-    return _upload_class()(**kwargs)
+    """A ``gr.File`` upload component that hands the handler the uploaded paths as they are (:func:`_path_as_is`,
+    set on the instance: a subclass would make Gradio write a ``.pyi`` stub next to this module)."""
+    import gradio as gr
+
+    component = gr.File(**kwargs)
+    component._process_single_file = types.MethodType(_path_as_is, component)  # type: ignore[method-assign]
+    return component
 
 
 def _api(handlers: Handlers) -> None:
@@ -332,7 +326,7 @@ def _auth(users: UserStore, service: Service, throttle: LoginThrottle,
             service.audit.record(Event.LOGIN, who, "throttled", model_version=version)
             log.warning("sign-in throttled: user %s, address %s, %s backoff, %.1f s left", who, address,
                         verdict.reason, verdict.retry_after_s)
-            raise refuse(429, f"too many failed sign-ins; try again in {retry_after_header(verdict.retry_after_s)} s",
+            raise refuse(429, f"too many failed sign-ins; try again in {verdict.retry_after_s:.1f} s",
                          verdict.retry_after_s)
         ok = await hasher.verify(name, password)
         if ok is None:
@@ -372,6 +366,18 @@ def _sweep_forever(files: FileRegistry, every_s: float) -> None:
             log.info("temp folder sweep removed %d stale file(s)", removed)
 
 
+def _server_log() -> None:
+    """The app's own messages (``vfrisk.*``: sign-ins refused and throttled, sweeps, slots in use) at INFO on
+    stderr, once; never patient data (UIDs are hashed in the audit log, files are never named)."""
+    root = logging.getLogger("vfrisk")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False
+
+
 def _prepare(config: AppConfig) -> Path:
     """Private temp folder, swept; Gradio pointed at it; analytics off. Must run before importing gradio."""
     from webapp.uploads import private_temp_dir
@@ -400,6 +406,7 @@ def main(host: str = "127.0.0.1", port: int = 7860, demo_user: bool | None = Non
     from webapp.users import DEMO_USER, UserStore
 
     config = AppConfig.from_env(demo_user=demo_user, bundle=model)
+    _server_log()
     if host not in LOOPBACK:
         print(f"warning: serving on {host}, not loopback: put TLS and a reverse proxy in front", flush=True)
     temp = _prepare(config)

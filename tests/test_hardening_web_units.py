@@ -69,15 +69,32 @@ def test_other_accounts_and_addresses_are_not_slowed() -> None:
     assert throttle.admit("carol", "10.0.0.2").allowed
 
 
-def test_trusted_address_skips_the_account_wait_but_not_its_own() -> None:
+def test_a_trusted_workstation_is_not_delayed_by_guessing_elsewhere() -> None:
     clock = Clock()
     throttle = LoginThrottle(clock=clock)
     assert throttle.admit("alice", "10.0.0.5").allowed
     throttle.succeeded("alice", "10.0.0.5")  # alice's own workstation
-    for address in ("10.6.6.1", "10.6.6.2", "10.6.6.3", "10.6.6.4"):  # guesses from elsewhere
+    assert throttle.admit("bob", "10.0.0.5").allowed
+    throttle.succeeded("bob", "10.0.0.5")  # a colleague on the same address
+    for address in ("10.6.6.1", "10.6.6.2", "10.6.6.3", "10.6.6.4"):  # guesses at alice from elsewhere
         throttle.admit("alice", address)
+    for i in range(ADDRESS.free + 2):  # and at other accounts from the shared address
+        throttle.admit(f"guess{i}", "10.0.0.5")
     assert not throttle.admit("alice", "10.6.6.9").allowed  # the account waits for strangers...
-    assert throttle.admit("alice", "10.0.0.5").allowed  # ...not for the workstation she signed in from
+    assert not throttle.admit("carol", "10.0.0.5").allowed  # ...and the address for untrusted attempts...
+    assert throttle.admit("alice", "10.0.0.5").allowed  # ...not for the workstations that signed in before
+    assert throttle.admit("bob", "10.0.0.5").allowed
+
+
+def test_guessing_from_a_trusted_address_is_slowed_too() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock)
+    throttle.admit("alice", "10.0.0.5")
+    throttle.succeeded("alice", "10.0.0.5")
+    allowed = sum(throttle.admit("alice", "10.0.0.5").allowed for _ in range(20))
+    assert allowed == ACCOUNT.free  # the pair has the account's policy
+    throttle.cancel("alice", "10.0.0.5")
+    assert throttle.attempts("pair", "alice\x0010.0.0.5") == ACCOUNT.free - 1
 
 
 def test_distributed_guessing_is_slowed_by_the_account_key() -> None:

@@ -250,6 +250,12 @@ def user_of(scope: Scope) -> str | None:
     return None
 
 
+def with_secure(cookie: bytes) -> bytes:
+    """A ``Set-Cookie`` value with the ``Secure`` attribute (added unless present)."""
+    attributes = {part.strip().lower() for part in cookie.split(b";")[1:]}
+    return cookie if b"secure" in attributes else cookie + b"; Secure"
+
+
 def file_paths(data: Any) -> list[str]:
     """Every ``path`` of a file object in a request's JSON data."""
     out: list[str] = []
@@ -336,8 +342,8 @@ class PrivateFiles:
 
         async def secure(message: Message) -> None:
             if https and message["type"] == "http.response.start":
-                message["headers"] = [(k, v + b"; Secure" if k == b"set-cookie" and b"secure" not in v.lower()
-                                       else v) for k, v in message.get("headers", [])]
+                message["headers"] = [(k, with_secure(v) if k == b"set-cookie" else v)
+                                      for k, v in message.get("headers", [])]
             await send(message)
 
         try:
@@ -366,18 +372,22 @@ class PrivateFiles:
                 body.extend(message.get("body", b""))
 
         self.registry.upload_started()
+        finished = False
         try:
             await self.app(scope, receive, capture)
-            if start is None:
-                return
             out = bytes(body)
-            if start["status"] == 200 and user is not None:
+            if start is not None and start["status"] == 200 and user is not None:
                 out = self._privatize(out, user)
-            headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
-            await send({**start, "headers": [*headers, (b"content-length", str(len(out)).encode())]})
-            await send({"type": "http.response.body", "body": out})
+            finished = True
+            self.registry.upload_finished()  # before answering: the shared copies are gone when the client hears
         finally:
-            self.registry.upload_finished()
+            if not finished:
+                self.registry.upload_finished()
+        if start is None:
+            return
+        headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
+        await send({**start, "headers": [*headers, (b"content-length", str(len(out)).encode())]})
+        await send({"type": "http.response.body", "body": out})
 
     def _privatize(self, body: bytes, user: str) -> bytes:
         try:

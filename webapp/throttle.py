@@ -1,13 +1,16 @@
 """Sign-in throttling: a growing wait per account and per address after a few failures, and bounded hash work.
 
-Each attempt is counted against two keys, the account name (known or not) and the client address, before its
-password is checked; a key that reached its free attempts makes the next attempt wait ``base x 2^k`` seconds
-(k the attempts beyond the free ones), capped. An attempt that comes before its keys allow it is refused at once
-(HTTP 429 with ``Retry-After``) without hashing and without counting, so hammering does not stretch the wait: only
-real failed checks do. A success clears the account's count and records the (account, address) pair as trusted,
-which then skips the account's wait (never the address's): an attacker guessing a radiologist's password from
-elsewhere slows the guesses, not the radiologist's own sign-in from a machine that signed in before. No wait
-exceeds its cap, so nothing is ever locked for good. Counts are forgotten after a quiet spell.
+Each attempt is counted, before its password is checked, against the account name (known or not) and the client
+address; a key that used up its free attempts makes the next attempt wait ``base x 2^k`` seconds (k the attempts
+beyond the free ones), capped. An attempt that comes before its keys allow it is refused at once (HTTP 429 with
+``Retry-After``) without hashing and without counting, so hammering does not stretch the wait: only real failed
+checks do. No wait exceeds its cap, so nothing is ever locked for good, and counts are forgotten after a quiet
+spell.
+
+A success clears the account's count and makes the (account, address) pair trusted. An attempt from a trusted
+pair, someone who signed in to that account from that address before, is counted against that pair alone, with the
+account's policy: guesses at a radiologist's password from elsewhere, or at other accounts from the same shared
+address, do not delay the radiologist's own sign-in; guesses at it from that same address are slowed as any.
 
 Password checks run in a small thread pool with a bounded queue (:class:`BoundedHasher`): scrypt releases the GIL,
 so the event loop and other users' requests keep going while a guessing run is hashed; beyond the queue, attempts
@@ -70,7 +73,7 @@ class Verdict:
     allowed: bool
     retry_after_s: float = 0.0
     reason: str = ""
-    """``account`` or ``address`` for a refusal."""
+    """``account``, ``address`` or ``pair`` for a refusal."""
 
 
 class LoginThrottle:
@@ -78,7 +81,7 @@ class LoginThrottle:
 
     def __init__(self, account: Policy = ACCOUNT, address: Policy = ADDRESS, *, max_keys: int = 10_000,
                  trust_s: float = 30 * 86400.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.policies = {"account": account, "address": address}
+        self.policies = {"account": account, "address": address, "pair": account}
         self.max_keys, self.trust_s, self.clock = max_keys, trust_s, clock
         self._keys: OrderedDict[tuple[str, str], _Key] = OrderedDict()
         self._trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
@@ -99,33 +102,41 @@ class LoginThrottle:
         since = self._trusted.get((account, address))
         return since is not None and now - since <= self.trust_s
 
+    def _kinds(self, account: str, address: str, now: float) -> list[tuple[str, str]]:
+        """The keys an attempt counts against: its pair when trusted, else its account and its address."""
+        if self._is_trusted(account, address, now):
+            return [("pair", f"{account}\x00{address}")]
+        return [("account", account), ("address", address)]
+
     def admit(self, account: str, address: str) -> Verdict:
         """Decide an attempt before its password is checked; an admitted attempt is counted (as a failure until
         :meth:`succeeded` says otherwise)."""
         with self._lock:
             now = self.clock()
-            keys = {"account": self._key("account", account, now), "address": self._key("address", address, now)}
-            skip_account = self._is_trusted(account, address, now)
-            for kind, state in keys.items():
-                if kind == "account" and skip_account:
-                    continue
+            keys = [(kind, self._key(kind, value, now)) for kind, value in self._kinds(account, address, now)]
+            for kind, state in keys:
                 if now < state.next_allowed:
                     return Verdict(False, state.next_allowed - now, kind)
-            for kind, state in keys.items():
+            for kind, state in keys:
                 state.attempts += 1
                 state.touched = now
                 state.next_allowed = max(state.next_allowed, now + self.policies[kind].wait(state.attempts))
             return Verdict(True)
 
+    def _undo(self, kind: str, value: str) -> None:
+        state = self._keys.get((kind, value))
+        if state is not None:
+            state.attempts = max(state.attempts - 1, 0)
+            state.next_allowed = state.touched + self.policies[kind].wait(state.attempts)
+
     def succeeded(self, account: str, address: str) -> None:
-        """The admitted attempt was right: clear the account, take this attempt back from the address."""
+        """The admitted attempt was right: clear the account (and pair), take this attempt back from the address,
+        trust the pair."""
         with self._lock:
             now = self.clock()
             self._keys.pop(("account", account), None)
-            addr = self._keys.get(("address", address))
-            if addr is not None:
-                addr.attempts = max(addr.attempts - 1, 0)
-                addr.next_allowed = addr.touched + self.policies["address"].wait(addr.attempts)
+            self._keys.pop(("pair", f"{account}\x00{address}"), None)
+            self._undo("address", address)
             self._trusted[(account, address)] = now
             self._trusted.move_to_end((account, address))
             while len(self._trusted) > self.max_keys:
@@ -134,11 +145,8 @@ class LoginThrottle:
     def cancel(self, account: str, address: str) -> None:
         """Take back an admitted attempt whose password was never checked (the hash queue was full)."""
         with self._lock:
-            for kind, value in (("account", account), ("address", address)):
-                state = self._keys.get((kind, value))
-                if state is not None:
-                    state.attempts = max(state.attempts - 1, 0)
-                    state.next_allowed = state.touched + self.policies[kind].wait(state.attempts)
+            for kind, value in self._kinds(account, address, self.clock()):
+                self._undo(kind, value)
 
     def attempts(self, kind: str, value: str) -> int:
         """Counted attempts of a key (for the audit line and tests)."""
