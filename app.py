@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+import threading
+import time
+import types
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,13 +20,17 @@ from inference.disclaimer import DISCLAIMER
 
 if TYPE_CHECKING:
     from webapp.config import AppConfig
+    from webapp.private_files import FileRegistry
     from webapp.service import Loaded, Service
+    from webapp.throttle import BoundedHasher, LoginThrottle
     from webapp.users import UserStore
 
 log = logging.getLogger("vfrisk.app")
 SESSION_TTL_S = 2 * 3600
 """A session's study (volume, reports) is dropped this long after its last use."""
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SWEEP_EVERY_S = 60.0
+"""How often stale uploads and leftovers are swept from the temp folder."""
 
 
 def _user(request: Any) -> str | None:
@@ -193,12 +201,34 @@ def _context_panel() -> list[Any]:
             falls, flags, pasted]
 
 
+def _path_as_is(component: Any, f: Any) -> Any:
+    """``File._process_single_file`` for ``type="filepath"`` without the stray file: Gradio's own opens an empty
+    temporary file in the temp folder for every uploaded file and never deletes it (issue 24, item 6)."""
+    import gradio as gr
+    from gradio.utils import NamedString
+    from gradio_client import utils as client_utils
+
+    if component.file_types and not client_utils.is_valid_file(f.path, component.file_types):
+        raise gr.Error("Invalid file type.")
+    return NamedString(f.path)
+
+
+def _upload(**kwargs: Any) -> Any:
+    """A ``gr.File`` upload component that hands the handler the uploaded paths as they are (:func:`_path_as_is`,
+    set on the instance: a subclass would make Gradio write a ``.pyi`` stub next to this module)."""
+    import gradio as gr
+
+    component = gr.File(**kwargs)
+    component._process_single_file = types.MethodType(_path_as_is, component)  # type: ignore[method-assign]
+    return component
+
+
 def _api(handlers: Handlers) -> None:
     """The ``/predict`` endpoint (hidden components): files, labs and a context JSON in, result JSON out."""
     import gradio as gr
 
     with gr.Group(visible=False):
-        files = gr.File(file_count="multiple", label="files")
+        files = _upload(file_count="multiple", label="files")
         ntx, tscore, age = gr.Number(label="ntx"), gr.Number(label="bmd_tscore"), gr.Number(label="age")
         sex, context = gr.Textbox(label="sex"), gr.Textbox(label="context_json")
         out = gr.JSON(label="result")
@@ -229,9 +259,9 @@ def build_demo(engine: Any = None, config: AppConfig | None = None, service: Ser
         with gr.Row():
             with gr.Column(scale=1):
                 with gr.Tab("Files or zip"):
-                    files = gr.File(file_count="multiple", label="DICOM series: files or one zip", elem_id="vf-files")
+                    files = _upload(file_count="multiple", label="DICOM series: files or one zip", elem_id="vf-files")
                 with gr.Tab("Folder"):
-                    folder = gr.File(file_count="directory", label="DICOM folder", elem_id="vf-folder")
+                    folder = _upload(file_count="directory", label="DICOM folder", elem_id="vf-folder")
                 info = gr.Markdown(elem_id="vf-study")
                 ntx = gr.Number(label=lab_label(card, Lab.NTX), elem_id="vf-ntx")
                 tscore = gr.Number(label=lab_label(card, Lab.TSCORE), elem_id="vf-tscore")
@@ -272,17 +302,81 @@ def build_demo(engine: Any = None, config: AppConfig | None = None, service: Ser
     return demo
 
 
-def _auth(users: UserStore, service: Service) -> Callable[[str, str], bool]:
-    """Gradio's login check, audited (the user name is recorded only if it exists)."""
-    from webapp.audit import Event
+def _auth(users: UserStore, service: Service, throttle: LoginThrottle,
+          hasher: BoundedHasher) -> Callable[[str, str], Awaitable[bool]]:
+    """Gradio's login check: throttled per account and per address, hashed off the event loop, audited.
 
-    def check(name: str, password: str) -> bool:
-        ok = users.authenticate(name, password)
+    The audit line names the user only if the account exists; the server log adds the client address and the
+    wait. A throttled attempt is answered 429 with ``Retry-After`` and is not checked at all; no password or
+    typed user name that is not an account is ever logged.
+    """
+    from fastapi import HTTPException
+
+    from webapp.audit import Event
+    from webapp.throttle import CLIENT_ADDRESS, retry_after_header
+
+    def refuse(status: int, why: str, wait: float) -> HTTPException:
+        return HTTPException(status, detail=why, headers={"Retry-After": retry_after_header(wait)})
+
+    async def check(name: str, password: str) -> bool:
+        address = CLIENT_ADDRESS.get()
         who = name if name in users.records else "unknown"
-        service.audit.record(Event.LOGIN, who, "ok" if ok else "refused", model_version=service.model_version)
+        version = service.model_version
+        verdict = throttle.admit(name, address)
+        if not verdict.allowed:
+            service.audit.record(Event.LOGIN, who, "throttled", model_version=version)
+            log.warning("sign-in throttled: user %s, address %s, %s backoff, %.1f s left", who, address,
+                        verdict.reason, verdict.retry_after_s)
+            raise refuse(429, f"too many failed sign-ins; try again in {verdict.retry_after_s:.1f} s",
+                         verdict.retry_after_s)
+        ok = await hasher.verify(name, password)
+        if ok is None:
+            throttle.cancel(name, address)
+            service.audit.record(Event.LOGIN, who, "busy", model_version=version)
+            raise refuse(503, "too many sign-ins at once; try again in a moment", 1.0)
+        if ok:
+            throttle.succeeded(name, address)
+        else:
+            log.info("sign-in refused: user %s, address %s, failed attempts: account %d, address %d", who, address,
+                     throttle.attempts("account", name), throttle.attempts("address", address))
+        service.audit.record(Event.LOGIN, who, "ok" if ok else "refused", model_version=version)
         return ok
 
     return check
+
+
+def _app_kwargs(files: FileRegistry) -> dict[str, Any]:
+    """FastAPI settings of the Gradio app: the private-files middleware, and no anonymous OpenAPI schema."""
+    from starlette.middleware import Middleware
+
+    from webapp.private_files import PrivateFiles
+
+    return {"middleware": [Middleware(PrivateFiles, registry=files)], "openapi_url": None}
+
+
+def _sweep_forever(files: FileRegistry, every_s: float) -> None:
+    """Sweep the temp folder every ``every_s`` seconds (a daemon thread for the life of the app)."""
+    while True:
+        time.sleep(every_s)
+        try:
+            removed = files.sweep()
+        except OSError as exc:
+            log.error("temp folder sweep failed (%s)", type(exc).__name__)
+            continue
+        if removed:
+            log.info("temp folder sweep removed %d stale file(s)", removed)
+
+
+def _server_log() -> None:
+    """The app's own messages (``vfrisk.*``: sign-ins refused and throttled, sweeps, slots in use) at INFO on
+    stderr, once; never patient data (UIDs are hashed in the audit log, files are never named)."""
+    root = logging.getLogger("vfrisk")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False
 
 
 def _prepare(config: AppConfig) -> Path:
@@ -307,10 +401,13 @@ def main(host: str = "127.0.0.1", port: int = 7860, demo_user: bool | None = Non
     from inference.errors import InputError
     from webapp.audit import AuditLog
     from webapp.config import AppConfig
+    from webapp.private_files import FileRegistry
     from webapp.service import Service
+    from webapp.throttle import ACCOUNT, ADDRESS, BoundedHasher, LoginThrottle
     from webapp.users import DEMO_USER, UserStore
 
     config = AppConfig.from_env(demo_user=demo_user, bundle=model)
+    _server_log()
     if host not in LOOPBACK:
         print(f"warning: serving on {host}, not loopback: put TLS and a reverse proxy in front", flush=True)
     temp = _prepare(config)
@@ -319,12 +416,18 @@ def main(host: str = "127.0.0.1", port: int = 7860, demo_user: bool | None = Non
     if not len(users):
         raise InputError("no_users", f"no users in {config.users_file}: add one with `vfrisk users add NAME`, "
                          "or start with --demo-user")
-    service = Service(Engine(config.bundle), AuditLog(config.audit_file), temp, config.limits)
+    files = FileRegistry(temp)
+    service = Service(Engine(config.bundle), AuditLog(config.audit_file), temp, config.limits, files)
     demo = build_demo(service.engine, config, service)
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     if password is not None:
         print(f"demo account for this run only: user {DEMO_USER}, password {password}", flush=True)
-    demo.launch(server_name=host, server_port=port, share=False, auth=_auth(users, service),
+    threading.Thread(target=_sweep_forever, args=(files, SWEEP_EVERY_S), daemon=True, name="vfrisk-sweep").start()
+    throttle = LoginThrottle(replace(ACCOUNT, base_s=config.login_backoff_s),
+                             replace(ADDRESS, base_s=config.login_backoff_s))
+    demo.launch(server_name=host, server_port=port, share=False,
+                auth=_auth(users, service, throttle, BoundedHasher(users.authenticate)),
+                app_kwargs=_app_kwargs(files),
                 auth_message="vfrisk: sign in (decision support; not a diagnostic device)",
                 max_file_size=config.limits.gradio_max_file_size, allowed_paths=[],
                 blocked_paths=config.blocked_paths(), show_error=True, footer_links=["api"],

@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from webapp.audit import AuditLog, Event
 from webapp.context_form import ContextForm
 from webapp.drivers import LevelMark, level_marks
 from webapp.errors import public
+from webapp.private_files import FileRegistry
 from webapp.uploads import UploadLimits, check_upload, delete_uploads
 from webapp.viewer import WINDOWS, Plane, View, render
 
@@ -44,6 +46,8 @@ class Loaded:
     uploads: list[Path]
     centre: tuple[int, int, int]
     """(z, y, x) voxel index of the spine crop centre: the default slices."""
+    user: str | None = None
+    """Who uploaded it (only their own uploads are ever deleted on their behalf)."""
     result: Result | None = None
     marks: list[LevelMark] = field(default_factory=list)
     reports: list[Path] = field(default_factory=list)
@@ -64,11 +68,37 @@ def as_paths(files: Any) -> list[Path]:
 class Service:
     """The engine, the limits, the temp folder and the audit log, behind the UI and the API."""
 
-    def __init__(self, engine: Any, audit: AuditLog, temp_dir: Path, limits: UploadLimits | None = None) -> None:
+    def __init__(self, engine: Any, audit: AuditLog, temp_dir: Path, limits: UploadLimits | None = None,
+                 files: FileRegistry | None = None) -> None:
+        """``files``: the registry of private uploads (the web app's); without it, uploads are plain paths under
+        ``temp_dir`` (tests, scripts)."""
         self.engine = engine
         self.audit = audit
         self.temp_dir = temp_dir
         self.limits = limits or UploadLimits()
+        self.files = files
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        """Count the studies being read or scored at once (logged: the scoring slots in use)."""
+        with self._busy_lock:
+            self._busy += 1
+            log.info("scoring slots in use: %d", self._busy)
+        try:
+            yield
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+
+    def _delete(self, uploads: list[Path], user: str | None) -> None:
+        """Delete uploads: with the registry, only ``user``'s own (a request naming someone else's path must not
+        delete it)."""
+        if self.files is not None:
+            self.files.delete(uploads, user=user)
+        else:
+            delete_uploads(uploads, self.temp_dir)
 
     @property
     def model_version(self) -> str:
@@ -87,20 +117,23 @@ class Service:
             err = public(exc, uploads)
             self.audit.record(event, user, err.code, study_uid=uid, model_version=self.model_version)
             if not keep_on_error:
-                delete_uploads(uploads, self.temp_dir)
+                self._delete(uploads, user)
             raise err from None
         if delete:
-            delete_uploads(uploads, self.temp_dir)
+            self._delete(uploads, user)
 
     def load(self, files: Any, user: str | None) -> Loaded:
-        """Check the upload limits and read the study (uploads kept until scoring)."""
+        """Claim the uploads for ``user`` (each must be theirs), check the upload limits and read the study
+        (uploads kept until scoring)."""
         from inference.dicom import load_study
 
         paths = as_paths(files)
-        with self._guard(Event.UPLOAD, user, paths, delete=False):
+        with self._slot(), self._guard(Event.UPLOAD, user, paths, delete=False):
+            if self.files is not None:
+                self.files.claim(paths, user)
             check_upload(paths, self.limits)
             study = load_study(paths, limits=self.limits.ingestion())
-            loaded = Loaded(study, paths, self._centre(study))
+            loaded = Loaded(study, paths, self._centre(study), user)
         self.audit.record(Event.UPLOAD, user, "ok", study_uid=study.study_instance_uid,
                           model_version=self.model_version)
         return loaded
@@ -123,7 +156,7 @@ class Service:
         from vfrisk.pipeline import assess
 
         keep = event == Event.SCORE
-        with self._guard(event, user, loaded.uploads, loaded.study, delete=True, keep_on_error=keep):
+        with self._slot(), self._guard(event, user, loaded.uploads, loaded.study, delete=True, keep_on_error=keep):
             context = form.to_context() if form is not None else None
             result = assess(score_study(loaded.study, labs, self.engine), context)
             loaded.result = result
@@ -157,7 +190,7 @@ class Service:
         """Delete what a session left: its uploads and its reports folder."""
         if loaded is None:
             return
-        delete_uploads(loaded.uploads, self.temp_dir)
+        self._delete(loaded.uploads, loaded.user)
         for folder in {p.parent for p in loaded.reports}:
             if (self.temp_dir / REPORTS) in folder.resolve().parents:
                 shutil.rmtree(folder, ignore_errors=True)
