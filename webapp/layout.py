@@ -35,7 +35,8 @@ PAGE_CSS = """
 .vf-stage { height: min(72vh, 760px); overflow: auto; background: #000; border-radius: 4px; display: flex;
   cursor: crosshair; outline: none; }
 .vf-stage:focus { box-shadow: 0 0 0 2px #2563eb; }
-.vf-img { margin: auto; user-select: none; flex: none; }
+.vf-img { margin: auto; user-select: none; flex: none; max-width: none !important;
+  max-height: none !important; }
 .vf-status { font-size: 13px; font-family: ui-monospace, monospace; }
 .vf-help { font-size: 12px; color: #4b5563; }
 .vf-prob { font-size: 14px; }
