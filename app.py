@@ -154,6 +154,7 @@ class Handlers:
         if progress is not None:
             progress(0.1, desc="reading the study")
         loaded = self.service.load(files, _user(request), view=True)
+        self.service.attach(getattr(request, "session_hash", None), loaded)
         study = loaded.study
         where = "from the image header" if study.age is not None else "required: not in the image header"
         age = gr.update(value="" if study.age is None else str(study.age), label=f"{self.age_label} ({where})")
@@ -196,6 +197,10 @@ class Handlers:
         return (loaded, self._viewer(loaded), "", probability_html(result), findings_html(result.vertebrae),
                 suggestion_html(result), [str(p) for p in loaded.reports], result.to_json(),
                 *([""] * len(LAB_BOXES)))
+
+    def on_unload(self, request: Any = None) -> None:
+        """The page was closed: drop its study (volume, viewer route, reports) now."""
+        self.service.end(getattr(request, "session_hash", None))
 
     def on_download(self, loaded: Loaded | None, request: Any = None) -> None:
         """Audit a download."""
@@ -377,6 +382,7 @@ def build_demo(engine: Any = None, config: AppConfig | None = None, service: Ser
         score.click(_special_parameters(h.on_score), [state, ntx, tscore, age, sex, *context],
                     [state, viewer, error, *result_out, *messages], concurrency_id="score", api_visibility="private")
         downloads.download(_public_errors(h.on_download), [state], None, api_visibility="private")
+        demo.unload(_special_parameters(h.on_unload))
         _api(h)
     return demo
 

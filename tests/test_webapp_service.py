@@ -170,6 +170,13 @@ def test_the_viewer_holds_the_study_for_the_session_only(service: Service, study
     assert service.views.get(loaded.token, "alice") is loaded and loaded.version == 1 and loaded.marks
     service.forget(loaded)
     assert service.views.get(loaded.token, "alice") is None and len(service.views) == 0
+    assert loaded.study.volume.size == 0  # the memory goes with it
+    again = service.load(upload(study_dir, temp), "alice", view=True)
+    service.attach("session-1", again)
+    service.end("session-2")
+    assert service.views.get(again.token, "alice") is again
+    service.end("session-1")  # the page was closed
+    assert service.views.get(again.token, "alice") is None and not any(temp.glob("u*"))
 
 
 def test_a_nifti_upload_is_read_with_the_same_limits_and_gets_json_pdf_fhir(service: Service, temp: Path) -> None:

@@ -314,3 +314,18 @@ def test_wheel_scrolling_changes_the_slice_within_about_100_ms(page: Any, demo_z
     page.get_by_role("button", name="+").click()
     assert img.bounding_box()["width"] > width * 1.4
     page.locator("#vf-viewer").screenshot(path=str(shots / f"viewer-axial-zoomed-{ENGINE}.png"))
+
+
+def test_closing_the_page_drops_the_study_from_the_viewer(browser: Any, server: Server, demo_zip: Path) -> None:
+    p = browser.new_page()
+    p.set_default_timeout(180_000)
+    p.goto(server.url)
+    upload_study(p, demo_zip)
+    src = p.locator("#vf-viewer .vf-img").get_attribute("src")
+    url = server.url + src.split("?")[0]
+    assert browser.request.get(url).status == 200
+    p.close()
+    deadline = time.monotonic() + 60
+    while browser.request.get(url).status == 200 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert browser.request.get(url).status == 404

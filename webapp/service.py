@@ -15,7 +15,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,8 @@ class Service:
         self.limits = limits or UploadLimits()
         self.files = files
         self.views = ViewStore()
+        self._sessions: dict[str, Loaded] = {}
+        """The study each open page (Gradio session) holds, to drop it when the page is closed."""
         self._busy = 0
         self._busy_lock = threading.Lock()
 
@@ -227,11 +229,31 @@ class Service:
             files.insert(0, write_reports(loaded.result, loaded.study, [], out, formats=("json",))["json"])
         return files
 
+    def attach(self, session: str | None, loaded: Loaded) -> None:
+        """Note that the page of ``session`` holds ``loaded`` (dropped by :meth:`end` when the page closes)."""
+        if session:
+            with self._busy_lock:
+                self._sessions[session] = loaded
+
+    def end(self, session: str | None) -> None:
+        """The page of ``session`` was closed: forget its study now (Gradio keeps a closed session's state for up
+        to an hour)."""
+        with self._busy_lock:
+            loaded = self._sessions.pop(session or "", None)
+        self.forget(loaded)
+
     def forget(self, loaded: Loaded | None) -> None:
-        """Delete what a session left: its uploads, its reports folder, and its study on the viewer's route."""
+        """Delete what a session left: its uploads, its reports folder, its study on the viewer's route, and the
+        volume itself (the memory is freed even while Gradio still holds the session's state)."""
         if loaded is None:
             return
         self.views.drop(loaded.token)
+        with self._busy_lock:
+            for key in [k for k, v in self._sessions.items() if v is loaded]:
+                del self._sessions[key]
+        if loaded.study.volume.size:
+            loaded.study = replace(loaded.study, volume=np.empty((0, 0, 0), np.float32))
+            loaded.marks = []
         self._delete(loaded.uploads, loaded.user)
         for folder in {p.parent for p in loaded.reports}:
             if (self.temp_dir / REPORTS) in folder.resolve().parents:
