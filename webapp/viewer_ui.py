@@ -156,7 +156,14 @@ function bind(root) {
   root.querySelector('.vf-wl').addEventListener('input', e => { st.wl = Number(e.target.value); draw(); });
 }
 function zoom(d) {
+  const stage = st.root && st.root.querySelector('.vf-stage');
+  const fx = stage ? (stage.scrollLeft + stage.clientWidth / 2) / Math.max(1, stage.scrollWidth) : 0.5;
+  const fy = stage ? (stage.scrollTop + stage.clientHeight / 2) / Math.max(1, stage.scrollHeight) : 0.5;
   st.zoom = d === 0 ? 0 : Math.max(0, Math.min(ZOOMS.length - 1, st.zoom + d)); draw();
+  if (stage) {  // keep the centre of the view where it was
+    stage.scrollLeft = fx * stage.scrollWidth - stage.clientWidth / 2;
+    stage.scrollTop = fy * stage.scrollHeight - stage.clientHeight / 2;
+  }
 }
 function init() {
   const root = element.querySelector('.vf-v[data-cfg]');
