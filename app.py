@@ -113,6 +113,8 @@ class Handlers:
 
     def __init__(self, service: Service) -> None:
         self.service = service
+        self.age_label = "age"
+        """The age box's label without its source (set by :func:`build_demo` from the model card)."""
 
     def _viewer(self, loaded: Loaded | None) -> str:
         from webapp.viewer_ui import EMPTY, viewer_value
@@ -162,9 +164,6 @@ class Handlers:
                         "sex (required: not in the image header)")
         return (loaded, study_html(study, loaded.n_files, loaded.series), age, sex, self._viewer(loaded), "",
                 *self._cleared(), *([""] * len(LAB_BOXES)), None)
-
-    age_label = "age"
-    """The age box's label without its source (set by :func:`build_demo` from the model card)."""
 
     @_on_page
     def on_score(

@@ -49,6 +49,7 @@ PAGE_CSS = """
 .vf-table .vf-absent td { color: #9ca3af; }
 .vf-table .vf-grade { font-weight: 700; }
 .vf-table .vf-uncertain { background: #fef9c3; }
+.vf-levels-title { font-size: 14px; font-weight: 700; margin: 2px 0; }
 .vf-note { font-size: 11px; color: #4b5563; margin: 2px 0; }
 #vf-suggestion-body h3 { font-size: 14px; margin: 6px 0 2px 0; }
 #vf-suggestion-body ul { margin: 0 0 0 16px; padding: 0; font-size: 13px; }

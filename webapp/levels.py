@@ -141,5 +141,6 @@ def findings_html(vertebrae: Sequence[Vertebra]) -> str:
             f"{GENANT_RATIO[1]:.2f}, 3 below {GENANT_RATIO[2]:.2f}). Trabecular HU against R-CT-1 (defined at L1): "
             f"{L1_LOW_HU:.0f} HU or less is > 90 % specific, {L1_NORMAL_HU:.0f} HU or less 90 % sensitive for "
             "osteoporosis. A name with ? is uncertain.")
-    return (f'<table class="vf-table" id="vf-levels-table">{head}{"".join(rows)}</table>'
+    return ('<div class="vf-levels-title">Per-level findings (what the model and the measurement produced)</div>'
+            f'<table class="vf-table" id="vf-levels-table">{head}{"".join(rows)}</table>'
             f'<p class="vf-note">{escape(note)}</p>')
