@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -270,6 +271,16 @@ def test_a_refused_upload_keeps_its_message_for_30_seconds(page: Any, server: Se
     assert line.is_visible() and line.inner_text() == first
     page.screenshot(path=str(shots / f"refused-upload-after-30s-{ENGINE}.png"))
     assert page.locator(".toast-body").count() == 0
+    hostile = tmp_path / "hostile.zip"
+    with zipfile.ZipFile(hostile, "w") as zf:
+        zf.writestr("../../etc/evil.dcm", b"x" * 200)
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not a NIfTI volume at all")
+    for path, reason in ((hostile, "unsafe_archive"), (broken, "unreadable")):
+        upload(page, path)
+        page.wait_for_function("r => document.querySelector('#vf-error').innerText.includes(r)", arg=reason)
+        text = line.inner_text()
+        assert "\n" not in text.strip() and "/" not in text and "evil" not in text, text
     assert "Traceback" not in server.log.read_text()
 
 
