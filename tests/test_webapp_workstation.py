@@ -199,6 +199,9 @@ def test_the_context_panel_opened_and_left_empty_adds_no_renal_alert(page: Any, 
     text = page.locator("#vf-suggestion").inner_text()
     assert "CrCl" not in text and "renal" not in text.lower().split("not evaluated")[0]
     assert "Not evaluated (missing data)" in text
+    missing = text.split("Not evaluated (missing data)")[1]
+    assert "no creatinine clearance" in missing and "no number of falls in the past 12 months" in missing
+    assert "no dietary calcium" in missing  # empty intake boxes are not "0 mg a day"
     assert page.locator("#vf-error").inner_text().strip() == ""
 
 
