@@ -14,9 +14,9 @@ from inference.batch import ScoreOptions, run_score
 from inference.bundle import default_bundle
 from inference.engine import Engine, crop_sha256
 from inference.findings import found_levels
-from inference.spec import COUNTED_LEVELS
 from inference.io import load_any
 from inference.labs import Labs
+from inference.spec import COUNTED_LEVELS
 
 pytestmark = pytest.mark.skipif(not (default_bundle() / "model.onnx").is_file(), reason="no default bundle")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])

@@ -22,10 +22,12 @@ from training.distributed import DistInfo, barrier, finish, init_distributed
 from training.evaluate import evaluate_predictions, write_plots
 from training.tracking import require_mlflow, track_run
 from training.train import (
+    finding_errors,
     fit_all_heads,
     load_splits,
     pick_device,
     predict_split,
+    recalibrate_norm,
     seed_everything,
     timed,
     train_image_net,
@@ -115,6 +117,10 @@ def _train(cohort: Path, out: Path, cfg: TrainConfig, info: DistInfo) -> dict[st
     log.info("splits %s; processes %d", counts, info.world)
     model = VfriskModel(spec, width=cfg.width, n_members=cfg.members)
     history, timings["image_net"] = timed(train_image_net, model, splits, cfg, device, info, out / RESUME)
+    if info.main:
+        recalibrate_norm(model, splits["train"], cfg, device)
+        log.info("after re-estimating the batch-norm statistics: %s",
+                 json.dumps(finding_errors(model, splits["cal"], device)))
     if not info.main:
         return {}
     (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
@@ -161,7 +167,7 @@ def _plot_history(path: Path, history: list[dict[str, float]]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
     ep = [h["epoch"] for h in history]
     for key in ("train_names", "train_hu", "train_ratio"):
         axes[0].plot(ep, [h.get(key, np.nan) for h in history], label=key)
@@ -171,6 +177,10 @@ def _plot_history(path: Path, history: list[dict[str, float]]) -> None:
     axes[1].set(title="cal split: trabecular HU MAE", xlabel="epoch")
     axes[2].plot(ep, [h["val_ratio_mae"] for h in history])
     axes[2].set(title="cal split: height ratio MAE", xlabel="epoch")
+    for key in ("val_found", "val_named"):
+        axes[3].plot(ep, [h.get(key, np.nan) for h in history], label=key)
+    axes[3].set(title="cal split: bodies found, named right", xlabel="epoch")
+    axes[3].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

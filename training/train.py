@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from inference.errors import InputError
-from inference.findings import Body, find_bodies
+from inference.findings import Body, find_bodies, name_bodies
 from inference.spec import LEVELS, OTHER, RISK_LEVELS, PreprocessSpec
 from models.full import VfriskModel
 from models.risk import RiskHead
@@ -312,6 +312,34 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
 
 
 @torch.no_grad()
+def recalibrate_norm(model: VfriskModel, split: Split, cfg: TrainConfig, device: torch.device,
+                     n: int = 1024) -> None:
+    """Re-estimate the batch-norm statistics of the trained network as an average over up to ``n`` training
+    crops, augmented as in training (cuts and shifts included), instead of the last batches' running values: the
+    statistics then describe every kind of field of view the network saw, and evaluation is stable."""
+    norms = [m for m in model.net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    gen = torch.Generator().manual_seed(cfg.seed + 31337)
+    mm_vox = model.spec.crop_mm[0] / model.spec.grid[0]
+    shifts = (int(cfg.z_shift_mm / mm_vox), int(cfg.z_far_shift_mm / mm_vox), cfg.far_shift_prob)
+    model.net.train().to(device)
+    order = torch.randperm(len(split.rows), generator=gen)[:n]
+    for b in range(0, len(order), cfg.batch_size):
+        idx = order[b: b + cfg.batch_size]
+        x, _, _ = augment(split.images[idx].float(), split.z_mm[idx], split.in_view[idx], shifts, gen, mm_vox,
+                          cfg.cut_prob)
+        model.net(x.to(device))
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
+    model.net.eval().to("cpu")
+
+
+@torch.no_grad()
 def findings_of(model: VfriskModel, split: Split, device: torch.device) -> dict[str, torch.Tensor]:
     """Per-level findings of every study in a split (eval mode, no augmentation)."""
     model.net.eval().to(device)
@@ -523,8 +551,25 @@ def predict_split(model: VfriskModel, split: Split, device: torch.device) -> dic
     """Probability, interval and findings on a split from cached grids (the torch path)."""
     found = findings_of(model, split, device)
     prob, interval = model.risk(model.fuse(found, split.labs()), model.missing(found))
-    return {"probability": prob.numpy(), "interval": interval.numpy(),
-            **{f"level_{k}": v.numpy() for k, v in found.items() if k in ("presence", "z_mm", "hu", "ratio")}}
+    return {"probability": prob.numpy(), "interval": interval.numpy(), **named_levels(model, found)}
+
+
+def named_levels(model: VfriskModel, found: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """(N, L) per level of the spec: 1 where the engine's own finding and naming (:func:`find_bodies`,
+    :func:`name_bodies`) put a body under that name, with its HU and height ratio (NaN elsewhere)."""
+    levels = model.spec.levels
+    n = found["probs"].shape[0]
+    presence = np.zeros((n, len(levels)))
+    hu, ratio = np.full((n, len(levels)), np.nan), np.full((n, len(levels)), np.nan)
+    for i in range(n):
+        bodies = find_bodies({"name_probs": found["probs"][i].numpy(), "hu_profile": found["hu_profile"][i].numpy(),
+                              "ratio_profile": found["ratio_profile"][i].numpy(),
+                              "profile_step_mm": np.asarray(model.z_step_mm)}, (*levels, OTHER))
+        for body, name in zip(bodies, name_bodies(bodies, levels).names, strict=True):
+            if name in levels:
+                j = levels.index(name)
+                presence[i, j], hu[i, j], ratio[i, j] = 1.0, body.hu, body.ratio
+    return {"level_presence": presence, "level_hu": hu, "level_ratio": ratio}
 
 
 def timed(fn: Any, *args: Any) -> tuple[Any, float]:

@@ -77,10 +77,24 @@ def synth(
     extras: Annotated[bool, typer.Option(help="Add scouts, thick and sagittal series to some studies.")] = True,
     fov: Annotated[str, typer.Option(help="standard: T11-L5 with margins; mixed: fields of view of every kind "
                                           "and transitional spines (see README).")] = "standard",
+    family: Annotated[str, typer.Option(help="Phantom family: a (the training generator) or b (the independent "
+                                             "second generator, with its own fields of view of every kind: "
+                                             "--wide and --fov are family a's).")] = "a",
 ) -> None:
     """Write a synthetic cohort (DESIGN.md cohort layout)."""
 
     def run() -> None:
+        if family == "b":
+            if wide or fov != "standard":
+                raise InputError("bad_usage", "--wide and --fov apply to family a (family b draws its own fields of "
+                                              "view of every kind)")
+            from data.synthetic.family_b.cohort import Options
+            from data.synthetic.family_b.cohort import write_cohort as write_b
+
+            _print_json(write_b(out, Options(n=n, seed=seed, matrix=matrix or None, workers=workers, extras=extras)))
+            return
+        if family != "a":
+            raise InputError("bad_usage", f"--family must be a or b, not {family!r}")
         from data.synthetic.cohort import CohortOptions, write_cohort
 
         opts = CohortOptions(n=n, seed=seed, matrix=matrix or None, workers=workers, wide=wide, extras=extras,
