@@ -255,9 +255,10 @@ def test_a_nifti_study_from_shared_is_scored_with_age_and_sex_required(page: Any
     score(page)
     page.wait_for_function("() => document.querySelector('#vf-probability .vf-p') || "
                            "!document.querySelector('#vf-error').innerText.includes('Not scored')")
-    page.screenshot(path=str(shots / f"nifti-{ENGINE}.png"))
     assert page.locator("#vf-error").inner_text().strip() == "", page.locator("#vf-error").inner_text()
     wait_scored(page)
+    time.sleep(1.0)
+    page.screenshot(path=str(shots / f"nifti-{ENGINE}.png"))
     files = page.locator("#vf-downloads").inner_text().replace("\n", "")
     assert "result.json" in files and "report.pdf" in files and "risk_assessment.fhir.json" in files
     assert "sr.dcm" not in files and "seg.dcm" not in files
