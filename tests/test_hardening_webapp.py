@@ -257,11 +257,11 @@ def test_results_are_served_to_their_user_only(app_server: Server, study_zips: l
     path = upload(alice, "study.zip", study_zips[0].read_bytes())
     done = run_event(alice, fn_index(alice, elem_id="vf-files"), [[file_data(path)], None], "alice-ui")
     assert done["success"], done
-    images = [o for o in done["output"]["data"] if isinstance(o, dict) and str(o.get("path", "")).endswith(".png")]
-    assert images, done["output"]
-    image = images[0]["path"]
-    assert alice.get(f"gradio_api/file={image}").status_code == 200
-    assert bob.get(f"gradio_api/file={image}").status_code == 404
+    viewers = [o for o in done["output"]["data"] if isinstance(o, str) and "vfrisk/view/" in o]
+    assert viewers, done["output"]
+    image = "vfrisk/view/" + viewers[0].split("vfrisk/view/", 1)[1].split(".png", 1)[0] + ".png"
+    assert alice.get(image).status_code == 200  # the viewer's slices: the uploader's only (issue 21)
+    assert bob.get(image).status_code == 404
     for who in (alice, bob):
         assert who.get(f"gradio_api/file={path}").status_code == 404
 
