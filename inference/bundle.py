@@ -18,6 +18,23 @@ from inference.errors import InputError
 from inference.spec import SPEC_VERSION, PreprocessSpec
 
 CARD_KEY = "vfrisk_card"
+UNDESCRIBED = "Training data: not described in the model card."
+"""The training-data line of a card that does not say what the model was trained on (never a guess)."""
+
+
+def training_line(card: dict[str, Any]) -> str:
+    """One line on what the model was trained on, from its card: ``training_data.description`` when the card
+    has one, else the sentence of ``intended_use`` that says it ("Trained on synthetic phantoms only: ...");
+    :data:`UNDESCRIBED` when neither does. Every output states it (issue 21)."""
+    data = card.get("training_data")
+    if isinstance(data, dict) and isinstance(data.get("description"), str) and data["description"].strip():
+        return " ".join(data["description"].split())
+    use = " ".join(str(card.get("intended_use") or "").split())
+    start = use.lower().find("trained on")
+    if start < 0:
+        return UNDESCRIBED
+    end = use.find(". ", start)
+    return use[start:] if end < 0 else use[start: end + 1]
 
 
 def default_bundle() -> Path:
@@ -45,8 +62,9 @@ class Bundle:
 
     @property
     def identity(self) -> dict[str, str]:
-        """Name, version and hash, as reported in every result."""
-        return {"name": self.card["name"], "version": self.card["version"], "sha256": self.onnx_sha256}
+        """Name, version, hash and the training-data line (:func:`training_line`), as reported in every result."""
+        return {"name": self.card["name"], "version": self.card["version"], "sha256": self.onnx_sha256,
+                "training_data": training_line(self.card)}
 
     @property
     def lab_ranges(self) -> dict[str, list[float]]:

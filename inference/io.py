@@ -18,12 +18,13 @@ if TYPE_CHECKING:
 
 
 def load_any(source: Path | str | Sequence[Path | str], limits: Limits | None = None) -> Study:
-    """Load a study from DICOM or NIfTI; the same refusals either way (``limits``: the DICOM reader's)."""
+    """Load a study from DICOM or NIfTI; the same refusals and the same ``limits`` either way (default:
+    :meth:`~inference.dicom.limits.Limits.from_env`)."""
     from inference.dicom import load_study
 
     path = _paths(source)
     if isinstance(path, Path) and is_nifti(path):
-        return load_nifti(path)
+        return load_nifti(path, limits)
     return load_study(path, limits=limits)
 
 
@@ -53,7 +54,7 @@ def load_crop_any(source: Path | str | Sequence[Path | str], spec: PreprocessSpe
     path = _paths(source)
     if isinstance(path, Path) and is_nifti(path):
         t0 = time.perf_counter()
-        study = load_nifti(path)
+        study = load_nifti(path, limits)
         t1 = time.perf_counter()
         crop = spine_crop(study, spec, z_centre_index)
         if timings is not None:

@@ -8,6 +8,8 @@ they are not given and refuses a lab that is missing from both: never a 0, an "F
 from __future__ import annotations
 
 import math
+import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -63,16 +65,24 @@ class LabInput:
                    age=parse_number(cells.get("age"), "age"), sex=sex or None)
 
 
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""A plain decimal number (ASCII digits, optional sign, point and exponent): what a lab cell may hold. Python's
+``float`` also takes ``4_0``, ``nan``, ``inf`` and other scripts' digits; a lab never does."""
+
+
 def parse_number(raw: object, name: str) -> float | None:
-    """A lab cell as a number: blank or None is not given; anything else not finite is ``bad_lab``."""
+    """A lab cell as a number: blank or None is not given; anything else that is not a plain finite decimal
+    number (:data:`NUMBER`) or a real number is ``bad_lab``."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
-    if isinstance(raw, bool):
-        raise InputError("bad_lab", f"{name} {raw!r} is not a number")
-    try:
-        value = float(raw.strip() if isinstance(raw, str) else raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InputError("bad_lab", f"{name} {str(raw)[:40]!r} is not a number") from None
+    if isinstance(raw, str):
+        if not NUMBER.fullmatch(raw.strip()):
+            raise InputError("bad_lab", f"{name} {raw.strip()[:40]!r} is not a number")
+        value = float(raw)
+    elif isinstance(raw, numbers.Real) and not isinstance(raw, bool):
+        value = float(raw)
+    else:
+        raise InputError("bad_lab", f"{name} {str(raw)[:40]!r} is not a number")
     if not math.isfinite(value):
         raise InputError("bad_lab", f"{name} {str(raw)[:40]!r} is not a finite number")
     return value

@@ -23,9 +23,10 @@ from inference.labs import Labs
 
 __all__ = ["DISCLAIMER", "SCHEMA_VERSION", "InputFacts", "ModelIdentity", "Prediction"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the result JSON (bump when a field is added, removed or changes meaning). 2: levels T10-L5, L6
-and S1; per vertebra ``name_confidence`` and ``name_uncertain``; ``anchors`` and ``transitional``."""
+and S1; per vertebra ``name_confidence`` and ``name_uncertain``; ``anchors`` and ``transitional``. 3:
+``model.training_data``, the model card's one line on what the model was trained on."""
 
 
 @dataclass(frozen=True)
@@ -35,17 +36,21 @@ class ModelIdentity:
     name: str
     version: str
     sha256: str
+    training_data: str = ""
+    """One line from the model card on what the model was trained on (``inference.bundle.training_line``)."""
 
     def to_json(self) -> dict[str, str]:
         """Result-JSON form."""
-        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+        return {"name": self.name, "version": self.version, "sha256": self.sha256,
+                "training_data": self.training_data}
 
     @classmethod
     def from_json(cls, value: Any) -> ModelIdentity:
         """Validate the ``model`` object of a result JSON."""
         if not isinstance(value, Mapping) or not value.get("name") or not value.get("version"):
             raise ValueError("result.model: name and version are required")
-        return cls(str(value["name"]), str(value["version"]), str(value.get("sha256", "")))
+        return cls(str(value["name"]), str(value["version"]), str(value.get("sha256", "")),
+                   str(value.get("training_data") or ""))
 
 
 @dataclass(frozen=True)

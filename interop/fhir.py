@@ -101,6 +101,7 @@ def _lab_observations(result: Result, subject: dict[str, Any]) -> list[dict[str,
 def _device(result: Result) -> dict[str, Any]:
     return {
         "resourceType": "Device",
+        "note": [{"text": f"Training data: {result.training_data}"}],
         "deviceName": [{"name": result.model.name, "type": "model-name"}],
         "version": [{"value": result.model.version}],
         "identifier": [{"system": "urn:vfrisk:model-sha256", "value": result.model.sha256 or "unknown"}],
@@ -153,7 +154,8 @@ def _risk_assessment(
         "performer": {"reference": device_url, "type": "Device", "display": model},
         "basis": basis,
         "prediction": [_prediction(result)],
-        "note": [{"text": result.disclaimer}, *({"text": w} for w in result.warnings)],
+        "note": [{"text": result.disclaimer}, {"text": f"Model training data: {result.training_data}"},
+                 *({"text": w} for w in result.warnings)],
     }
 
 

@@ -1,5 +1,9 @@
 """The PDF report for the chart (reportlab): identity, key image, probability and category, per-level table,
-the suggestion (first line, avoid, alerts, monitoring), labs, warnings, model identity and the disclaimer.
+the suggestion (first line with each choice's cautions, avoid, alerts in the engine's severity order, monitoring),
+labs with a note wherever the user's age or sex overrode the image header, warnings, model identity, the model
+card's training-data line and the disclaimer.
+
+Colour follows severity, never position: urgent alerts are red, cautions amber, INFO lines plain (never red).
 
 The patient's name and ID appear in the document (it is filed in the chart) and nowhere else: nothing here
 logs them.
@@ -18,8 +22,8 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from clinical.suggestion import Suggestion
-from clinical.vocabulary import category_label
+from clinical.suggestion import Alert
+from clinical.vocabulary import Severity, category_label
 from inference.disclaimer import DISCLAIMER
 from vfrisk.result import Result
 
@@ -28,6 +32,12 @@ _STYLES = getSampleStyleSheet()
 _BODY = _STYLES["BodyText"]
 _SMALL = ParagraphStyle("small", parent=_BODY, fontSize=8, leading=10)
 _WARN = ParagraphStyle("warn", parent=_BODY, textColor=colors.HexColor("#9a3412"))
+_SEVERITY_STYLE = {
+    Severity.URGENT: ParagraphStyle("urgent", parent=_BODY, textColor=colors.HexColor("#b91c1c")),
+    Severity.CAUTION: _WARN,
+    Severity.INFO: _BODY,
+}
+"""Alert colour by severity: INFO is never red."""
 _TABLE_STYLE = TableStyle(
     [
         ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
@@ -95,25 +105,66 @@ def _items(title: str, lines: Iterable[str], style: ParagraphStyle = _BODY) -> l
     return [Paragraph(f"<b>{escape(title)}</b>", _BODY), *body] if body else []
 
 
-def _suggestion(suggestion: Suggestion) -> list[Flowable]:
+def _words(value: str) -> str:
+    return value.replace("_", " ")
+
+
+def _alert(a: Alert) -> Paragraph:
+    return Paragraph(f"- <b>{a.severity.value.upper()}</b> {escape(a.message)}", _SEVERITY_STYLE[a.severity])
+
+
+def _first_line(result: Result) -> list[Flowable]:
+    """The engine's first-line choices in its order, each with the alerts about it (its cautions) beneath."""
+    out: list[Flowable] = []
+    for choice in result.suggestion.first_line:
+        out.append(_p(f"- {_words(choice.value)}"))
+        for a in result.cautions(choice):
+            style = ParagraphStyle(f"c-{a.severity.value}", parent=_SEVERITY_STYLE[a.severity], leftIndent=12)
+            out.append(Paragraph(f"caution ({a.severity.value}): {escape(a.message)}", style))
+    return [Paragraph("<b>First line (in the suggestion engine's order)</b>", _BODY), *out] if out else []
+
+
+def _suggestion(result: Result) -> list[Flowable]:
+    suggestion = result.suggestion
     out: list[Flowable] = [_heading("Treatment suggestion")]
-    out += _items("First line (preferred first)", [x.value.replace("_", " ") for x in suggestion.first_line])
-    out += _items("Deferred", [x.value.replace("_", " ") for x in suggestion.deferred])
-    out += _items("Avoid", [f"{a.item.value}: {a.reason}" for a in suggestion.avoid], _WARN)
-    out += _items("Alerts", [a.message for a in suggestion.alerts], _WARN)
+    out += _first_line(result)
+    out += _items("Deferred (until the alerts are resolved)", [_words(x.value) for x in suggestion.deferred])
+    out += _items("Avoid", [f"{_words(a.item.value)}: {a.reason}" for a in suggestion.avoid], _WARN)
+    if suggestion.alerts:
+        out += [Paragraph("<b>Alerts (most urgent first)</b>", _BODY), *(_alert(a) for a in suggestion.alerts)]
     out += _items("Monitoring", [m.message for m in suggestion.monitoring])
     out += _items("Why this category", list(suggestion.category_reasons), _SMALL)
     return out
 
 
-def _labs(result: Result) -> list[Flowable]:
+def overrides(result: Result, header_age: int | None, header_sex: str | None) -> list[str]:
+    """Where the age or sex the model used differs from the image header (the user's entry overrode it), or was
+    entered because the header has none; one sentence each."""
+    labs, out = result.labs, []
+    if header_age is None:
+        out.append(f"Age {labs.age:g} was entered by the user (the image header gives no age).")
+    elif abs(float(header_age) - labs.age) > 1e-9:
+        out.append(f"Age {labs.age:g} was entered by the user and overrides the image header's {header_age}.")
+    if not header_sex:
+        out.append(f"Sex {labs.sex} was entered by the user (the image header gives no sex).")
+    elif header_sex.upper() != labs.sex:
+        out.append(f"Sex {labs.sex} was entered by the user and overrides the image header's {header_sex}.")
+    return out
+
+
+def _labs(result: Result, notes: Sequence[str]) -> list[Flowable]:
     labs = result.labs
     lines = [
         f"Urine NTX: {_fmt(labs.ntx, '{:g}')} nmol BCE/mmol creatinine",
         f"Lowest DXA T-score: {_fmt(labs.bmd_tscore, '{:g}')}",
         f"Age: {_fmt(labs.age, '{:g}')}; sex: {labs.sex or '-'}",
+        *notes,
     ]
     return _items("Inputs used by the model", lines, _SMALL)
+
+
+def _training(result: Result) -> list[Flowable]:
+    return [Paragraph(f"<b>Model training data:</b> {escape(result.training_data)}", _SMALL), Spacer(1, 2 * mm)]
 
 
 def _model(result: Result) -> list[Flowable]:
@@ -122,6 +173,7 @@ def _model(result: Result) -> list[Flowable]:
         f"Model: {m.name} {m.version} (sha256 {m.sha256[:16] or '-'})",
         f"Study UID {result.study_instance_uid}; series UID {result.series_instance_uid}",
         f"Input hash {result.input_sha256[:16] or '-'}",
+        f"Training data: {result.training_data}",
     ]
     return [Spacer(1, 3 * mm), *[_p(line, _SMALL) for line in lines]]
 
@@ -136,16 +188,20 @@ def _key_image(png: bytes | None) -> list[Flowable]:
     return [_heading("Key image: sagittal, levels marked"), image]
 
 
-def story(result: Result, patient: Mapping[str, str], key_image: bytes | None) -> list[Flowable]:
-    """The report's flowables, top to bottom."""
+def story(result: Result, patient: Mapping[str, str], key_image: bytes | None,
+          notes: Sequence[str] = ()) -> list[Flowable]:
+    """The report's flowables, top to bottom; ``notes`` say where the user's age or sex overrode the header
+    (:func:`overrides`), under the identity and again with the inputs."""
     parts: Sequence[list[Flowable]] = (
         [Paragraph(escape(TITLE), _STYLES["Title"])],
+        _training(result),
         _identity(patient),
+        [_p(n, _WARN) for n in notes],
         _risk(result),
         _key_image(key_image),
         _levels(result),
-        _suggestion(result.suggestion),
-        _labs(result),
+        _suggestion(result),
+        _labs(result, notes),
         _items("Warnings", result.warnings, _WARN),
         _model(result),
         [Spacer(1, 4 * mm), Paragraph(f"<b>{escape(DISCLAIMER)}</b>", _BODY)],
@@ -154,9 +210,15 @@ def story(result: Result, patient: Mapping[str, str], key_image: bytes | None) -
 
 
 def write_pdf(
-    result: Result, path: Path, *, patient: Mapping[str, str] | None = None, key_image: bytes | None = None
+    result: Result,
+    path: Path,
+    *,
+    patient: Mapping[str, str] | None = None,
+    key_image: bytes | None = None,
+    header: tuple[int | None, str | None] | None = None,
 ) -> Path:
-    """Write the PDF report to ``path``; ``patient`` is an ordered label -> value mapping for the header."""
+    """Write the PDF report to ``path``; ``patient`` is an ordered label -> value mapping for the header;
+    ``header`` the (age, sex) of the image header, to note where the user's entries overrode it."""
     doc = SimpleDocTemplate(
         str(path),
         pagesize=A4,
@@ -168,5 +230,6 @@ def write_pdf(
         topMargin=15 * mm,
         bottomMargin=15 * mm,
     )
-    doc.build(story(result, patient or {}, key_image))
+    notes = overrides(result, *header) if header is not None else []
+    doc.build(story(result, patient or {}, key_image, notes))
     return path

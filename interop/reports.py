@@ -95,7 +95,7 @@ class _Writers:
 
         png = sagittal_png(self.study, self.result.vertebrae)
         patient = patient_header(self.source.first) if self.source is not None else {}
-        return write_pdf(self.result, path, patient=patient, key_image=png)
+        return write_pdf(self.result, path, patient=patient, key_image=png, header=(self.study.age, self.study.sex))
 
 
 def _source_headers(

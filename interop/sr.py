@@ -8,7 +8,8 @@ Content:
   probability (DCM 122157), the interval bounds and the risk category as a qualitative evaluation;
 * one measurement group per level the model found (finding site: SNOMED CT code of the vertebra) with the
   Genant grade, the height ratio and the mean trabecular attenuation in HU;
-* the algorithm (name, version) on every group and measurement.
+* the algorithm (name, version) on every group and measurement;
+* in the risk group, a TEXT comment (DCM 121106) with the model card's one line on the training data.
 
 Patient, study and equipment-independent attributes are copied from the source by highdicom, so a PACS files
 the SR with the study.
@@ -32,6 +33,8 @@ from highdicom.sr import (
     ObservationContext,
     ObserverContext,
     QualitativeEvaluation,
+    RelationshipTypeValues,
+    TextContentItem,
     TrackingIdentifier,
 )
 from pydicom.dataset import Dataset
@@ -76,7 +79,7 @@ def _risk_group(result: Result, algorithm: AlgorithmIdentification) -> Measureme
     evaluations = []
     if result.risk_category is not None:
         evaluations.append(QualitativeEvaluation(vc.RISK_CATEGORY, vc.RISK_LEVEL[result.risk_category]))
-    return MeasurementsAndQualitativeEvaluations(
+    group = MeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier="6-month vertebral fracture risk"),
         finding_type=vc.FRACTURE_6M,
         finding_sites=[FindingSite(vc.VERTEBRAL_COLUMN)],
@@ -84,6 +87,10 @@ def _risk_group(result: Result, algorithm: AlgorithmIdentification) -> Measureme
         measurements=measurements,
         qualitative_evaluations=evaluations or None,
     )
+    group[0].ContentSequence.append(TextContentItem(
+        name=codes.DCM.Comment, value=f"Model training data: {result.training_data}"[:1024],
+        relationship_type=RelationshipTypeValues.CONTAINS))
+    return group
 
 
 def _level_measurements(level: LevelFinding, algorithm: AlgorithmIdentification) -> list[Measurement]:
@@ -189,7 +196,7 @@ def write_sr(result: Result, source: SourceSeries, path: Path) -> Path:
 def read_sr_measurements(path: Path) -> dict[str, Any]:
     """Read an SR written by :func:`write_sr` back through highdicom (round-trip check and PACS read-back).
 
-    Returns ``{"probability", "interval", "risk_category", "levels": {level: {"genant_grade",
+    Returns ``{"probability", "interval", "risk_category", "training_data", "levels": {level: {"genant_grade",
     "height_ratio", "trabecular_hu"}}, "series_instance_uid"}`` (the last is the referenced series).
     """
     sr = hd.sr.srread(path)
@@ -222,7 +229,10 @@ def _risk_readback(group: MeasurementsAndQualitativeEvaluations, measures: dict[
         str(i.ConceptNameCodeSequence[0].CodeValue): str(i.ConceptCodeSequence[0].CodeValue) for i in items
     }
     value = evaluations.get(vc.RISK_CATEGORY.value)
+    comments = [str(i.TextValue) for i in group[0].ContentSequence
+                if i.ValueType == "TEXT" and i.ConceptNameCodeSequence[0].CodeValue == codes.DCM.Comment.value]
     return {
+        "training_data": next((c.removeprefix("Model training data: ") for c in comments), None),
         "probability": measures[vc.PROBABILITY.value],
         "interval": [measures[vc.INTERVAL_LOWER.value], measures[vc.INTERVAL_UPPER.value]],
         "risk_category": next((k for k, c in vc.RISK_LEVEL.items() if c.value == value), None),

@@ -14,7 +14,8 @@ from inference.study import Study
 from vfrisk.pipeline import assess
 from vfrisk.result import Result
 
-TEST_MODEL = ModelIdentity("vfrisk-test", "0.0.1-test", "ab" * 32)
+TEST_MODEL = ModelIdentity("vfrisk-test", "0.0.1-test", "ab" * 32,
+                           "Trained on synthetic phantoms only: validate locally before any use.")
 TEST_LABS = Labs(ntx=52.0, bmd_tscore=-2.6, age=74.0, sex="F")
 
 

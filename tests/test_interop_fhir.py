@@ -73,3 +73,10 @@ def test_method_performer_and_subject(reports: dict[str, Path], scored: Scored) 
     assert risk["note"][0]["text"].startswith("Decision support for clinicians; not a diagnosis.")
 
 
+
+
+def test_fhir_states_the_training_data(reports: dict[str, Path], scored: Scored) -> None:
+    risk = read_risk_assessment(reports["fhir"])
+    notes = [n["text"] for n in risk["note"]]
+    assert f"Model training data: {scored.result.training_data}" in notes
+    assert "synthetic phantoms" in scored.result.training_data

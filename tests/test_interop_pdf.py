@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 from test_interop_support import Scored, pdf_text
 
 from interop.keyimage import sagittal_png
+from interop.pdf import overrides
 from interop.reports import write_reports
 
 pytest_plugins = ["test_interop_support"]
@@ -59,3 +61,47 @@ def test_key_image_is_a_sagittal_png_with_square_pixels(scored: Scored) -> None:
     assert image.format == "PNG"
     (n_z, n_y, _), (sz, sy, _) = scored.study.volume.shape, scored.study.spacing_mm
     assert abs(image.height / image.width - (n_z * sz) / (n_y * sy)) < 0.02  # head-foot by front-back, in mm
+
+
+def test_pdf_states_the_training_data_and_where_the_user_overrode_the_header(
+    reports: dict[str, Path], scored: Scored
+) -> None:
+    text = " ".join(pdf_text(reports["pdf"]).split())
+    assert "Trained on synthetic phantoms only" in text
+    labs, study = scored.result.labs, scored.study
+    assert (study.age, study.sex) != (labs.age, labs.sex)  # the factory's labs differ from the synthetic header
+    if study.age != labs.age:
+        assert f"Age {labs.age:g} was entered by the user and overrides the image header's {study.age}" in text
+    if study.sex != labs.sex:
+        assert f"Sex {labs.sex} was entered by the user and overrides the image header's {study.sex}" in text
+    assert overrides(scored.result, int(labs.age), labs.sex) == []
+    assert overrides(scored.result, None, None) == [
+        f"Age {labs.age:g} was entered by the user (the image header gives no age).",
+        f"Sex {labs.sex} was entered by the user (the image header gives no sex).",
+    ]
+
+
+def test_alerts_keep_the_engine_order_and_info_is_never_red() -> None:
+    """Issue 21: a red flag, CrCl 25 and a recent MI; the URGENT red-flag alert first, INFO lines not red."""
+    from factories import make_prediction, make_result
+    from reportlab.lib import colors
+    from reportlab.platypus import Paragraph
+
+    from interop.pdf import story
+
+    ctx = {"assessment_date": "2026-01-10",
+           "patient": {"age": 74, "sex": "F", "dxa": {"t_lumbar_spine": -2.8},
+                       "labs": {"crcl_cockcroft_gault_ml_min": 25.0},
+                       "cardiovascular": {"mi_dates": ["2025-11-01"]},
+                       "symptoms": {"red_flags": ["night_pain"]},
+                       "intake": {"calcium_diet_mg_day": 400.0, "calcium_supplement_mg_day": 0.0,
+                                  "vitamin_d_iu_day": 0.0}}}
+    result = make_result(make_prediction(), ctx)
+    alerts = result.suggestion.alerts
+    assert alerts[0].severity.value == "urgent" and any(a.severity.value == "info" for a in alerts)
+    plain = [(re.sub("<[^>]+>", "", f.text), f) for f in story(result, {}, None) if isinstance(f, Paragraph)]
+    drawn = [(t, f) for t, f in plain if t.split(" ")[:2] in (["-", "URGENT"], ["-", "CAUTION"], ["-", "INFO"])]
+    assert [t.split()[1].lower() for t, _ in drawn] == [a.severity.value for a in alerts]
+    red = colors.HexColor("#b91c1c")
+    for text, f in drawn:
+        assert (f.style.textColor == red) == text.startswith("- URGENT"), text

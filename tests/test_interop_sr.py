@@ -97,3 +97,9 @@ def test_evidence_references_every_instance_of_the_scored_series(reports: dict[s
     assert series.SeriesInstanceUID == scored.result.to_json()["series_instance_uid"]
     sources = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in scored.source.iterdir()}
     assert {item.ReferencedSOPInstanceUID for item in series.ReferencedSOPSequence} == sources
+
+
+def test_sr_states_the_training_data(reports: dict[str, Path], scored: Scored) -> None:
+    back = read_sr_measurements(reports["sr"])
+    assert back["training_data"] == scored.result.training_data
+    assert "synthetic phantoms" in back["training_data"]

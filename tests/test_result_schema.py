@@ -31,6 +31,16 @@ SCHEMA = {
         "vertebra": ["level", "present", "genant_grade", "height_ratio", "trabecular_hu", "z_mm", "name_confidence",
                      "name_uncertain"],
     },
+    3: {
+        "result": ["schema_version", "probability", "interval", "model", "study_instance_uid", "series_instance_uid",
+                   "input", "labs", "vertebrae", "warnings", "disclaimer", "anchors", "transitional", "suggestion",
+                   "risk_category"],
+        "model": ["name", "version", "sha256", "training_data"],
+        "input": ["slices", "spacing_mm", "orientation", "sha256"],
+        "labs": ["ntx_nmol_bce_per_mmol_cr", "bmd_tscore", "age", "sex"],
+        "vertebra": ["level", "present", "genant_grade", "height_ratio", "trabecular_hu", "z_mm", "name_confidence",
+                     "name_uncertain"],
+    },
 }
 """The result-JSON fields of every schema version, in order. A change to the fields bumps SCHEMA_VERSION and adds
 a version here; the old entries stay, as a record of what each version held."""
@@ -88,3 +98,16 @@ def test_the_suggestion_engine_and_the_inference_grade_alike() -> None:
 
     for pct in (0.0, 19.9, 20.0, 22.0, 25.0, 33.0, 40.0, 40.5, 60.0):
         assert clinical_grade(pct) == genant_grade(1 - pct / 100)
+
+
+def test_the_training_data_line_comes_from_the_model_card() -> None:
+    """Issue 21: every output states the model's training data in one line taken from its card, never made up."""
+    from inference.bundle import UNDESCRIBED, default_bundle, training_line
+
+    card = json.loads((default_bundle() / "model.json").read_text())
+    assert training_line(card) == "Trained on synthetic phantoms only: validate locally before any use."
+    described = {"training_data": {"description": "Trained on 2000 synthetic\n phantoms."}, "intended_use": "x"}
+    assert training_line(described) == "Trained on 2000 synthetic phantoms."
+    assert training_line({"intended_use": "Research use."}) == UNDESCRIBED
+    assert training_line({}) == UNDESCRIBED
+    assert sample().to_json()["model"]["training_data"] == sample().training_data

@@ -158,3 +158,48 @@ def test_as_paths_accepts_gradio_values() -> None:
     assert as_paths(None) == []
     assert as_paths("/a/b.dcm") == [Path("/a/b.dcm")]
     assert as_paths([{"path": "/a"}, SimpleNamespace(name="/b")]) == [Path("/a"), Path("/b")]
+
+
+def test_the_viewer_holds_the_study_for_the_session_only(service: Service, study_dir: Path, temp: Path) -> None:
+    loaded = service.load(upload(study_dir, temp), "alice", view=True)
+    assert loaded.token is not None and service.views.get(loaded.token, "alice") is loaded
+    assert service.views.get(loaded.token, "bob") is None
+    assert loaded.series and sum(1 for s in loaded.series if s["chosen"]) == 1 and loaded.n_files > 1
+    service.score(loaded, LabInput(50.0, -2.7), None, "alice", reports=True)
+    assert not any(temp.glob("u*"))  # uploads deleted; the volume stays viewable in the session
+    assert service.views.get(loaded.token, "alice") is loaded and loaded.version == 1 and loaded.marks
+    service.forget(loaded)
+    assert service.views.get(loaded.token, "alice") is None and len(service.views) == 0
+    assert loaded.study.volume.size == 0  # the memory goes with it
+    again = service.load(upload(study_dir, temp), "alice", view=True)
+    service.attach("session-1", again)
+    service.end("session-2")
+    assert service.views.get(again.token, "alice") is again
+    service.end("session-1")  # the page was closed
+    assert service.views.get(again.token, "alice") is None and not any(temp.glob("u*"))
+
+
+def test_a_nifti_upload_is_read_with_the_same_limits_and_gets_json_pdf_fhir(service: Service, temp: Path) -> None:
+    import nibabel as nib
+
+    path = temp / "n1" / "spine.nii.gz"
+    path.parent.mkdir()
+    vol = np.full((64, 64, 80), -1000, np.int16)
+    vol[24:40, 30:46, :] = 300
+    nib.save(nib.Nifti1Image(vol, np.diag([0.8, 0.8, 2.0, 1.0])), str(path))
+    loaded = service.load([path], "alice", view=True)
+    assert loaded.study.source_format == "nifti" and loaded.series == [] and loaded.study.age is None
+    with pytest.raises(PublicError) as err:
+        service.score(loaded, LabInput(50.0, -2.7), None, "alice")
+    assert err.value.code == "missing_lab" and "age" in err.value.message
+    service.score(loaded, LabInput(50.0, -2.7, 70, "F"), None, "alice", reports=True)
+    assert {p.name for p in loaded.reports} <= {"result.json", "report.pdf", "risk_assessment.fhir.json"}
+    assert "result.json" in {p.name for p in loaded.reports}
+    service.forget(loaded)
+    big = temp / "n2" / "big.nii"
+    big.parent.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((64, 64, 80), np.int16), np.diag([0.8, 0.8, 2.0, 1.0])), str(big))
+    service.limits = UploadLimits(max_voxels=1000)
+    with pytest.raises(PublicError) as err:
+        service.load([big], "alice")
+    assert err.value.code == "too_large" and not big.exists()

@@ -175,9 +175,9 @@ def evaluate(
 @app.command()
 def predict(
     study: Annotated[list[Path], typer.Argument(help="Folder, zip, or DICOM files.")],
-    ntx: Annotated[float | None, typer.Option(help="Urine NTX, nmol BCE/mmol creatinine.")] = None,
-    bmd_tscore: Annotated[float | None, typer.Option("--bmd-tscore", help="Lowest DXA T-score.")] = None,
-    age: Annotated[int | None, typer.Option(help="Age in years (default: DICOM header).")] = None,
+    ntx: Annotated[str | None, typer.Option(help="Urine NTX, nmol BCE/mmol creatinine.")] = None,
+    bmd_tscore: Annotated[str | None, typer.Option("--bmd-tscore", help="Lowest DXA T-score.")] = None,
+    age: Annotated[str | None, typer.Option(help="Age in years (default: DICOM header).")] = None,
     sex: Annotated[str | None, typer.Option(help="F or M (default: DICOM header).")] = None,
     context: Annotated[Path | None, typer.Option(help="Clinical context JSON.")] = None,
     model: Annotated[Path | None, typer.Option(help="Model bundle (default: bundled).")] = None,
@@ -189,7 +189,8 @@ def predict(
         from inference.labs import LabInput
         from vfrisk.pipeline import predict_cli
 
-        labs = LabInput(ntx=ntx, bmd_tscore=bmd_tscore, age=age, sex=sex)
+        # the one lab parser of the batch manifest and the web app: "4_0" is refused, 70.5 accepted, everywhere
+        labs = LabInput.from_cells({"ntx": ntx, "bmd_tscore": bmd_tscore, "age": age, "sex": sex})
         _print_json(predict_cli(_source(study), labs=labs, context=context, model=model, out=out))
 
     _guarded(run)

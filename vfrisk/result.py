@@ -7,12 +7,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
-from clinical.suggestion import Suggestion
+from clinical.suggestion import Alert, Suggestion
+from clinical.vocabulary import AlertKey, DrugClass
+from inference.bundle import UNDESCRIBED
 from inference.findings import Vertebra
 from inference.labs import Labs
 from inference.result import ModelIdentity, Prediction
+
+_BISPHOSPHONATES = (DrugClass.ORAL_BISPHOSPHONATE, DrugClass.IV_BISPHOSPHONATE)
+ALERT_CLASSES: Final = MappingProxyType({
+    AlertKey.DENOSUMAB_NO_STOP: (DrugClass.DENOSUMAB,),
+    AlertKey.DENOSUMAB_CKD_HYPOCALCAEMIA_RISK: (DrugClass.DENOSUMAB,),
+    AlertKey.ROMOSOZUMAB_CV_CONTRAINDICATION: (DrugClass.ROMOSOZUMAB,),
+    AlertKey.ROMOSOZUMAB_COURSE_LIMIT: (DrugClass.ROMOSOZUMAB,),
+    AlertKey.PTH_ANALOG_OSTEOSARCOMA_RISK: (DrugClass.PTH_ANALOG,),
+    AlertKey.TERIPARATIDE_COURSE_LIMIT: (DrugClass.PTH_ANALOG,),
+    AlertKey.ANABOLIC_FOLLOWUP_ANTIRESORPTIVE: (DrugClass.PTH_ANALOG, DrugClass.ROMOSOZUMAB),
+    AlertKey.ORAL_BP_ADMINISTRATION_RULES: (DrugClass.ORAL_BISPHOSPHONATE,),
+    AlertKey.RENAL_CONTRAINDICATION: _BISPHOSPHONATES,
+    AlertKey.DRUG_HOLIDAY_ELIGIBLE: _BISPHOSPHONATES,
+    AlertKey.END_DRUG_HOLIDAY: _BISPHOSPHONATES,
+})
+"""The drug classes an alert is about (the alert's key names the drug or class it concerns): the UI and the PDF
+show such an alert beside that class as a caution of the choice. A display association only: the engine alone
+chooses, orders and words the alerts; an alert about no one class is shown only in the alert list."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +113,15 @@ class Result:
     def risk_category(self) -> str:
         """The suggestion's final risk category (``low``, ``high``, ``very_high``)."""
         return self.suggestion.risk_category.value
+
+    def cautions(self, choice: DrugClass) -> tuple[Alert, ...]:
+        """The engine's alerts about one first-line choice (:data:`ALERT_CLASSES`), in the engine's order."""
+        return tuple(a for a in self.suggestion.alerts if choice in ALERT_CLASSES.get(a.key, ()))
+
+    @property
+    def training_data(self) -> str:
+        """The model card's one line on the training data (every output states it)."""
+        return self.prediction.model.training_data or UNDESCRIBED
 
     def found_levels(self) -> tuple[Vertebra, ...]:
         """The levels found in the volume."""

@@ -51,16 +51,20 @@ class AppConfig:
     """Add an in-memory demo account with a random password printed once at start-up."""
     limits: UploadLimits = field(default_factory=UploadLimits)
     concurrency: int = 1
-    """Studies scored at once (each scoring uses several cores)."""
+    """Scoring slots: studies read and scored at once (each uses several cores and up to the study memory budget,
+    so the app's peak memory is about its baseline plus slots x ``VFRISK_STUDY_BUDGET_MB``)."""
     queue_size: int = 8
     """Requests waiting beyond which new ones are refused."""
+    login_backoff_s: float = 1.0
+    """First wait after the free sign-in attempts of an account or address (doubling after each further one)."""
 
     @classmethod
     def from_env(cls, *, demo_user: bool | None = None, bundle: Path | None = None) -> AppConfig:
-        """Defaults, overridden by ``VFRISK_HOME``, ``VFRISK_USERS``, ``VFRISK_MODEL``, ``VFRISK_DEMO_USER``."""
+        """Defaults, overridden by ``VFRISK_HOME``, ``VFRISK_USERS``, ``VFRISK_MODEL``, ``VFRISK_DEMO_USER``,
+        ``VFRISK_SCORING_SLOTS``, ``VFRISK_QUEUE_SIZE`` and ``VFRISK_LOGIN_BACKOFF_S``."""
         home = Path(os.environ.get("VFRISK_HOME") or Path.home() / ".vfrisk").expanduser()
         model = bundle or (Path(os.environ["VFRISK_MODEL"]) if os.environ.get("VFRISK_MODEL") else None)
-        concurrency = max(1, _cpus() // 4)
+        concurrency = max(1, int(os.environ.get("VFRISK_SCORING_SLOTS") or _cpus() // 4))
         return cls(
             home=home,
             users_file=Path(os.environ.get("VFRISK_USERS") or home / "users.json"),
@@ -70,7 +74,8 @@ class AppConfig:
             demo_user=_flag("VFRISK_DEMO_USER") if demo_user is None else demo_user,
             limits=limits_from_env(),
             concurrency=concurrency,
-            queue_size=8 * concurrency,
+            queue_size=max(1, int(os.environ.get("VFRISK_QUEUE_SIZE") or 8 * concurrency)),
+            login_backoff_s=float(os.environ.get("VFRISK_LOGIN_BACKOFF_S") or 1.0),
         )
 
     def blocked_paths(self) -> list[str]:

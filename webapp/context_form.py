@@ -13,6 +13,7 @@ from typing import Any
 
 from clinical.vocabulary import Drug
 from inference.errors import InputError
+from inference.labs import parse_number
 
 FRACTURE_SITES = ("vertebral", "hip", "distal_radius", "proximal_humerus", "pelvis", "rib", "ankle", "other")
 """Prior fracture sites offered by the form; ``vertebral`` becomes ``vertebral_<level>`` when a level is given."""
@@ -40,6 +41,27 @@ def _number(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
+NUMBER_WORDS = {
+    "crcl_ml_min": "creatinine clearance", "calcium_diet_mg_day": "dietary calcium",
+    "calcium_supplement_mg_day": "calcium supplement", "vitamin_d_iu_day": "vitamin D intake",
+    "glucocorticoids_mg_day": "glucocorticoid dose", "glucocorticoid_months": "glucocorticoid duration",
+    "falls_12m": "falls in the past 12 months",
+}
+"""The panel's number fields and how the page names them."""
+
+
+def form_number(raw: object, name: str) -> float | None:
+    """A number field of the panel: empty is not given (never 0); anything but a plain non-negative number is
+    ``invalid_context`` naming the field."""
+    try:
+        value = parse_number(raw, name)
+    except InputError:
+        raise InputError("invalid_context", f"{name}: {str(raw).strip()[:20]!r} is not a number") from None
+    if value is not None and value < 0:
+        raise InputError("invalid_context", f"{name} cannot be negative")
+    return value
+
+
 @dataclass
 class ContextForm:
     """The values of the clinical-context panel (every field optional)."""
@@ -60,6 +82,22 @@ class ContextForm:
     falls_12m: float | None = None
     red_flags: list[str] = field(default_factory=list)
     context_json: str = ""
+
+    @classmethod
+    def from_form(cls, values: dict[str, Any]) -> ContextForm:
+        """The panel's values as the page sends them (text in the number boxes): empty fields are left out, so an
+        opened but empty panel gives no context at all."""
+        kwargs: dict[str, Any] = {}
+        for name, value in values.items():
+            if name in NUMBER_WORDS:
+                number = form_number(value, NUMBER_WORDS[name])
+                if name == "falls_12m" and number is not None and not number.is_integer():
+                    raise InputError("invalid_context", "falls in the past 12 months must be a whole number")
+                if number is not None:
+                    kwargs[name] = number
+            elif value not in (None, "", []):
+                kwargs[name] = value.strip() if isinstance(value, str) else value
+        return cls(**kwargs)
 
     def _fractures(self) -> list[dict[str, Any]]:
         when = parse_date(self.last_fracture_date, "date of the last fracture")

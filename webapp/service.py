@@ -1,7 +1,9 @@
 """The web app's request handling without the UI: load an upload, score it, render views, write downloads.
 
 Every public method records an audit line, deletes the uploads it was given once they are no longer needed,
-and raises only :class:`~webapp.errors.PublicError`.
+and raises only :class:`~webapp.errors.PublicError`. A study read for the page is held in the user's session
+(and registered with the viewer's image route, :mod:`webapp.views`) after its uploads are deleted, until the
+session drops it (:meth:`Service.forget`).
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from inference.labs import LabInput
@@ -23,10 +27,12 @@ from inference.study import Study
 from vfrisk.result import Result
 from webapp.audit import AuditLog, Event
 from webapp.context_form import ContextForm
-from webapp.drivers import LevelMark, level_marks
 from webapp.errors import public
+from webapp.levels import LevelMark, level_marks
+from webapp.private_files import FileRegistry
 from webapp.uploads import UploadLimits, check_upload, delete_uploads
-from webapp.viewer import WINDOWS, Plane, View, render
+from webapp.viewer import NORMAL_AXIS, WINDOWS, Plane, View, Window, render
+from webapp.views import ViewStore
 
 log = logging.getLogger("vfrisk.webapp")
 REPORTS = "reports"
@@ -44,9 +50,29 @@ class Loaded:
     uploads: list[Path]
     centre: tuple[int, int, int]
     """(z, y, x) voxel index of the spine crop centre: the default slices."""
+    user: str | None = None
+    """Who uploaded it (only their own uploads are ever deleted on their behalf)."""
     result: Result | None = None
     marks: list[LevelMark] = field(default_factory=list)
     reports: list[Path] = field(default_factory=list)
+    n_files: int = 0
+    """Files uploaded."""
+    series: list[dict[str, Any]] = field(default_factory=list)
+    """The series found (DICOM), each with whether it was chosen or why it was set aside."""
+    token: str | None = None
+    """The study's key on the viewer's image route."""
+    version: int = 0
+    """Bumped whenever the overlay changes (after each scoring), so that the page redraws."""
+
+    @property
+    def volume(self) -> np.ndarray:
+        """The canonical HU volume (for the viewer)."""
+        return self.study.volume
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        """Voxel size (Z, Y, X) in mm (for the viewer)."""
+        return self.study.spacing_mm
 
 
 def as_paths(files: Any) -> list[Path]:
@@ -64,11 +90,40 @@ def as_paths(files: Any) -> list[Path]:
 class Service:
     """The engine, the limits, the temp folder and the audit log, behind the UI and the API."""
 
-    def __init__(self, engine: Any, audit: AuditLog, temp_dir: Path, limits: UploadLimits | None = None) -> None:
+    def __init__(self, engine: Any, audit: AuditLog, temp_dir: Path, limits: UploadLimits | None = None,
+                 files: FileRegistry | None = None) -> None:
+        """``files``: the registry of private uploads (the web app's); without it, uploads are plain paths under
+        ``temp_dir`` (tests, scripts)."""
         self.engine = engine
         self.audit = audit
         self.temp_dir = temp_dir
         self.limits = limits or UploadLimits()
+        self.files = files
+        self.views = ViewStore()
+        self._sessions: dict[str, Loaded] = {}
+        """The study each open page (Gradio session) holds, to drop it when the page is closed."""
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        """Count the studies being read or scored at once (logged: the scoring slots in use)."""
+        with self._busy_lock:
+            self._busy += 1
+            log.info("scoring slots in use: %d", self._busy)
+        try:
+            yield
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+
+    def _delete(self, uploads: list[Path], user: str | None) -> None:
+        """Delete uploads: with the registry, only ``user``'s own (a request naming someone else's path must not
+        delete it)."""
+        if self.files is not None:
+            self.files.delete(uploads, user=user)
+        else:
+            delete_uploads(uploads, self.temp_dir)
 
     @property
     def model_version(self) -> str:
@@ -87,23 +142,43 @@ class Service:
             err = public(exc, uploads)
             self.audit.record(event, user, err.code, study_uid=uid, model_version=self.model_version)
             if not keep_on_error:
-                delete_uploads(uploads, self.temp_dir)
+                self._delete(uploads, user)
             raise err from None
         if delete:
-            delete_uploads(uploads, self.temp_dir)
+            self._delete(uploads, user)
 
-    def load(self, files: Any, user: str | None) -> Loaded:
-        """Check the upload limits and read the study (uploads kept until scoring)."""
-        from inference.dicom import load_study
+    def load(self, files: Any, user: str | None, *, view: bool = False) -> Loaded:
+        """Claim the uploads for ``user`` (each must be theirs), check the upload limits and read the study: DICOM
+        (files, a zip, a folder) or one NIfTI file, under the same limits (uploads kept until scoring). With
+        ``view``, list the series found and register the study with the viewer's image route."""
+        from inference.pipeline import read_study
 
         paths = as_paths(files)
-        with self._guard(Event.UPLOAD, user, paths, delete=False):
+        with self._slot(), self._guard(Event.UPLOAD, user, paths, delete=False):
+            if self.files is not None:
+                self.files.claim(paths, user)
             check_upload(paths, self.limits)
-            study = load_study(paths, limits=self.limits.ingestion())
-            loaded = Loaded(study, paths, self._centre(study))
+            study = read_study(paths, self.limits.ingestion())
+            loaded = Loaded(study, paths, self._centre(study), user, n_files=len(paths))
+            if view:
+                loaded.series = self._series(paths, study)
+                loaded.token = self.views.add(loaded, user)
         self.audit.record(Event.UPLOAD, user, "ok", study_uid=study.study_instance_uid,
                           model_version=self.model_version)
         return loaded
+
+    def _series(self, paths: list[Path], study: Study) -> list[dict[str, Any]]:
+        """The series found in a DICOM upload (headers only) for the upload summary; none for NIfTI, or when the
+        listing fails (the study itself was read)."""
+        from inference.dicom import inspect_study
+
+        if study.source_format != "dicom":
+            return []
+        try:
+            return list(inspect_study(paths, limits=self.limits.ingestion())["series"])
+        except Exception as exc:  # the summary is an extra: the study was read and can be scored
+            log.info("series list not made (%s)", type(exc).__name__)
+            return []
 
     def _centre(self, study: Study) -> tuple[int, int, int]:
         crop = self.engine.crop(study)
@@ -123,12 +198,13 @@ class Service:
         from vfrisk.pipeline import assess
 
         keep = event == Event.SCORE
-        with self._guard(event, user, loaded.uploads, loaded.study, delete=True, keep_on_error=keep):
+        with self._slot(), self._guard(event, user, loaded.uploads, loaded.study, delete=True, keep_on_error=keep):
             context = form.to_context() if form is not None else None
             result = assess(score_study(loaded.study, labs, self.engine), context)
             loaded.result = result
             loaded.marks = level_marks(result.vertebrae, loaded.study.affine, loaded.study.volume.shape,
-                                       loaded.study.spacing_mm[0])
+                                       loaded.study.spacing_mm, _column(loaded.study, result))
+            loaded.version += 1
             loaded.reports = self._reports(loaded) if reports else []
         loaded.uploads = []
         self.audit.record(event, user, "ok", study_uid=loaded.study.study_instance_uid,
@@ -153,11 +229,32 @@ class Service:
             files.insert(0, write_reports(loaded.result, loaded.study, [], out, formats=("json",))["json"])
         return files
 
+    def attach(self, session: str | None, loaded: Loaded) -> None:
+        """Note that the page of ``session`` holds ``loaded`` (dropped by :meth:`end` when the page closes)."""
+        if session:
+            with self._busy_lock:
+                self._sessions[session] = loaded
+
+    def end(self, session: str | None) -> None:
+        """The page of ``session`` was closed: forget its study now (Gradio keeps a closed session's state for up
+        to an hour)."""
+        with self._busy_lock:
+            loaded = self._sessions.pop(session or "", None)
+        self.forget(loaded)
+
     def forget(self, loaded: Loaded | None) -> None:
-        """Delete what a session left: its uploads and its reports folder."""
+        """Delete what a session left: its uploads, its reports folder, its study on the viewer's route, and the
+        volume itself (the memory is freed even while Gradio still holds the session's state)."""
         if loaded is None:
             return
-        delete_uploads(loaded.uploads, self.temp_dir)
+        self.views.drop(loaded.token)
+        with self._busy_lock:
+            for key in [k for k, v in self._sessions.items() if v is loaded]:
+                del self._sessions[key]
+        if loaded.study.volume.size:
+            loaded.study = replace(loaded.study, volume=np.empty((0, 0, 0), np.float32))
+            loaded.marks = []
+        self._delete(loaded.uploads, loaded.user)
         for folder in {p.parent for p in loaded.reports}:
             if (self.temp_dir / REPORTS) in folder.resolve().parents:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -173,9 +270,27 @@ class Service:
         loaded = self.load(files, user)
         return self.score(loaded, labs, form, user, event=Event.API)
 
-    def image(self, loaded: Loaded, plane: str, window: str, index: int | None) -> Image.Image:
-        """One reformat of the loaded study with the level overlay once it is scored."""
+    def image(self, loaded: Loaded, plane: str, window: str | Window, index: int | None,
+              long_side: int = 512) -> Image.Image:
+        """One reformat of the loaded study (a window preset by name, or any window) with the level overlay once
+        it is scored; ``index`` None is the slice through the spine's centre."""
         p = Plane(plane)
-        default = loaded.centre[2] if p == Plane.SAGITTAL else loaded.centre[0]
-        view = View(p, default if index is None else int(index), WINDOWS[window])
+        default = loaded.centre[NORMAL_AXIS[p]]
+        chosen = WINDOWS[window] if isinstance(window, str) else window
+        view = View(p, default if index is None else int(index), chosen, long_side)
         return render(loaded.study.volume, loaded.study.spacing_mm, view, loaded.marks)
+
+
+def _column(study: Study, result: Result) -> tuple[float, float] | None:
+    """The spine column point (j, i) that places the body regions (``interop.spine``, the same as the DICOM SEG's
+    boxes); None without the interop layer or when nothing was found."""
+    if not result.found_levels():
+        return None
+    try:
+        from interop.spine import spine_column
+    except ImportError:
+        return None
+    try:
+        return spine_column(study)
+    except ValueError:
+        return None

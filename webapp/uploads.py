@@ -27,9 +27,10 @@ class UploadLimits:
     """Voxels of the study volume (1.6 GB of float32)."""
 
     def ingestion(self) -> Limits:
-        """The DICOM ingestion limits matching these caps."""
-        return Limits(max_files=self.max_files, max_file_bytes=self.max_total_bytes,
-                      max_total_bytes=self.max_total_bytes, max_voxels=self.max_voxels)
+        """The ingestion limits matching these caps, on top of the operator's (:meth:`Limits.from_env`: the study
+        memory budget and the inflate cap)."""
+        return Limits.from_env(max_files=self.max_files, max_file_bytes=self.max_total_bytes,
+                               max_total_bytes=self.max_total_bytes, max_voxels=self.max_voxels)
 
     @property
     def gradio_max_file_size(self) -> int:

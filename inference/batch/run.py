@@ -5,8 +5,13 @@ The recipe, stage by stage::
     plan      = read_manifest(...) or discover(...)          # rows, keys, source fingerprints
     todo      = rows not already ok for this model and input  # from the results database
     outcomes  = local or Ray engine over todo                 # each committed to the database on arrival
+                                                              # (and the table of the rows done so far
+                                                              # rewritten every few seconds)
     table     = manifest columns + results, from the database # written atomically (tmp + rename)
     report    = build_run_report(...)                         # <out>.report.json
+
+The whole run holds ``<out>.lock`` (:mod:`inference.batch.lock`): a second live run on the same output refuses,
+naming the first; a run killed with SIGKILL leaves no lock behind, so the next one resumes.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from inference.batch.discover import discover
+from inference.batch.lock import output_lock
 from inference.batch.report import RunStats, build_run_report
 from inference.batch.store import Record, ResultStore, redacted, sqlite_url
-from inference.batch.table import RESULT_COLUMNS, atomic_write, table_format, table_rows, write_table
+from inference.batch.table import RESULT_COLUMNS, LiveTable, atomic_write, table_format, table_rows, write_table
 from inference.batch.tasks import Plan, Task, read_manifest
 from inference.batch.work import Outcome, Prepared, prepare
 from inference.bundle import Bundle, load_bundle
@@ -65,6 +71,8 @@ class ScoreOptions:
     """SQLAlchemy URL of the results database; None: SQLite file ``<out>.sqlite`` next to the table."""
     labs_csv: Path | None = None
     """Folder-only mode: labs keyed by ``study_instance_uid``."""
+    table_every_s: float = 5.0
+    """While scoring, rewrite the table with the rows done so far at most this often (seconds)."""
 
 
 def default_workers() -> int:
@@ -190,8 +198,9 @@ def _chain(*parts: Iterator[Outcome | Prepared]) -> Iterator[Outcome]:
 
 
 def _score_rows(opts: ScoreOptions, todo: Sequence[Task], bundle: Bundle, store: ResultStore,
-                prepare_fn: PrepareFn) -> tuple[RunStats, int]:
-    """Score ``todo``, committing each row as it arrives; a progress bar with rate and ETA on stderr."""
+                prepare_fn: PrepareFn, live: LiveTable) -> tuple[RunStats, int]:
+    """Score ``todo``, committing each row as it arrives (and to the ``live`` table); a progress bar with rate
+    and ETA on stderr."""
     from tqdm import tqdm
 
     by_key = {t.key: t for t in todo}
@@ -201,7 +210,9 @@ def _score_rows(opts: ScoreOptions, todo: Sequence[Task], bundle: Bundle, store:
               disable=not todo) as bar:
         for outcome in outcomes:
             task = by_key[outcome.key]
-            store.put(stamp(outcome, task, bundle.identity))
+            record = stamp(outcome, task, bundle.identity)
+            store.put(record)
+            live.add(record)
             stats.add(outcome)
             log.info("row %d series %s: %s", task.index, outcome.series_instance_uid or "-",
                      outcome.code or "ok")
@@ -219,20 +230,35 @@ def _final_records(plan: Plan, store: ResultStore) -> list[Record]:
 
 
 def run_score(opts: ScoreOptions, prepare_fn: PrepareFn = prepare) -> dict[str, Any]:
-    """Run a batch job end to end; return the summary (the run report's headline)."""
+    """Run a batch job end to end, holding the output's lock; return the summary (the run report's headline).
+
+    Raises:
+        InputError: ``output_locked`` when another live run writes the same output, besides the usage errors.
+
+    """
     t0 = time.perf_counter()
     _check(opts)
     plan = make_plan(opts)
     bundle = load_bundle(opts.model)
-    timings = {"plan": time.perf_counter() - t0}
     opts.out.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(opts.out):
+        return _run_locked(opts, plan, bundle, prepare_fn, t0)
+
+
+def _run_locked(opts: ScoreOptions, plan: Plan, bundle: Bundle, prepare_fn: PrepareFn, t0: float) -> dict[str, Any]:
+    """The run itself, once the output is ours."""
+    timings = {"plan": time.perf_counter() - t0}
     url = database_url(opts)
     store = ResultStore(url, str(opts.out.resolve()))
     try:
         previous = store.load()
         todo = [t for t in plan.tasks if not is_done(previous.get(t.key), t, bundle.identity)]
+        pending = {t.key for t in todo}
+        live = LiveTable(opts.out, plan.columns, [(t.key, t.values) for t in plan.tasks],
+                         {k: r for k, r in previous.items() if k not in pending}, opts.table_every_s)
+        live.write()  # from the start, a readable table of what is done
         t1 = time.perf_counter()
-        stats, restarts = _score_rows(opts, todo, bundle, store, prepare_fn)
+        stats, restarts = _score_rows(opts, todo, bundle, store, prepare_fn, live)
         timings["score"] = time.perf_counter() - t1
         records = _final_records(plan, store)
     finally:

@@ -3,7 +3,7 @@
 Columns: the manifest columns (verbatim), then ``status``, ``probability``, ``error``,
 ``series_instance_uid``, ``model_version``, ``input_sha256``, ``scored_at``. The file is written to a temporary
 name in the same folder, flushed to disk and renamed over the target, so a reader (or a kill) never sees half a
-table.
+table. While a run scores, :class:`LiveTable` keeps the table up to date with the rows finished so far.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,32 @@ def write_table(out: Path, manifest_columns: Sequence[str], rows: Sequence[dict[
     columns = [*manifest_columns, *RESULT_COLUMNS]
     csv_out = table_format(out) == ".csv"
     atomic_write(out, _csv_bytes(columns, rows) if csv_out else _parquet_bytes(columns, manifest_columns, rows))
+
+
+class LiveTable:
+    """The results table of the rows done so far, rewritten (atomically) while a run scores.
+
+    A run killed at any moment thus leaves a readable table of what it had finished, in manifest order, rows not
+    yet done left out; the end of the run writes the complete table over it.
+    """
+
+    def __init__(self, out: Path, manifest_columns: Sequence[str], rows: Sequence[tuple[str, dict[str, str]]],
+                 done: dict[str, Record], every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        """``rows``: (key, manifest values) in manifest order; ``done``: the records already final for this run;
+        ``every_s``: least seconds between two rewrites."""
+        self.out, self.columns, self.rows = out, manifest_columns, rows
+        self.done = dict(done)
+        self.every_s, self.clock = every_s, clock
+        self.last = -float("inf")
+
+    def add(self, record: Record) -> None:
+        """Record a finished row; rewrite the table when the last rewrite is old enough."""
+        self.done[record.key] = record
+        if self.clock() - self.last >= self.every_s:
+            self.write()
+
+    def write(self) -> None:
+        """Rewrite the table with every row done so far."""
+        finished = [(values, self.done[key]) for key, values in self.rows if key in self.done]
+        write_table(self.out, self.columns, table_rows([v for v, _ in finished], [r for _, r in finished]))
+        self.last = self.clock()

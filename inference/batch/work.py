@@ -27,8 +27,13 @@ from inference.io import load_crop_any
 from inference.labs import LabInput, Labs, resolve_labs
 from inference.spec import LEVELS, PreprocessSpec
 
-WORKER_LIMITS = Limits(workers=1)
-"""Batch workers decode with one thread each: the job runs one worker per core."""
+
+def worker_limits() -> Limits:
+    """The operator's limits (:meth:`Limits.from_env`), decoding with one thread: the job runs one worker per
+    core, so at most (workers x the study memory budget) is held at once."""
+    return Limits.from_env(workers=1)
+
+
 PROBABILITY_DIGITS = 6
 """Significant digits kept in the table, so that engines with other thread counts give the same table."""
 
@@ -102,7 +107,7 @@ def _prepare(task: Task, spec: PreprocessSpec, lab_ranges: dict[str, list[float]
     seconds: dict[str, float] = {}
     given = LabInput.from_cells(task.labs)
     source = [*task.source] if len(task.source) > 1 else task.source[0]
-    study, crop = load_crop_any(source, spec, z_centre_index=task.z_centre_index, limits=WORKER_LIMITS,
+    study, crop = load_crop_any(source, spec, z_centre_index=task.z_centre_index, limits=worker_limits(),
                                 timings=seconds)
     sha = str(_timed(seconds, "hash", lambda: crop_sha256(crop)))  # what the model sees, as in `vfrisk predict`
     try:

@@ -53,7 +53,7 @@ class Scan:
 
 
 def _scan(gathered: Gathered, limits: Limits) -> Scan:
-    parsed = [read_file(path, limits) for path in gathered.files]
+    parsed = [read_file(path, limits, gathered.budget) for path in gathered.files]
     series = group_series(parsed)
     for s in series:
         evaluate(s, limits)
@@ -124,6 +124,14 @@ def _facts(scan: Scan, chosen: Series, affine: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _decode(gathered: Gathered, chosen: Series, frames: list[Frame], limits: Limits) -> np.ndarray:
+    """The chosen series' HU volume, charged to the study's budget (twice when it must be reordered)."""
+    assert chosen.stack is not None
+    perm, flips = geometry.canonical_axes(chosen.stack.affine())
+    copies = 1 if perm == (0, 1, 2) and not any(flips) else 2
+    return pixels.decode_volume(frames, limits, gathered.budget, copies)
+
+
 def _assemble(scan: Scan, chosen: Series, volume: np.ndarray) -> Study:
     stack = chosen.stack
     assert stack is not None
@@ -139,7 +147,9 @@ def load_study(source: Source | Path, *, limits: Limits | None = None,
 
     Args:
         source: a folder (searched recursively), a zip file, a DICOM file, or a list of files/folders/zips.
-        limits: safety caps and scoring minimums; defaults to :class:`Limits()`.
+        limits: safety caps and scoring minimums; defaults to :meth:`Limits.from_env`. The study's memory
+            budget (``limits.max_study_bytes``) is spent on its inflated datasets and its decoded volume, summed
+            over all its files, and checked before each allocation.
         timings: when given, receives the seconds spent reading (finding files, parsing headers, choosing the
             series: ``read``), decoding pixel data to HU (``decode``) and placing it in the canonical
             orientation (``orient``).
@@ -151,12 +161,12 @@ def load_study(source: Source | Path, *, limits: Limits | None = None,
         InputError: with a stable ``code`` for every refusal (see ``inference.dicom.series``).
 
     """
-    limits = limits or Limits()
+    limits = limits or Limits.from_env()
     t0 = time.perf_counter()
     with gather(source, limits) as gathered:
         scan, chosen, frames = _read_headers(gathered, limits)
         t1 = time.perf_counter()
-        volume = pixels.decode_volume(frames, limits)
+        volume = _decode(gathered, chosen, frames, limits)
         t2 = time.perf_counter()
         study = _assemble(scan, chosen, volume)
     if timings is not None:
@@ -181,7 +191,7 @@ def load_crop(source: Source | Path, spec: PreprocessSpec, *, z_centre_index: fl
             needs, finding the spine, cutting the crop).
 
     """
-    limits = limits or Limits()
+    limits = limits or Limits.from_env()
     t0 = time.perf_counter()
     with gather(source, limits) as gathered:
         scan, chosen, frames = _read_headers(gathered, limits)
@@ -197,7 +207,7 @@ def load_crop(source: Source | Path, spec: PreprocessSpec, *, z_centre_index: fl
             except region.NotNativeError:
                 result = None
         if result is None:
-            study = _assemble(scan, chosen, pixels.decode_volume(frames, limits))
+            study = _assemble(scan, chosen, _decode(gathered, chosen, frames, limits))
             result = study, spine_crop(study, spec, z_centre_index)
     if timings is not None:
         timings.update(read=t1 - t0, crop=time.perf_counter() - t1)
@@ -209,7 +219,7 @@ def inspect_study(source: Source | Path, *, limits: Limits | None = None) -> dic
 
     Pixels are not decoded. Raises :class:`InputError` when nothing is scorable.
     """
-    limits = limits or Limits()
+    limits = limits or Limits.from_env()
     with gather(source, limits) as gathered:
         scan = _scan(gathered, limits)
         chosen = _choose(scan)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from inference.dicom.limits import MIB, Limits
+from inference.dicom.limits import MIB, Budget, Limits
 from inference.errors import InputError
 
 Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
@@ -33,6 +33,8 @@ class Gathered:
     skipped: int = 0
     """Entries that are not regular files (symlinked folders, sockets, zip directory entries...)."""
     total_bytes: int = 0
+    budget: Budget = field(default_factory=lambda: Budget(Limits()))
+    """The study's memory budget (:attr:`Limits.max_study_bytes`), shared by every file read from it."""
 
     def add(self, path: Path, name: str, size: int, limits: Limits) -> None:
         """Record one file, enforcing the count and size caps."""
@@ -77,12 +79,12 @@ def _check_member(info: zipfile.ZipInfo, limits: Limits) -> None:
     name = info.filename
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if name.startswith(("/", "\\")) or PureWindowsPath(name).drive or ".." in parts or "\x00" in name:
-        raise InputError("unsafe_archive", f"the zip has a member that points outside the archive: {name!r}")
+        raise InputError("unsafe_archive", "the zip has a member whose path points outside the archive")
     if info.flag_bits & 0x1:
         raise InputError("unsafe_archive", "the zip is password-protected")
     ratio = info.file_size / max(info.compress_size, 1)
     if info.file_size > MIB and ratio > limits.max_zip_ratio:
-        raise InputError("unsafe_archive", f"the zip member {name!r} expands {ratio:.0f}-fold (a zip bomb?)")
+        raise InputError("unsafe_archive", f"a zip member expands {ratio:.0f}-fold (a zip bomb?)")
 
 
 def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, budget: int) -> int:
@@ -103,7 +105,7 @@ def _extract(archive: Path, workdir: Path, out: Gathered, limits: Limits, label:
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError("unsafe_archive", f"{label} is not a readable zip archive") from exc
+        raise InputError("unsafe_archive", "the zip archive cannot be read") from exc
     with zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         if len(infos) > limits.max_files:
@@ -120,7 +122,7 @@ def _extract(archive: Path, workdir: Path, out: Gathered, limits: Limits, label:
                 size = _copy_member(zf, info, dest, limits.max_total_bytes - out.total_bytes)
             except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
                 raise InputError(
-                    "unsafe_archive", f"the zip member {info.filename!r} cannot be read"
+                    "unsafe_archive", "a zip member cannot be read (corrupt, or compressed in an unsupported way)"
                 ) from exc
             out.add(dest, f"{label}:{info.filename}", size, limits)
 
@@ -134,7 +136,7 @@ def _add_path(path: Path, workdir: Path, out: Gathered, limits: Limits) -> None:
         else:
             out.add(path, path.name, path.stat().st_size, limits)
     else:
-        raise InputError("not_found", f"no such file or folder: {path}")
+        raise InputError("not_found", f"no such file or folder: {path.name}")
 
 
 @contextmanager
@@ -145,7 +147,7 @@ def gather(source: Source, limits: Limits) -> Iterator[Gathered]:
         raise InputError("not_found", "no input files were given")
     workdir = Path(tempfile.mkdtemp(prefix="vfrisk-dicom-"))
     try:
-        out = Gathered()
+        out = Gathered(budget=Budget(limits))
         for path in paths:
             _add_path(path, workdir, out, limits)
         yield out

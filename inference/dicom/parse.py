@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pydicom
 from pydicom.datadict import tag_for_keyword
@@ -26,7 +26,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from inference.dicom import valuecache
 from inference.dicom.fastread import fast_read
-from inference.dicom.limits import Limits
+from inference.dicom.limits import Budget, Limits, megabytes
 from inference.dicom.valuecache import header_value
 from inference.errors import InputError
 
@@ -35,6 +35,7 @@ valuecache.install()  # every header goes through here: convert a series' repeat
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 DEFER_BYTES = 4096
 _DEFLATE_UID = str(DeflatedExplicitVRLittleEndian).encode()
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -125,24 +126,54 @@ def _item(ds: Dataset | None, keyword: str) -> Dataset | None:
         return None
 
 
-def _inflate(path: Path, limits: Limits) -> FileDataset:
-    """Read a Deflated Explicit VR Little Endian file with a cap on the inflated size."""
+def _inflate_stream(fp: BinaryIO, cap: int) -> bytes | None:
+    """Inflate the raw deflate stream that follows in ``fp``, reading and inflating 1 MB at a time; None as soon
+    as the output would exceed ``cap`` bytes (never more than ``cap`` plus one chunk is held)."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pieces: list[bytes] = []
+    total = 0
+    try:
+        while chunk := fp.read(_CHUNK):
+            while chunk:
+                piece = inflater.decompress(chunk, cap - total + 1)
+                total += len(piece)
+                if total > cap:
+                    return None
+                pieces.append(piece)
+                chunk = inflater.unconsumed_tail
+        pieces.append(inflater.flush())
+    except zlib.error as exc:
+        raise InvalidDicomError(f"corrupt deflate stream: {exc}") from exc
+    if total + len(pieces[-1]) > cap:
+        return None
+    return b"".join(pieces)
+
+
+def _inflate(path: Path, limits: Limits, budget: Budget) -> FileDataset:
+    """Read a Deflated Explicit VR Little Endian file with a cap on the inflated size.
+
+    Inflating and parsing hold the inflated bytes twice (the stream, then the parsed values), so twice the
+    inflated size is charged to the study's ``budget`` while the file is read and once afterwards, for as long
+    as the dataset (its pixel data in memory) is held.
+    """
+    cap = min(limits.max_inflated_bytes, budget.remaining // 2)
     with path.open("rb") as fp:
         preamble = fp.read(128)
         fp.seek(132)
         meta = _read_file_meta_info(fp)
-        zipped = fp.read()  # the file size was checked against max_file_bytes
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        data = _inflate_stream(fp, cap)
+    if data is None:
+        if cap < limits.max_inflated_bytes:
+            raise InputError("too_large", "the study's deflated DICOM files inflate beyond its memory budget of "
+                             f"{megabytes(budget.limit)} (a deflate bomb?)")
+        raise InputError("too_large", f"a deflated DICOM file inflates beyond {megabytes(cap)} (a deflate bomb?)")
+    size = len(data)
+    budget.charge(2 * size, "inflating the deflated DICOM files")
     try:
-        data = inflater.decompress(zipped, limits.max_inflated_bytes)
-    except zlib.error as exc:
-        raise InvalidDicomError(f"corrupt deflate stream: {exc}") from exc
-    if inflater.unconsumed_tail:
-        raise InputError(
-            "too_large",
-            f"{path.name} inflates beyond {limits.max_inflated_bytes // (1024 * 1024)} MB (a deflate bomb?)",
-        )
-    dataset = read_dataset(DicomBytesIO(data), False, True)  # type: ignore[arg-type]
+        dataset = read_dataset(DicomBytesIO(data), False, True)  # type: ignore[arg-type]
+    finally:
+        del data
+        budget.release(size)  # the stream is freed; the parsed dataset stays charged
     ds = FileDataset(BytesIO(), dataset, preamble, meta, False, True)
     ds.filename = str(path)
     return ds
@@ -157,7 +188,7 @@ def _may_be_deflated(head: bytes) -> bool:
     return 144 + int.from_bytes(head[140:144], "little") > len(head)
 
 
-def _read_dataset(path: Path, limits: Limits) -> FileDataset:
+def _read_dataset(path: Path, limits: Limits, budget: Budget) -> FileDataset:
     """Parse the header (pixel data deferred) or raise."""
     fast = fast_read(path)
     if fast is not None:
@@ -169,17 +200,22 @@ def _read_dataset(path: Path, limits: Limits) -> FileDataset:
     if _may_be_deflated(head) and read_file_meta_info(path).get("TransferSyntaxUID") == (
         DeflatedExplicitVRLittleEndian
     ):
-        return _inflate(path, limits)
+        return _inflate(path, limits, budget)
     return pydicom.dcmread(path, defer_size=DEFER_BYTES)
 
 
-def read_file(path: Path, limits: Limits) -> ParsedFile:
+def read_file(path: Path, limits: Limits, budget: Budget | None = None) -> ParsedFile:
     """Read one file's header; never raises for a bad file (the problem is recorded instead).
 
+    ``budget`` is the study's memory budget (a deflated file's dataset is charged to it); None gives the file a
+    budget of its own.
+
     Raises:
-        InputError: ``too_large`` for a deflate bomb (a hostile file is not silently skipped).
+        InputError: ``too_large`` for a deflate bomb, alone or summed over the study (a hostile file is not
+            silently skipped).
 
     """
+    budget = budget if budget is not None else Budget(limits)
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -191,7 +227,7 @@ def read_file(path: Path, limits: Limits) -> ParsedFile:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = _read_dataset(path, limits)
+            ds = _read_dataset(path, limits, budget)
             frames = tuple(frames_of(path, ds))
     except InvalidDicomError:
         return ParsedFile(path, None, (), "not_dicom")

@@ -18,9 +18,9 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, get_decoder
 from pydicom.tag import BaseTag
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from inference.dicom.limits import Limits
+from inference.dicom.limits import Budget, Limits
 from inference.dicom.parse import PIXEL_DATA_TAGS, Frame
 from inference.dicom.valuecache import header_value
 from inference.errors import InputError
@@ -117,10 +117,15 @@ def native_frame(frame: Frame) -> np.ndarray | None:
 
 
 def decode_frame(frame: Frame) -> np.ndarray:
-    """Decode one frame to its stored values (2-D array), or raise ``decode_failed``."""
+    """Decode one frame to its stored values (2-D array), or raise ``decode_failed``.
+
+    The message names neither the file nor the decoder library's own text (a table row or a web page shows it
+    as is): it says which compression the frame uses and whether this installation can decode it.
+    """
     native = native_frame(frame)
     if native is not None:
         return native
+    syntax = None
     try:
         syntax = frame.ds.file_meta.TransferSyntaxUID
         for tag in PIXEL_DATA_TAGS:  # read a deferred element once: the decoder would re-read the file ~20x slower
@@ -129,19 +134,25 @@ def decode_frame(frame: Frame) -> np.ndarray:
                 break
         arr, _ = get_decoder(syntax).as_array(frame.ds, index=frame.index)
     except Exception as exc:
-        raise InputError(
-            "decode_failed", f"the image in {frame.path.name} cannot be decoded ({_why(exc)})"
-        ) from exc
+        raise InputError("decode_failed", _undecodable(syntax)) from exc
     if arr.shape != (frame.rows, frame.columns):
-        raise InputError(
-            "decode_failed", f"{frame.path.name} is not a single-channel {frame.rows}x{frame.columns} image"
-        )
+        raise InputError("decode_failed", f"the image is not a single-channel {frame.rows}x{frame.columns} image")
     return arr
 
 
-def _why(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:120]
+def _undecodable(syntax: object) -> str:
+    """Why a frame of ``syntax`` (a transfer syntax UID, or None when absent) cannot be decoded, in our words."""
+    if not syntax:
+        return "the file has no transfer syntax, so its pixel data cannot be decoded"
+    uid = UID(str(syntax))
+    name = uid.name if uid.is_transfer_syntax else f"an unknown transfer syntax ({str(uid)[:64]})"
+    try:
+        available = get_decoder(uid).is_available
+    except Exception:
+        available = False
+    if not available:
+        return f"the pixel data is compressed as {name}, which this installation cannot decode"
+    return f"the pixel data ({name}) is corrupt or truncated"
 
 
 def to_hu(stored: np.ndarray, frame: Frame) -> np.ndarray:
@@ -149,9 +160,7 @@ def to_hu(stored: np.ndarray, frame: Frame) -> np.ndarray:
     try:
         hu = apply_modality_lut(stored, frame.lut)
     except Exception as exc:
-        raise InputError(
-            "decode_failed", f"the rescale/LUT of {frame.path.name} is invalid ({_why(exc)})"
-        ) from exc
+        raise InputError("decode_failed", "the rescale slope/intercept or Modality LUT is invalid") from exc
     return np.asarray(hu, dtype=np.float32)
 
 
@@ -208,11 +217,38 @@ def _is_integer(text: str) -> bool:
     return value.is_integer() and abs(value) < 2**20
 
 
-def decode_volume(frames: Sequence[Frame], limits: Limits) -> np.ndarray:
-    """Decode ``frames`` (already in their final order) into a (n, rows, columns) float32 HU array."""
+def _pixel_length(ds: Dataset) -> int:
+    """Bytes of a dataset's Pixel Data as its header declares them (0 when unknown or undefined)."""
+    try:
+        elem = ds.get_item(_PIXEL_TAG, keep_deferred=True)
+    except (KeyError, TypeError, ValueError):
+        return 0
+    length = getattr(elem, "length", None) if elem is not None else None
+    if isinstance(length, int) and length != 0xFFFFFFFF:
+        return length
+    value = getattr(elem, "value", None)
+    return len(value) if isinstance(value, bytes) else 0
+
+
+def volume_bytes(frames: Sequence[Frame]) -> int:
+    """Bytes of the float32 volume of ``frames``."""
+    return len(frames) * frames[0].rows * frames[0].columns * 4
+
+
+def decode_volume(frames: Sequence[Frame], limits: Limits, budget: Budget | None = None,
+                  copies: int = 1) -> np.ndarray:
+    """Decode ``frames`` (already in their final order) into a (n, rows, columns) float32 HU array.
+
+    The volume (``copies`` times: 2 when the caller will reorder it into a new array) and any multi-frame pixel
+    data loaded at once are charged to the study's ``budget`` before they are allocated.
+    """
+    budget = budget if budget is not None else Budget(limits)
     n, rows, cols = len(frames), frames[0].rows, frames[0].columns
-    out = np.empty((n, rows, cols), dtype=np.float32)
+    reordered = ", and its reordered copy" if copies > 1 else ""
+    budget.charge(copies * volume_bytes(frames), f"the decoded volume ({n} x {rows} x {cols} float32{reordered})")
     multi = {id(f.ds): f.ds for f in frames if f.index > 0}
+    budget.charge(sum(_pixel_length(ds) for ds in multi.values()), "the multi-frame pixel data")
+    out = np.empty((n, rows, cols), dtype=np.float32)
     for ds in multi.values():  # load shared multi-frame pixel data once, before the threads start
         _ = ds.get(_PIXEL_DATA)
 
@@ -220,7 +256,10 @@ def decode_volume(frames: Sequence[Frame], limits: Limits) -> np.ndarray:
 
     def work(k: int) -> None:
         frame = frames[k]
-        hu_into(out[k], decode_frame(frame), frame, tables)
+        try:
+            hu_into(out[k], decode_frame(frame), frame, tables)
+        except InputError as exc:
+            raise InputError(exc.code, f"slice {k + 1} of {n}: {exc.message}") from exc
         if id(frame.ds) not in multi and _PIXEL_DATA in frame.ds:
             del frame.ds[_PIXEL_DATA]  # keep peak memory near the output array
 
