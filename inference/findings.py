@@ -32,7 +32,6 @@ SURE = 0.9
 """Name confidence at or above which a name (with an anchor in view) is reported as sure."""
 ANCHOR_MIN = 0.5
 """Name confidence of an S1, or of a T12 above an L1, for it to anchor the numbering."""
-PRESENT = 0.5
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from models.risk import RiskHead
 from training.config import TrainConfig
 from training.data import HALF_BODY_MM, Row, build_cache, patient_split, read_manifest, read_truth, to_row
 from training.distributed import DistInfo, shard
+from training.fov_check import FOUND_MM
 
 log = logging.getLogger("vfrisk.train")
 
@@ -352,17 +353,22 @@ def findings_of(model: VfriskModel, split: Split, device: torch.device) -> dict[
     return {k: torch.cat(v) for k, v in chunks.items()}
 
 
+def bodies_of(model: VfriskModel, found: dict[str, torch.Tensor], i: int) -> list[Body]:
+    """The bodies the engine's :func:`inference.findings.find_bodies` finds on study ``i`` of :func:`findings_of`'s
+    profiles (the torch path reads them as the engine reads the ONNX outputs)."""
+    return find_bodies({"name_probs": found["probs"][i].numpy(), "hu_profile": found["hu_profile"][i].numpy(),
+                        "ratio_profile": found["ratio_profile"][i].numpy(),
+                        "profile_step_mm": np.asarray(model.z_step_mm)}, (*model.spec.levels, OTHER))
+
+
 def body_matches(model: VfriskModel, found: dict[str, torch.Tensor], z: torch.Tensor, seen: torch.Tensor
                  ) -> list[tuple[int, int, Body | None]]:
     """(study, level index, the body found within :data:`FOUND_MM` of it or None) for every level wholly in view
     inside the crop, bodies found by the engine's own :func:`inference.findings.find_bodies`."""
-    classes = (*model.spec.levels, OTHER)
     extent = model.spec.crop_mm[0]
     out = []
     for i in range(z.shape[0]):
-        bodies = find_bodies({"name_probs": found["probs"][i].numpy(), "hu_profile": found["hu_profile"][i].numpy(),
-                              "ratio_profile": found["ratio_profile"][i].numpy(),
-                              "profile_step_mm": np.asarray(model.z_step_mm)}, classes)
+        bodies = bodies_of(model, found, i)
         for j in range(z.shape[1]):
             zc = float(z[i, j])
             if not (math.isfinite(zc) and float(seen[i, j]) == 1.0 and HALF_BODY_MM <= zc <= extent - HALF_BODY_MM):
@@ -370,10 +376,6 @@ def body_matches(model: VfriskModel, found: dict[str, torch.Tensor], z: torch.Te
             near = min(bodies, key=lambda b: abs(b.z_mm - zc), default=None)
             out.append((i, j, near if near is not None and abs(near.z_mm - zc) <= FOUND_MM else None))
     return out
-
-
-FOUND_MM = 10.0
-"""A body counts as found when the engine puts one within this distance of its centre."""
 
 
 def finding_errors(model: VfriskModel, split: Split, device: torch.device) -> dict[str, float]:
@@ -562,9 +564,7 @@ def named_levels(model: VfriskModel, found: dict[str, torch.Tensor]) -> dict[str
     presence = np.zeros((n, len(levels)))
     hu, ratio = np.full((n, len(levels)), np.nan), np.full((n, len(levels)), np.nan)
     for i in range(n):
-        bodies = find_bodies({"name_probs": found["probs"][i].numpy(), "hu_profile": found["hu_profile"][i].numpy(),
-                              "ratio_profile": found["ratio_profile"][i].numpy(),
-                              "profile_step_mm": np.asarray(model.z_step_mm)}, (*levels, OTHER))
+        bodies = bodies_of(model, found, i)
         for body, name in zip(bodies, name_bodies(bodies, levels).names, strict=True):
             if name in levels:
                 j = levels.index(name)
