@@ -251,7 +251,9 @@ def test_starting_or_switching_therapy_brings_the_btm_recheck_when_its_condition
         assert has == (why is not None), (why, out["first_line"], out["derived"])
         counts[why or "no recheck"] += 1
 
-    counts = run_property(check, examples=2 * EXAMPLES)
+    # 4x: Hypothesis seeds its derandomized draws with constants of every imported project module, so the mix of
+    # switches moves with the set of modules collected (1 of 600 with training.prune/fov_check collected)
+    counts = run_property(check, examples=4 * EXAMPLES)
     assert counts["starting"] >= 12 and counts["switching"] >= 10 and counts["no recheck"] >= 100, counts
 
 
