@@ -6,7 +6,7 @@ Resampling to the model grid, windowing and normalisation happen inside the mode
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -35,15 +35,31 @@ class Volume(Protocol):
 
 @dataclass(frozen=True)
 class Crop:
-    """A sub-volume of fixed physical extent around the spine, padded where the scan ends."""
+    """A sub-volume of fixed physical extent around the spine, padded where the scan ends.
+
+    The crop follows the vertebral column: each of its slices is centred in-plane on the column at that height
+    (:func:`spine_track`), so a curved spine comes out straight and stays inside the crop's 120 mm. ``offsets``
+    gives, per crop slice, the study (row, column) index of that slice's voxel (0, 0).
+    """
 
     image: np.ndarray
     """float32 HU (D, H, W), canonical orientation, native voxel spacing."""
     spacing_mm: tuple[float, float, float]
     start_index: tuple[int, int, int]
-    """Index in the study volume of crop voxel (0, 0, 0) (may be negative: padding)."""
+    """Index in the study volume of crop voxel (0, 0, 0) of the crop's middle slice (may be negative: padding);
+    the row and column of other slices are in ``offsets``."""
     center_mm: tuple[float, float, float]
-    """Centre of the crop in canonical voxel-index millimetres (index * spacing)."""
+    """Centre of the crop's middle slice in canonical voxel-index millimetres (index * spacing)."""
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    """(D, 2) int: study (row, column) index of voxel (0, 0) of each crop slice; empty means ``start_index``
+    for every slice (an unstraightened crop)."""
+
+    def slice_origin(self, j: float) -> tuple[int, int]:
+        """Study (row, column) index of voxel (0, 0) of crop slice ``j`` (clipped to the crop)."""
+        if len(self.offsets) == 0:
+            return self.start_index[1], self.start_index[2]
+        i = int(np.clip(round(j), 0, len(self.offsets) - 1))
+        return int(self.offsets[i, 0]), int(self.offsets[i, 1])
 
 
 def _smooth2d(img: np.ndarray, radius: int) -> np.ndarray:
@@ -64,6 +80,63 @@ def _above(volume: np.ndarray | Volume, k: int, thresholds: Sequence[float]) -> 
     return volume.above(k, thresholds)
 
 
+@dataclass
+class _Sampled:
+    """Bone and body masks of the slices the column search samples."""
+
+    ks: list[int]
+    bone: list[np.ndarray]
+    body: np.ndarray
+    """Share of the sampled non-empty slices in which each (row, column) lies inside the body."""
+
+
+def _sample(volume: np.ndarray | Volume, spec: PreprocessSpec) -> _Sampled:
+    """Threshold at most 127 evenly spaced slices (empty slices, as in zero-padded research volumes, are skipped
+    so that they do not dilute the body outline)."""
+    step = max(1, volume.shape[0] // 64)
+    ks, bone = [], []
+    body_n = np.zeros(volume.shape[1:], dtype=np.int32)
+    for k in range(0, volume.shape[0], step):
+        inside, bony = _above(volume, k, (-400.0, spec.bone_hu))
+        if not inside.any():
+            continue
+        ks.append(k)
+        bone.append(bony)
+        body_n += inside
+    body = body_n / len(ks) if ks else np.zeros(volume.shape[1:])
+    return _Sampled(ks, bone, body)
+
+
+def _peak(bone: np.ndarray, body: np.ndarray, spacing: tuple[float, float, float], spec: PreprocessSpec,
+          cx: int, reach: tuple[int, int, int, int] | None = None) -> tuple[int, int] | None:
+    """Peak of the smoothed bone count inside the body, within ``spec.search_mm`` of column ``cx`` (and inside
+    ``reach`` = (row0, row1, col0, col1) when given); None when no bone lies there."""
+    r = max(1, round(spec.smooth_mm / spacing[1]))
+    score = _smooth2d(_smooth2d(bone, r), max(1, r // 2))  # box of a box: a plateau gets a single, central peak
+    half = round(spec.search_mm / spacing[2])
+    mask = np.zeros_like(score, dtype=bool)
+    if reach is None:
+        mask[:, max(0, cx - half): cx + half + 1] = True
+    else:
+        r0, r1, c0, c1 = reach
+        mask[max(0, r0): max(0, r1), max(0, c0, cx - half): max(0, min(c1, cx + half + 1))] = True
+    score = np.where(mask & (body > 0.5), score, -1.0)
+    if score.max() <= 0:
+        return None
+    row, col = np.unravel_index(int(np.argmax(score)), score.shape)
+    return int(row), int(col)
+
+
+def _body_column(sampled: _Sampled, width: int) -> int:
+    """Left-right centre of the body outline (clipped to the columns the body occupies)."""
+    body = sampled.body
+    cols = np.where(body.mean(axis=0) > 0.02)[0]
+    cx = round(float(np.average(np.arange(width), weights=body.sum(axis=0) + 1e-9)))
+    if cols.size:
+        cx = int(np.clip(cx, cols.min(), cols.max()))
+    return cx
+
+
 def spine_center(
     volume: np.ndarray | Volume, spacing: tuple[float, float, float], spec: PreprocessSpec
 ) -> tuple[int, int]:
@@ -73,39 +146,78 @@ def spine_center(
     so the smoothed projection peaks on it. The search is limited to ``spec.search_mm`` either side of the
     body's left-right centre.
     """
-    step = max(1, volume.shape[0] // 64)
-    sampled = range(0, volume.shape[0], step)  # at most 127 slices: the counts fit in uint8
-    bone_n = np.zeros(volume.shape[1:], dtype=np.uint8)
-    body_n = np.zeros(volume.shape[1:], dtype=np.uint8)
-    shown = 0
-    for k in sampled:
-        inside, bony = _above(volume, k, (-400.0, spec.bone_hu))
-        if not inside.any():  # empty slices (zero-padded research volumes) must not dilute the body outline
+    return _centre(_sample(volume, spec), volume.shape, spacing, spec)
+
+
+def _centre(sampled: _Sampled, shape: tuple[int, ...], spacing: tuple[float, float, float],
+            spec: PreprocessSpec) -> tuple[int, int]:
+    """:func:`spine_center` of sampled masks."""
+    cx = _body_column(sampled, shape[2])
+    bone = np.asarray(np.sum(sampled.bone, axis=0, dtype=np.float64)) if sampled.bone else np.zeros(shape[1:])
+    peak = _peak(bone, sampled.body, spacing, spec, cx)
+    if peak is None:  # no bone anywhere: the argmax of an all-negative score, as before (row 0, the first column)
+        score = np.full(shape[1:], -1.0)
+        row, col = np.unravel_index(int(np.argmax(score)), score.shape)
+        return int(row), int(col)
+    return peak
+
+
+def spine_track(volume: np.ndarray | Volume, spacing: tuple[float, float, float],
+                spec: PreprocessSpec) -> np.ndarray:
+    """(Z, 2) float: the in-plane (row, column) of the vertebral column at every slice.
+
+    The whole-scan column (:func:`spine_center`) anchors it; every ``spec.track_step_mm`` along z the same bone
+    projection, pooled over the sampled slices within ``spec.track_step_mm`` either side, is searched within
+    ``spec.track_reach_mm`` of the anchor. The estimates are median-filtered over three steps (a rib cage or an
+    iliac wing in one window cannot pull the track), limited to a slope of ``spec.track_slope`` (mm in-plane per
+    mm along z) and interpolated to every slice. A straight spine gives a flat track: the anchor.
+    """
+    n = volume.shape[0]
+    sampled = _sample(volume, spec)
+    anchor = _centre(sampled, volume.shape, spacing, spec)
+    out = np.tile(np.array(anchor, dtype=np.float64), (n, 1))
+    if len(sampled.ks) < 2 or spec.track_step_mm <= 0:
+        return out
+    cx = _body_column(sampled, volume.shape[2])
+    ks = np.array(sampled.ks)
+    reach_r = round(spec.track_reach_mm / spacing[1])
+    reach_c = round(spec.track_reach_mm / spacing[2])
+    reach = (anchor[0] - reach_r, anchor[0] + reach_r + 1, anchor[1] - reach_c, anchor[1] + reach_c + 1)
+    half = spec.track_step_mm / spacing[0]
+    centres = np.arange(ks[0], ks[-1] + 1e-9, max(1.0, half))
+    zs, est = [], []
+    for zc in centres:
+        near = np.where(np.abs(ks - zc) <= half)[0]
+        if near.size == 0:
             continue
-        shown += 1
-        np.add(body_n, inside.view(np.uint8), out=body_n)
-        np.add(bone_n, bony.view(np.uint8), out=bone_n)
-    bone = bone_n.astype(np.float64)
-    body = body_n / shown if shown else np.zeros(volume.shape[1:])
-    cols = np.where(body.mean(axis=0) > 0.02)[0]
-    cx = round(float(np.average(np.arange(volume.shape[2]), weights=body.sum(axis=0) + 1e-9)))
-    if cols.size:
-        cx = int(np.clip(cx, cols.min(), cols.max()))
-    r = max(1, round(spec.smooth_mm / spacing[1]))
-    score = _smooth2d(bone, r)
-    half = round(spec.search_mm / spacing[2])
-    mask = np.zeros_like(score, dtype=bool)
-    mask[:, max(0, cx - half): cx + half + 1] = True
-    score = np.where(mask & (body > 0.5), score, -1.0)
-    row, col = np.unravel_index(int(np.argmax(score)), score.shape)
-    return int(row), int(col)
+        bone = np.asarray(np.sum([sampled.bone[i] for i in near], axis=0, dtype=np.float64))
+        peak = _peak(bone, sampled.body, spacing, spec, cx, reach)
+        if peak is not None:
+            zs.append(float(zc))
+            est.append(peak)
+    if len(est) < 3:
+        return out
+    pts = np.array(est, dtype=np.float64)
+    med = np.array([np.median(pts[max(0, i - 1): i + 2], axis=0) for i in range(len(pts))])
+    zs_a = np.array(zs)
+    # limit the slope, forward then backward, from the point nearest the anchor
+    mm = np.array([spacing[1], spacing[2]])
+    for order in (range(1, len(med)), range(len(med) - 2, -1, -1)):
+        for i in order:
+            j = i - 1 if order.step > 0 else i + 1
+            room = spec.track_slope * abs(zs_a[i] - zs_a[j]) * spacing[0] / mm
+            med[i] = np.clip(med[i], med[j] - room, med[j] + room)
+    k = np.arange(n, dtype=np.float64)
+    out[:, 0] = np.interp(k, zs_a, med[:, 0])
+    out[:, 1] = np.interp(k, zs_a, med[:, 1])
+    return out
 
 
 def spine_crop(study: Study, spec: PreprocessSpec, z_centre_index: float | None = None) -> Crop:
     """Cut the spine-centred crop of ``spec.crop_mm`` from the study, padding with ``spec.pad_hu``.
 
-    In-plane the crop is centred on the vertebral column; along z on the middle of the scan unless
-    ``z_centre_index`` (a slice index) is given.
+    In-plane every slice is centred on the vertebral column at its height (:func:`spine_track`); along z the
+    crop is centred on the middle of the scan unless ``z_centre_index`` (a slice index) is given.
     """
     return crop_volume(study.volume, study.spacing_mm, spec, z_centre_index)
 
@@ -113,21 +225,38 @@ def spine_crop(study: Study, spec: PreprocessSpec, z_centre_index: float | None 
 def crop_volume(vol: np.ndarray | Volume, sp: tuple[float, float, float], spec: PreprocessSpec,
                 z_centre_index: float | None = None) -> Crop:
     """:func:`spine_crop` of a canonical volume with voxel size ``sp``: reads only the slices that
-    :func:`spine_center` samples and the crop's own region."""
-    row, col = spine_center(vol, sp, spec)
+    :func:`spine_track` samples and the crop's own region."""
+    track = spine_track(vol, sp, spec)
     z_c = (vol.shape[0] - 1) / 2.0 if z_centre_index is None else float(z_centre_index)
-    centre = (z_c, float(row), float(col))
     size = [max(1, round(ext / s)) for ext, s in zip(spec.crop_mm, sp, strict=True)]
-    start = [round(c - (n - 1) / 2.0) for c, n in zip(centre, size, strict=True)]
+    z0 = round(z_c - (size[0] - 1) / 2.0)
+    ks = np.clip(np.arange(z0, z0 + size[0]), 0, vol.shape[0] - 1)
+    offsets = np.stack([np.round(track[ks, a] - (size[a + 1] - 1) / 2.0).astype(np.int64) for a in (0, 1)], axis=1)
+    mid = size[0] // 2
+    start = (z0, int(offsets[mid, 0]), int(offsets[mid, 1]))
+    centre_mm = (z_c * sp[0], float(track[ks[mid], 0]) * sp[1], float(track[ks[mid], 1]) * sp[2])
     out = np.full(size, spec.pad_hu, dtype=np.float32)
-    centre_mm = (centre[0] * sp[0], centre[1] * sp[1], centre[2] * sp[2])
-    src, dst = [], []
-    for axis in range(3):
-        a0 = max(0, start[axis])
-        a1 = min(vol.shape[axis], start[axis] + size[axis])
-        if a1 <= a0:
-            return Crop(out, sp, (start[0], start[1], start[2]), centre_mm)
-        src.append(slice(a0, a1))
-        dst.append(slice(a0 - start[axis], a1 - start[axis]))
-    out[tuple(dst)] = vol[tuple(src)]
-    return Crop(out, sp, (start[0], start[1], start[2]), centre_mm)
+    a0, a1 = max(0, z0), min(vol.shape[0], z0 + size[0])
+    if a1 <= a0:
+        return Crop(out, sp, start, centre_mm, offsets)
+    box = []
+    for axis in (0, 1):
+        lo = int(offsets[a0 - z0: a1 - z0, axis].min())
+        hi = int(offsets[a0 - z0: a1 - z0, axis].max()) + size[axis + 1]
+        box.append((max(0, lo), min(vol.shape[axis + 1], hi)))
+    if any(b1 <= b0 for b0, b1 in box):
+        return Crop(out, sp, start, centre_mm, offsets)
+    region = vol[a0:a1, box[0][0]:box[0][1], box[1][0]:box[1][1]]
+    for k in range(a0, a1):
+        j = k - z0
+        src, dst = [], []
+        for axis in (0, 1):
+            o, n = int(offsets[j, axis]), size[axis + 1]
+            s0, s1 = max(o, box[axis][0]), min(o + n, box[axis][1])
+            if s1 <= s0:
+                break
+            src.append(slice(s0 - box[axis][0], s1 - box[axis][0]))
+            dst.append(slice(s0 - o, s1 - o))
+        else:
+            out[j][dst[0], dst[1]] = region[k - a0][src[0], src[1]]
+    return Crop(out, sp, start, centre_mm, offsets)

@@ -77,7 +77,7 @@ class Engine:
         unsure = [v.level for v in vertebrae if v.present and v.name_uncertain]
         if unsure and naming.anchors:
             warnings.append(f"names uncertain: {', '.join(unsure)}")
-        measured = transparent_measurements(study, [v for v in vertebrae if v.level != "S1"])
+        measured = transparent_measurements(study, [v for v in vertebrae if v.level != "S1"], crop=crop)
         prediction = Prediction(
             probability=round(float(out["probability"]), 4),
             interval=(round(float(out["interval"][0]), 4), round(float(out["interval"][1]), 4)),
@@ -106,18 +106,35 @@ def column_centre(study: Study) -> tuple[int, int]:
     return spine_center(study.volume, study.spacing_mm, PreprocessSpec())
 
 
-def transparent_measurements(study: Study, vertebrae: list[Vertebra],
-                             centre_rc: tuple[int, int] | None = None) -> dict[str, Measured]:
+def column_at(crop: Crop, study: Study, z_mm: float) -> tuple[int, int]:
+    """In-plane (row, column) of the vertebral column at patient z ``z_mm``: the centre of the crop slice there
+    (the crop follows the column, :func:`inference.crop.spine_track`)."""
+    a = study.affine
+    r, c = crop.slice_origin((crop.image.shape[0] - 1) / 2.0)
+    r, c = r + crop.image.shape[1] // 2, c + crop.image.shape[2] // 2
+    if abs(a[2, 0]) < 1e-6:
+        return r, c
+    for _ in range(2):  # the slice at z depends (slightly, for a tilted series) on the column: refine once
+        k = (z_mm - a[2, 3] - a[2, 1] * r - a[2, 2] * c) / a[2, 0]
+        r0, c0 = crop.slice_origin(k - crop.start_index[0])
+        r, c = r0 + crop.image.shape[1] // 2, c0 + crop.image.shape[2] // 2
+    return r, c
+
+
+def transparent_measurements(study: Study, vertebrae: list[Vertebra], centre_rc: tuple[int, int] | None = None,
+                             crop: Crop | None = None) -> dict[str, Measured]:
     """The transparent cross-check of each found level (inference.measure): trabecular HU in an elliptical ROI
-    and heights on the mid-sagittal plane, next to the learned values. Heights are experimental (see README)."""
+    and heights on the mid-sagittal plane, next to the learned values. Heights are experimental (see README).
+    With the model's ``crop``, each level is sought on the column the crop followed at its height."""
     from inference.measure import measure_levels
 
     found = [(v.level, float(v.z_mm)) for v in vertebrae if v.present and v.z_mm is not None]
     if not found:
         return {}
+    centres = {lv: column_at(crop, study, z) for lv, z in found} if crop is not None else None
     return {m.level: Measured(m.quality, m.trabecular_hu, m.height_anterior_mm, m.height_middle_mm,
                               m.height_posterior_mm, m.height_ratio)
-            for m in measure_levels(study, found, centre_rc)}
+            for m in measure_levels(study, found, centre_rc, centres)}
 
 
 def crop_sha256(crop: Crop) -> str:
@@ -125,4 +142,5 @@ def crop_sha256(crop: Crop) -> str:
     h = hashlib.sha256(np.ascontiguousarray(crop.image, dtype=np.float32).data)  # the buffer itself: no copy
     h.update(np.asarray(crop.spacing_mm, dtype=np.float64).tobytes())
     h.update(str((crop.image.shape, crop.start_index)).encode())
+    h.update(np.ascontiguousarray(crop.offsets, dtype=np.int64).tobytes())
     return h.hexdigest()

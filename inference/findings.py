@@ -225,7 +225,6 @@ def level_findings(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop
     bodies = find_bodies(outputs, (*levels, OTHER))
     naming = name_bodies(bodies, levels)
     at = {nm: i for i, nm in enumerate(naming.names) if nm != OTHER}
-    rows = (crop.start_index[1] + crop.image.shape[1] / 2.0, crop.start_index[2] + crop.image.shape[2] / 2.0)
     out = []
     for level in levels:
         if level not in at:
@@ -234,8 +233,10 @@ def level_findings(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop
             continue
         i = at[level]
         b, conf = bodies[i], naming.confidence[i]
-        k = crop.start_index[0] + b.z_mm / crop.spacing_mm[0] - 0.5
-        lps = study.affine @ np.array([k, rows[0], rows[1], 1.0])
+        j = b.z_mm / crop.spacing_mm[0] - 0.5
+        origin = crop.slice_origin(j)  # the crop follows the column: each slice has its own in-plane origin
+        rows = (origin[0] + crop.image.shape[1] / 2.0, origin[1] + crop.image.shape[2] / 2.0)
+        lps = study.affine @ np.array([crop.start_index[0] + j, rows[0], rows[1], 1.0])
         uncertain = conf < SURE or not naming.anchors or not naming.consistent[i]
         body = level != "S1"
         out.append(Vertebra(

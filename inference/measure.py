@@ -48,6 +48,7 @@ values are ``None``: no number is ever made up.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -160,22 +161,26 @@ class _FailedError(Exception):
 
 
 def measure_levels(study: Study, levels: list[tuple[str, float]],
-                   centre_rc: tuple[int, int] | None = None) -> list[Measurement]:
+                   centre_rc: tuple[int, int] | None = None,
+                   centres: Mapping[str, tuple[int, int]] | None = None) -> list[Measurement]:
     """Measure trabecular HU and anterior/middle/posterior heights of each ``(level, z_mm)`` given.
 
     ``z_mm`` is the patient (LPS) z of the level centre, typically the model's ``z_mm``; ``centre_rc`` is the
     in-plane (row, column) of the vertebral column, found with :func:`spine_center` when omitted. The
     centres of the neighbouring levels in ``levels`` bound the search for the endplates (a lone level uses
-    ``LEVEL_PITCH_MM``). Levels that cannot be delineated come back with ``quality`` set to a reason code
-    and no values.
+    ``LEVEL_PITCH_MM``). ``centres`` may give a level its own column (a curved spine: the crop's track at that
+    level), overriding ``centre_rc``. Levels that cannot be delineated come back with ``quality`` set to a reason
+    code and no values.
     """
-    if centre_rc is None:
+    if centre_rc is None and not all(lv in (centres or {}) for lv, _ in levels):
         centre_rc = spine_center(study.volume, study.spacing_mm, PreprocessSpec())
     gaps = neighbour_gaps([float(z) for _, z in levels])
     found: dict[int, tuple[float, _Body] | _FailedError] = {}
     for i, (level, z_mm) in enumerate(levels):
         try:
-            found[i] = _locate(study, level, float(z_mm), centre_rc)
+            column = (centres or {}).get(level, centre_rc)
+            assert column is not None
+            found[i] = _locate(study, level, float(z_mm), column)
         except _FailedError as exc:
             found[i] = exc
     tilts = body_tilts(study, {i: f for i, f in found.items() if not isinstance(f, _FailedError)})

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
-SPEC_VERSION = 2
+SPEC_VERSION = 3
 """Bump when :func:`inference.crop.spine_crop`, the in-graph preprocessing or the levels change meaning
-(2: levels T10-L5, L6 and S1; named by a per-position class head)."""
+(2: levels T10-L5, L6 and S1; named by a per-position class head; 3: the crop follows the column slice by slice,
+so a curved spine comes out straight)."""
 
 
 class Lab(StrEnum):
@@ -96,6 +97,13 @@ class PreprocessSpec:
     contrast-filled aorta, gives the peak)."""
     search_mm: float = 60.0
     """Half-width (mm, left-right) of the region around the body centre where the spine is sought."""
+    track_step_mm: float = 20.0
+    """Spacing (mm along z) of the column estimates the crop follows (0: one column for the whole scan)."""
+    track_reach_mm: float = 70.0
+    """How far (mm, in-plane) the column may stray from the whole-scan column (a lordosis of real spines moves
+    the bodies up to about 100 mm front to back between T10 and S1)."""
+    track_slope: float = 1.0
+    """Steepest in-plane change of the column (mm per mm along z)."""
     labs: tuple[str, ...] = field(default_factory=lambda: tuple(lab.name for lab in LAB_CATALOGUE))
     levels: tuple[str, ...] = LEVELS
 

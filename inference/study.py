@@ -61,8 +61,8 @@ class Study(SeriesFacts):
 
 def z_slab(study: Study, lo_mm: float, hi_mm: float) -> Study:
     """The part of a canonical study (axis 0 running up along patient z) between two patient z values, as a
-    shorter scan would have shown it: same grid, first slice moved. For tests and the edge check
-    (``training.edge_check``), which cut phantoms short; raises ``ValueError`` when no slice is left."""
+    shorter scan would have shown it: same grid, first slice moved. For tests that cut real scans short; raises
+    ``ValueError`` when no slice is left."""
     z = study.affine[2, 3] + study.affine[2, 0] * np.arange(study.volume.shape[0])
     keep = np.nonzero((z >= lo_mm) & (z <= hi_mm))[0]
     if keep.size == 0:

@@ -38,6 +38,10 @@ class TrainConfig:
     """Fraction of samples shifted far."""
     cut_prob: float = 0.35
     """Fraction of samples whose field of view is cut at random heights (top, bottom or both)."""
+    xy_shift_mm: float = 0.0
+    """Largest random in-plane shift (front-back and left-right, mm) of the column within the crop (edges
+    replicated): where the crop centres relative to the bodies depends on the anatomy (posterior elements, a
+    contrast-filled aorta), and a model must not learn one generator's offset."""
     members: int = 16
     """Bootstrap members of the risk head (the interval comes from their spread)."""
     interval_level: float = 0.9

@@ -14,11 +14,14 @@ from training import metrics as M
 
 
 def level_truth(truths: list[dict[str, Any]], key: str) -> np.ndarray:
-    """(N, L) per-level truth values from truth.csv rows (NaN when absent)."""
+    """(N, L) per-level truth values from truth.csv rows (NaN when absent). HU is the bone as imaged:
+    ``{level}_hu_enhanced`` where a contrast-enhanced study records it (family B), so that the model learns and is
+    judged on the HU in the image and the contrast correction (``inference.contrast``) is applied once, after it."""
     out = np.full((len(truths), len(LEVELS)), np.nan)
     for i, t in enumerate(truths):
         for j, lv in enumerate(LEVELS):
-            v = t.get(f"{lv}_{key}")
+            v = t.get(f"{lv}_{key}_enhanced") if key == "hu" else None
+            v = v if v not in (None, "") else t.get(f"{lv}_{key}")
             if v not in (None, ""):
                 out[i, j] = float(v)
     return out

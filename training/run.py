@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,11 @@ def library_versions() -> dict[str, str]:
 
 
 def build_run_report(cfg: TrainConfig, device: torch.device, counts: dict[str, int], timings: dict[str, float],
-                     metrics: dict[str, Any], cohort: Path) -> dict[str, Any]:
+                     metrics: dict[str, Any], cohort: Path | Sequence[Path]) -> dict[str, Any]:
     """Pure function: what was run, where, on what, how long, with what result."""
     fused = metrics["fused"]["classification"]
     return {
-        "command": " ".join(sys.argv), "cohort": cohort.name, "device": str(device),
+        "command": " ".join(sys.argv), "cohort": " + ".join(c.name for c in _cohorts(cohort)), "device": str(device),
         "threads": torch.get_num_threads(), "versions": library_versions(), "config": cfg.to_dict(),
         "counts": counts, "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "headline": {"test_auroc": fused["auroc"], "test_brier": fused["brier"], "test_ece": fused["ece"],
@@ -63,13 +64,20 @@ def _setup_logging(out: Path) -> None:
     root.addHandler(handler)
 
 
-def train_run(cohort: Path, out: Path, config: Path | None) -> dict[str, Any]:
-    """Train, calibrate and evaluate; write the run folder; return the run report.
+def _cohorts(cohort: Path | Sequence[Path]) -> list[Path]:
+    """One cohort or several, as a list."""
+    return [cohort] if isinstance(cohort, Path) else list(cohort)
+
+
+def train_run(cohort: Path | Sequence[Path], out: Path, config: Path | None) -> dict[str, Any]:
+    """Train, calibrate and evaluate on one cohort or a mixture of several; write the run folder; return the run
+    report.
 
     Under ``torchrun`` every process trains the image network on its shard; the first one alone decodes the
     cache, writes the run folder and fits the heads; the others return an empty report."""
     cfg = TrainConfig.load(config)
-    read_manifest(cohort)  # refuse a missing or malformed cohort before anything is written
+    for c in _cohorts(cohort):
+        read_manifest(c)  # refuse a missing or malformed cohort before anything is written
     require_mlflow(cfg.mlflow_uri)
     info = init_distributed(cfg.device)
     try:
@@ -82,23 +90,30 @@ RESUME = "resume.pt"
 """The image network's state after the last finished epoch, while a run is in progress."""
 
 
-def cache_run(cohort: Path, config: Path | None) -> dict[str, Any]:
-    """Decode every study of the cohort into the training cache and stop (the first, resumable stage of
+def cache_run(cohort: Path | Sequence[Path], config: Path | None) -> dict[str, Any]:
+    """Decode every study of the cohort(s) into the training cache and stop (the first, resumable stage of
     ``make default-model``: a killed run keeps the studies it cached); returns the counts."""
     from training.data import build_cache, read_truth
 
     cfg = TrainConfig.load(config)
-    rows = read_manifest(cohort)
-    if cfg.max_studies:
-        rows = rows[: cfg.max_studies]
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else cohort / ".vfrisk-cache"
-    metas = build_cache(cohort, rows, read_truth(cohort), PreprocessSpec(), cache, cfg.workers)
-    failed = [m["error"] for m in metas if "error" in m]
-    return {"headline": {"cached": len(metas) - len(failed), "refused_by_reader": len(failed),
-                         "cache": str(cache)}}
+    cohorts = _cohorts(cohort)
+    cached = failed = 0
+    caches = []
+    for c in cohorts:
+        rows = read_manifest(c)
+        if cfg.max_studies:
+            rows = rows[: cfg.max_studies]
+        cache = Path(cfg.cache_dir) / c.name if cfg.cache_dir and len(cohorts) > 1 else (
+            Path(cfg.cache_dir) if cfg.cache_dir else c / ".vfrisk-cache")
+        metas = build_cache(c, rows, read_truth(c), PreprocessSpec(), cache, cfg.workers)
+        bad = sum("error" in m for m in metas)
+        cached, failed = cached + len(metas) - bad, failed + bad
+        caches.append(str(cache))
+    return {"headline": {"cached": cached, "refused_by_reader": failed,
+                         "cache": caches[0] if len(caches) == 1 else caches}}
 
 
-def _train(cohort: Path, out: Path, cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
+def _train(cohort: Path | Sequence[Path], out: Path, cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
         _setup_logging(out)
@@ -137,7 +152,7 @@ def _train(cohort: Path, out: Path, cfg: TrainConfig, info: DistInfo) -> dict[st
     torch.save({"spec": spec.to_dict(), "config": cfg.to_dict(),
                 "state": {n: v.state_dict() for n, v in variants.items()},
                 "risk_z": model.risk.z, "cohort": _cohort_description(cohort, counts),
-                "cohort_path": str(cohort.resolve()), "arch_version": ARCH_VERSION},
+                "cohort_path": str(_cohorts(cohort)[0].resolve()), "arch_version": ARCH_VERSION},
                out / "checkpoint.pt")
     (out / RESUME).unlink(missing_ok=True)  # the checkpoint is written: nothing left to resume
     report = build_run_report(cfg, device, counts | {"processes": info.world}, timings, metrics, cohort)
@@ -152,13 +167,21 @@ def _train(cohort: Path, out: Path, cfg: TrainConfig, info: DistInfo) -> dict[st
     return report
 
 
-def _cohort_description(cohort: Path, counts: dict[str, int]) -> dict[str, Any]:
-    """What the model was trained on (from the cohort's own summary when synthetic)."""
-    desc: dict[str, Any] = {"name": cohort.name, "counts": counts}
-    summary = cohort / "cohort.json"
-    if summary.is_file():
-        desc["synthetic"] = json.loads(summary.read_text())
-    return desc
+def _cohort_description(cohort: Path | Sequence[Path], counts: dict[str, int]) -> dict[str, Any]:
+    """What the model was trained on (from each cohort's own summary when synthetic; a mixture lists its
+    parts under ``mixture``)."""
+    cohorts = _cohorts(cohort)
+
+    def one(c: Path) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": c.name}
+        summary = c / "cohort.json"
+        if summary.is_file():
+            d["synthetic"] = json.loads(summary.read_text())
+        return d
+
+    if len(cohorts) == 1:
+        return one(cohorts[0]) | {"counts": counts}
+    return {"name": " + ".join(c.name for c in cohorts), "counts": counts, "mixture": [one(c) for c in cohorts]}
 
 
 def _plot_history(path: Path, history: list[dict[str, float]]) -> None:

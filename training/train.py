@@ -4,10 +4,12 @@ calibration on the calibration split, evaluation on the test split, and a comple
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,13 @@ from tqdm import tqdm
 
 from inference.errors import InputError
 from inference.findings import Body, find_bodies, name_bodies
-from inference.spec import LEVELS, OTHER, RISK_LEVELS, PreprocessSpec
+from inference.spec import OTHER, RISK_LEVELS, PreprocessSpec
 from models.full import VfriskModel
 from models.risk import RiskHead
 from training.config import TrainConfig
 from training.data import HALF_BODY_MM, Row, build_cache, patient_split, read_manifest, read_truth, to_row
 from training.distributed import DistInfo, shard
+from training.evaluate import level_truth
 from training.fov_check import FOUND_MM
 
 log = logging.getLogger("vfrisk.train")
@@ -51,14 +54,9 @@ class Split:
         return np.array([r.label for r in self.rows])
 
     def truth_levels(self, key: str) -> torch.Tensor:
-        """(N, L) per-level truth (HU or height ratio) from truth.csv, NaN when absent."""
-        out = torch.full((len(self.rows), len(LEVELS)), float("nan"))
-        for i, r in enumerate(self.rows):
-            for j, lv in enumerate(LEVELS):
-                v = r.truth.get(f"{lv}_{key}")
-                if v not in (None, ""):
-                    out[i, j] = float(v)
-        return out
+        """(N, L) per-level truth (HU as imaged, or height ratio) from truth.csv, NaN when absent
+        (:func:`training.evaluate.level_truth`)."""
+        return torch.from_numpy(level_truth([r.truth for r in self.rows], key)).float()
 
 
 def pick_device(cfg: TrainConfig, info: DistInfo | None = None) -> torch.device:
@@ -75,15 +73,24 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def load_splits(cohort: Path, cfg: TrainConfig, spec: PreprocessSpec) -> dict[str, Split]:
-    """Read manifest and truth, split by patient, decode through the cache."""
-    rows = read_manifest(cohort)
-    if cfg.max_studies:
-        rows = rows[: cfg.max_studies]
-    truth = read_truth(cohort)
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else cohort / ".vfrisk-cache"
-    metas = build_cache(cohort, rows, truth, spec, cache, cfg.workers)
-    keyed = [(to_row(r, m, truth.get(r["study"], {})), m) for r, m in zip(rows, metas, strict=True)]
+def load_splits(cohort: Path | Sequence[Path], cfg: TrainConfig, spec: PreprocessSpec) -> dict[str, Split]:
+    """Read manifest and truth of each cohort, decode through each cohort's cache, split by patient over them all
+    (a patient is keyed by cohort and patient id, so two cohorts' ``P00001`` are different people)."""
+    cohorts = [cohort] if isinstance(cohort, Path) else list(cohort)
+    keyed: list[tuple[Row | None, dict[str, Any]]] = []
+    for c in cohorts:
+        rows = read_manifest(c)
+        if cfg.max_studies:
+            rows = rows[: cfg.max_studies]
+        truth = read_truth(c)
+        cache = Path(cfg.cache_dir) / c.name if cfg.cache_dir and len(cohorts) > 1 else (
+            Path(cfg.cache_dir) if cfg.cache_dir else c / ".vfrisk-cache")
+        metas = build_cache(c, rows, truth, spec, cache, cfg.workers)
+        for r, m in zip(rows, metas, strict=True):
+            row = to_row(r, m, truth.get(r["study"], {}))
+            if row is not None and len(cohorts) > 1:
+                row = dataclasses.replace(row, study=f"{c.name}/{row.study}", patient=f"{c.name}/{row.patient}")
+            keyed.append((row, m))
     skipped = sum(1 for row, _ in keyed if row is None)
     if skipped:
         log.warning("%d studies could not be used (unreadable or no age/sex)", skipped)
@@ -102,12 +109,12 @@ def load_splits(cohort: Path, cfg: TrainConfig, spec: PreprocessSpec) -> dict[st
 
 
 def augment(x: torch.Tensor, z: torch.Tensor, seen: torch.Tensor, shifts: tuple[int, int, float],
-            gen: torch.Generator, mm_per_voxel: float, cut_prob: float = 0.0
+            gen: torch.Generator, mm_per_voxel: float, cut_prob: float = 0.0, xy_shift: int = 0
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random z shift (near, or far with some probability; padding with air), a random cut of the top and/or
-    bottom of the field (with ``cut_prob``: the scan ends at a random height, through bodies or between them) and
-    a left-right flip; the level truth moves with the image and a body the cut leaves partly outside is no
-    longer whole in view."""
+    bottom of the field (with ``cut_prob``: the scan ends at a random height, through bodies or between them), a
+    random in-plane shift of up to ``xy_shift`` grid voxels each way (edges replicated) and a left-right flip; the
+    level truth moves with the image and a body the cut leaves partly outside is no longer whole in view."""
     near, far, far_prob = shifts
     out = torch.zeros_like(x)
     z, seen = z.clone(), seen.clone()
@@ -136,6 +143,11 @@ def augment(x: torch.Tensor, z: torch.Tensor, seen: torch.Tensor, shifts: tuple[
             out[i, :, hi:] = 0.0
             inside = (z[i] - HALF_BODY_MM >= lo * mm_per_voxel) & (z[i] + HALF_BODY_MM <= hi * mm_per_voxel)
             seen[i] = torch.where(torch.isfinite(seen[i]), seen[i] * inside.float(), seen[i])
+        if xy_shift > 0:
+            dy, dx = (int(v) for v in torch.randint(-xy_shift, xy_shift + 1, (2,), generator=gen))
+            rows = (torch.arange(out.shape[3]) - dy).clamp(0, out.shape[3] - 1)
+            cols = (torch.arange(out.shape[4]) - dx).clamp(0, out.shape[4] - 1)
+            out[i] = out[i][:, :, rows][:, :, :, cols]
         if bool(torch.rand(1, generator=gen) < 0.5):
             out[i] = out[i].flip(-1)
     return out, z, seen
@@ -252,6 +264,7 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * info.rank)
     mm_vox = model.spec.crop_mm[0] / model.spec.grid[0]
     shifts = (int(cfg.z_shift_mm / mm_vox), int(cfg.z_far_shift_mm / mm_vox), cfg.far_shift_prob)
+    xy_shift = round(cfg.xy_shift_mm * model.spec.grid[1] / model.spec.crop_mm[1])
     use_bf16 = cfg.bf16 and (device.type == "cuda" or torch.backends.mkldnn.is_available())
     model.net.to(device)
     net: torch.nn.Module = model.net
@@ -284,7 +297,7 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
             if len(idx) < 2:
                 continue
             x, z, seen = augment(tr.images[idx].float(), tr.z_mm[idx], tr.in_view[idx], shifts, gen, mm_vox,
-                                 cfg.cut_prob)
+                                 cfg.cut_prob, xy_shift)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 raw = net(x.to(device))
             loss, items = aux_loss(model, {k: v.cpu() for k, v in raw.items()}, z, seen, hu_t[idx], ratio_t[idx],
@@ -333,7 +346,7 @@ def recalibrate_norm(model: VfriskModel, split: Split, cfg: TrainConfig, device:
     for b in range(0, len(order), cfg.batch_size):
         idx = order[b: b + cfg.batch_size]
         x, _, _ = augment(split.images[idx].float(), split.z_mm[idx], split.in_view[idx], shifts, gen, mm_vox,
-                          cfg.cut_prob)
+                          cfg.cut_prob, round(cfg.xy_shift_mm * model.spec.grid[1] / model.spec.crop_mm[1]))
         model.net(x.to(device))
     for m, momentum in zip(norms, saved, strict=True):
         m.momentum = momentum

@@ -119,12 +119,12 @@ def inspect(study: Annotated[list[Path], typer.Argument(help="Folder, zip, or DI
 
 @app.command()
 def train(
-    cohort: Annotated[Path, typer.Option(help="Cohort folder.")],
+    cohort: Annotated[list[Path], typer.Option(help="Cohort folder (repeat to train on a mixture).")],
     out: Annotated[Path, typer.Option(help="Run folder.")],
     config: Annotated[Path | None, typer.Option(help="Config JSON/TOML file.")] = None,
-    cache_only: Annotated[bool, typer.Option(help="Only decode the cohort into the training cache.")] = False,
+    cache_only: Annotated[bool, typer.Option(help="Only decode the cohort(s) into the training cache.")] = False,
 ) -> None:
-    """Train, calibrate and evaluate; write the run folder."""
+    """Train, calibrate and evaluate on one cohort or a mixture; write the run folder."""
 
     def run() -> None:
         from training.run import cache_run, train_run
