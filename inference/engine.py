@@ -61,7 +61,7 @@ class Engine:
             return crop, out
         crop2 = spine_crop(study, self.spec, z_centre_index=target)
         out2 = self.run(crop2, labs)
-        if len(found_levels(self.spec.levels, out2)) > len(found_levels(self.spec.levels, out)):
+        if len(found_levels(self.spec.levels, out2, crop2)) > len(found_levels(self.spec.levels, out, crop)):
             return crop2, out2
         return crop, out
 

@@ -32,6 +32,10 @@ SURE = 0.9
 """Name confidence at or above which a name (with an anchor in view) is reported as sure."""
 ANCHOR_MIN = 0.5
 """Name confidence of an S1, or of a T12 above an L1, for it to anchor the numbering."""
+EDGE_MM = 9.0
+"""A body whose centre lies nearer than this to the end of the scanned data (the scan's edge, or the crop's) is
+cut by it, not whole: not found. Below half the height of every whole T10-L5 body (about 10-15 mm)."""
+
 
 
 @dataclass(frozen=True)
@@ -107,10 +111,21 @@ class Body:
     """Probability of every body class (levels and ``other``) given that a body is there."""
 
 
-def find_bodies(outputs: dict[str, np.ndarray], classes: tuple[str, ...]) -> list[Body]:
+def scanned_mm(crop: Crop) -> tuple[float, float]:
+    """The z range (mm from the crop's first slice) that holds scanned data: a crop slice beyond the scan is all
+    padding (-1000 HU), which no slice through a patient is."""
+    filled = np.nonzero(crop.image.reshape(crop.image.shape[0], -1).max(axis=1) > -990.0)[0]
+    if filled.size == 0:
+        return 0.0, 0.0
+    return float(filled[0]) * crop.spacing_mm[0], float(filled[-1] + 1) * crop.spacing_mm[0]
+
+
+def find_bodies(outputs: dict[str, np.ndarray], classes: tuple[str, ...],
+                window: tuple[float, float] | None = None) -> list[Body]:
     """The bodies of one study's profile outputs (``name_probs`` (C, Z), ``hu_profile``, ``ratio_profile``,
     ``profile_step_mm``), superior first: peaks of 1 - P(none) of at least :data:`BODY_MIN`, one per
-    :data:`SEPARATION_MM`, the centre refined by a parabola through the peak and its neighbours."""
+    :data:`SEPARATION_MM`, the centre refined by a parabola through the peak and its neighbours. With the scanned
+    ``window`` (:func:`scanned_mm`), a body centred within :data:`EDGE_MM` of its ends is cut, not found."""
     probs = np.asarray(outputs["name_probs"], dtype=np.float64)
     step = float(outputs["profile_step_mm"])
     body = 1.0 - probs[-1]
@@ -133,6 +148,8 @@ def find_bodies(outputs: dict[str, np.ndarray], classes: tuple[str, ...]) -> lis
                         confidence=float(q[k]), hu=float(outputs["hu_profile"][i]),
                         ratio=float(outputs["ratio_profile"][i]),
                         probs={c: float(v) for c, v in zip(classes, q, strict=True)}))
+    if window is not None:
+        out = [b for b in out if window[0] + EDGE_MM <= b.z_mm <= window[1] - EDGE_MM]
     return sorted(out, key=lambda b: -b.z_mm)
 
 
@@ -222,7 +239,7 @@ def level_findings(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop
     """The levels of the spec as reported: each body found under its name (:func:`name_bodies`), in patient
     coordinates, with its name confidence and whether the name is uncertain; levels not found listed as not
     present (L6 only when found); S1 without findings."""
-    bodies = find_bodies(outputs, (*levels, OTHER))
+    bodies = find_bodies(outputs, (*levels, OTHER), scanned_mm(crop))
     naming = name_bodies(bodies, levels)
     at = {nm: i for i, nm in enumerate(naming.names) if nm != OTHER}
     out = []
@@ -254,10 +271,10 @@ def counted_levels(vertebrae: list[Vertebra] | tuple[Vertebra, ...]) -> list[str
     return [v.level for v in vertebrae if v.present and v.level in COUNTED_LEVELS]
 
 
-def found_levels(levels: tuple[str, ...], outputs: dict[str, np.ndarray]) -> list[str]:
-    """The counted levels (T10-L6) of the bodies found on one study's outputs: what ``vfrisk predict`` and
-    ``vfrisk score`` compare crops by and apply the coverage rule to."""
-    bodies = find_bodies(outputs, (*levels, OTHER))
+def found_levels(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop | None = None) -> list[str]:
+    """The counted levels (T10-L6) of the bodies found on one study's outputs (whole in ``crop``'s scanned range
+    when given): what ``vfrisk predict`` and ``vfrisk score`` compare crops by and apply the coverage rule to."""
+    bodies = find_bodies(outputs, (*levels, OTHER), None if crop is None else scanned_mm(crop))
     return sorted({b.name for b in bodies if b.name in COUNTED_LEVELS}, key=levels.index)
 
 

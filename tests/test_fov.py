@@ -41,6 +41,25 @@ def test_bodies_are_found_at_their_centres_and_named() -> None:
     assert all(b.confidence > 0.9 for b in bodies)
 
 
+def test_a_body_the_scan_edge_cuts_is_not_found() -> None:
+    """With the scanned range of the crop, a body centred within EDGE_MM of its end is cut, not whole; the range
+    comes from the crop's padding (slices all at -1000 HU lie beyond the scan)."""
+    from inference.crop import Crop
+    from inference.findings import EDGE_MM, scanned_mm
+
+    out = _profile({"T12": 300.0, "L1": 265.0, "L2": 229.0})
+    image = np.full((160, 8, 8), -1000.0, dtype=np.float32)
+    image[40:125] = 40.0  # slices 40-124 of 2.5 mm: 100 to 312.5 mm scanned
+    image[60, 2, 2] = -1000.0  # air inside the scan leaves the range alone
+    window = scanned_mm(Crop(image, (2.5, 2.0, 2.0), (0, 0, 0), (0.0, 0.0, 0.0)))
+    assert window == (100.0, 312.5)
+    assert 312.5 - 300.0 > EDGE_MM  # T12's centre lies 12.5 mm below the top of the scan: whole
+    assert [b.name for b in find_bodies(out, (*LEVELS, OTHER), window)] == ["T12", "L1", "L2"]
+    cut = find_bodies(out, (*LEVELS, OTHER), (100.0, 305.0))  # the scan ends 5 mm above T12's centre
+    assert [b.name for b in cut] == ["L1", "L2"]
+    assert [b.name for b in find_bodies(out, (*LEVELS, OTHER), (235.0, 320.0))] == ["T12", "L1"]  # L2 cut below
+
+
 def test_an_ambiguous_body_is_found_though_its_name_is_not_sure() -> None:
     out = _profile({"L2": 200.0, "L3": 165.0}, sure=0.5)
     bodies = find_bodies(out, (*LEVELS, OTHER))

@@ -355,13 +355,17 @@ def recalibrate_norm(model: VfriskModel, split: Split, cfg: TrainConfig, device:
 
 @torch.no_grad()
 def findings_of(model: VfriskModel, split: Split, device: torch.device) -> dict[str, torch.Tensor]:
-    """Per-level findings of every study in a split (eval mode, no augmentation)."""
+    """Per-level findings of every study in a split (eval mode, no augmentation), with each study's scanned
+    z range (``window``, :func:`scan_range`) as the engine takes it from the crop."""
     model.net.eval().to(device)
     chunks: dict[str, list[torch.Tensor]] = {}
+    mm_vox = model.spec.crop_mm[0] / model.spec.grid[0]
     for b in range(0, len(split.rows), 16):
-        found = model.findings(split.images[b: b + 16].float().to(device))
+        x = split.images[b: b + 16].float()
+        found = model.findings(x.to(device))
         for k, v in found.items():
             chunks.setdefault(k, []).append(v.float().cpu())
+        chunks.setdefault("window", []).append(scan_range(x, mm_vox))
     model.net.to("cpu")
     return {k: torch.cat(v) for k, v in chunks.items()}
 
@@ -369,9 +373,10 @@ def findings_of(model: VfriskModel, split: Split, device: torch.device) -> dict[
 def bodies_of(model: VfriskModel, found: dict[str, torch.Tensor], i: int) -> list[Body]:
     """The bodies the engine's :func:`inference.findings.find_bodies` finds on study ``i`` of :func:`findings_of`'s
     profiles (the torch path reads them as the engine reads the ONNX outputs)."""
+    window = (float(found["window"][i, 0]), float(found["window"][i, 1])) if "window" in found else None
     return find_bodies({"name_probs": found["probs"][i].numpy(), "hu_profile": found["hu_profile"][i].numpy(),
                         "ratio_profile": found["ratio_profile"][i].numpy(),
-                        "profile_step_mm": np.asarray(model.z_step_mm)}, (*model.spec.levels, OTHER))
+                        "profile_step_mm": np.asarray(model.z_step_mm)}, (*model.spec.levels, OTHER), window)
 
 
 def body_matches(model: VfriskModel, found: dict[str, torch.Tensor], z: torch.Tensor, seen: torch.Tensor

@@ -154,7 +154,7 @@ def score(run: Callable[[Crop, Labs], dict[str, np.ndarray]], item: Prepared | O
         return error_outcome(item.key, "inference_failed", type(exc).__name__, series_instance_uid=
                              item.series_instance_uid, input_sha256=item.input_sha256, worker=item.worker)
     seconds["inference"] = time.perf_counter() - t0
-    present = found_levels(LEVELS, out)  # the counted bodies, as `vfrisk predict` counts them
+    present = found_levels(LEVELS, out, item.crop)  # the counted bodies, as `vfrisk predict` counts them
     recentre = None if item.second_pass else recentre_target(LEVELS, out, item.crop)
     try:
         require_levels(present)  # the same anatomy-coverage rule as `vfrisk predict`
