@@ -53,7 +53,7 @@ def test_a_body_the_scan_edge_cuts_is_not_found() -> None:
     image[60, 2, 2] = -1000.0  # air inside the scan leaves the range alone
     window = scanned_mm(Crop(image, (2.5, 2.0, 2.0), (0, 0, 0), (0.0, 0.0, 0.0)))
     assert window == (100.0, 312.5)
-    assert 312.5 - 300.0 > EDGE_MM  # T12's centre lies 12.5 mm below the top of the scan: whole
+    assert EDGE_MM < 312.5 - 300.0  # T12's centre lies 12.5 mm below the top of the scan: whole
     assert [b.name for b in find_bodies(out, (*LEVELS, OTHER), window)] == ["T12", "L1", "L2"]
     cut = find_bodies(out, (*LEVELS, OTHER), (100.0, 305.0))  # the scan ends 5 mm above T12's centre
     assert [b.name for b in cut] == ["L1", "L2"]
