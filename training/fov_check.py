@@ -150,16 +150,18 @@ def summarise(rows: list[tuple[dict[str, str], dict[str, Any], Scored]]) -> dict
     }
 
 
-def check(cohort: Path, model: Path | None = None, workers: int = 0) -> dict[str, Any]:
-    """The per-field-of-view table (see the module docstring)."""
+def check(cohort: Path, model: Path | None = None, workers: int = 0, limit: int = 0) -> dict[str, Any]:
+    """The per-field-of-view table (see the module docstring); the first ``limit`` studies when given."""
     manifest = read_manifest(cohort)
+    if limit:
+        manifest = manifest[:limit]
     truth = read_truth(cohort)
     if not truth or "fov_kind" not in next(iter(truth.values())):
         raise SystemExit("error: the cohort has no field-of-view truth (make it with vfrisk synth --fov mixed)")
     results = _score_all(cohort, manifest, (str(model or ""),), workers)
     rows = [(m, truth[m["study"]], s) for m, s in zip(manifest, results, strict=True)]
     kinds = sorted({t["fov_kind"] for _, t, _ in rows})
-    out: dict[str, Any] = {"cohort": cohort.name, "model": next(
+    out: dict[str, Any] = {"cohort": cohort.name, "studies_checked": len(rows), "model": next(
         (s.predictions[0].model.to_json() for _, _, s in rows if s.predictions), None)}
     out["by_kind"] = {k: summarise([r for r in rows if r[1]["fov_kind"] == k]) for k in kinds}
     out["all"] = summarise(rows)
@@ -190,10 +192,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cohort", type=Path, required=True)
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=0, help="only the first N studies of the manifest")
     ap.add_argument("--out", type=Path, default=None, help="also write the table as JSON here")
     args = ap.parse_args(argv)
     try:
-        result = check(args.cohort, args.model, args.workers)
+        result = check(args.cohort, args.model, args.workers, args.limit)
     except InputError as exc:
         usage_error(exc.one_line())
     except SystemExit as exc:
