@@ -52,6 +52,9 @@ def test_train_run_on_a_mixture_describes_it(two_families: tuple[Path, Path], tm
     desc = ckpt["cohort"]
     assert [m["name"] for m in desc["mixture"]] == ["a", "b"]
     assert desc["mixture"][1]["synthetic"]["family"] == "b"
+    assert desc["description"].startswith("Trained on synthetic phantoms only: 8 synthetic studies of phantom "
+                                          "family A") and "family B, data/synthetic/family_b (seed 32)" in desc[
+        "description"]
     assert sum(v for k, v in desc["counts"].items() if not k.endswith("_events")) == 16
 
 

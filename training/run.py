@@ -179,9 +179,23 @@ def _cohort_description(cohort: Path | Sequence[Path], counts: dict[str, int]) -
             d["synthetic"] = json.loads(summary.read_text())
         return d
 
+    parts = [one(c) for c in cohorts]
+
+    def said(d: dict[str, Any]) -> str:
+        syn = d.get("synthetic")
+        if not isinstance(syn, dict):
+            return f"{d['name']} (real or unlabelled cohort)"
+        family = "family B, data/synthetic/family_b" if syn.get("family") == "b" else \
+            "family A, data/synthetic/anatomy.py"
+        return f"{syn.get('n', '?')} synthetic studies of phantom {family} (seed {syn.get('seed', '?')})"
+
+    synthetic = all(isinstance(d.get("synthetic"), dict) for d in parts)
+    description = ("Trained on synthetic phantoms only: " if synthetic else "Trained on: ") + "; ".join(
+        said(d) for d in parts) + "."
     if len(cohorts) == 1:
-        return one(cohorts[0]) | {"counts": counts}
-    return {"name": " + ".join(c.name for c in cohorts), "counts": counts, "mixture": [one(c) for c in cohorts]}
+        return parts[0] | {"counts": counts, "description": description}
+    return {"name": " + ".join(c.name for c in cohorts), "counts": counts, "mixture": parts,
+            "description": description}
 
 
 def _plot_history(path: Path, history: list[dict[str, float]]) -> None:
