@@ -45,9 +45,17 @@ def truth_rows(cohort: Path) -> dict[str, dict[str, str]]:
 
 
 def make_result(study: Study, truth: dict[str, str], *, absent: tuple[str, ...] = ()) -> Result:
-    """The result of ``study`` with the truth as findings and the suggestion for the context.md example."""
+    """The result of ``study`` with the truth as findings (each level measured by the real transparent
+    measurement, as the engine does) and the suggestion for the context.md example."""
+    from dataclasses import replace
+
+    from inference.engine import transparent_measurements
+
     context = copy.deepcopy(CONTEXT_MD_EXAMPLE)
-    prediction = make_prediction(study, vertebrae=truth_vertebrae(truth, absent))
+    vertebrae = truth_vertebrae(truth, absent)
+    measured = transparent_measurements(study, list(vertebrae))
+    vertebrae = tuple(replace(v, measured=measured.get(v.level)) for v in vertebrae)
+    prediction = make_prediction(study, vertebrae=vertebrae)
     return make_result_of(prediction, context)
 
 
