@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from test_interop_support import Scored, make_result, truth_rows
+from test_interop_support import ORTHANC_AET, OrthancServer, Scored, make_result, truth_rows
 
 from inference.dicom import load_study
 from inference.errors import InputError
@@ -39,75 +36,6 @@ from interop.reports import write_reports
 from interop.sr import read_sr_measurements
 
 pytest_plugins = ["test_interop_support"]
-
-ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
-ORTHANC_AET = "ORTHANCTEST"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OrthancServer:
-    """A private Orthanc: DICOMweb root at ``.dicomweb``, DICOM port ``.dicom_port``."""
-
-    def __init__(self, root: Path) -> None:
-        self.http_port, self.dicom_port = _free_port(), _free_port()
-        config = {
-            "Name": "vfrisk-test",
-            "StorageDirectory": str(root / "db"),
-            "IndexDirectory": str(root / "db"),
-            "HttpPort": self.http_port,
-            "DicomPort": self.dicom_port,
-            "DicomAet": ORTHANC_AET,
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "Plugins": [str(DICOMWEB_PLUGIN)],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        }
-        (root / "orthanc.json").write_text(json.dumps(config))
-        self.log = (root / "orthanc.log").open("w")
-        self.proc = subprocess.Popen([ORTHANC, str(root / "orthanc.json")], stdout=self.log, stderr=self.log)
-        self.url = f"http://127.0.0.1:{self.http_port}"
-        self.dicomweb = f"{self.url}/dicom-web"
-        self._wait()
-
-    def _wait(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("Orthanc exited at start")
-            try:
-                with urllib.request.urlopen(f"{self.url}/system", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("Orthanc did not start within 30 s")
-
-    def stop(self) -> None:
-        self.proc.terminate()  # by PID: only the process this fixture started
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        self.log.close()
-
-
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
-    if not Path(ORTHANC).exists():
-        pytest.skip("Orthanc is not installed (make system-deps)")
-    if not DICOMWEB_PLUGIN.exists():
-        pytest.skip("the Orthanc DICOMweb plugin is not installed (make system-deps)")
-    server = OrthancServer(tmp_path_factory.mktemp("orthanc"))
-    yield server
-    server.stop()
-
 
 @pytest.fixture(scope="module")
 def uploaded(orthanc: OrthancServer, scored: Scored) -> Scored:
