@@ -42,6 +42,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
+from inference.errors import InputError
+
 log = logging.getLogger("vfrisk.listen")
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 CT_STORAGE = (CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage)
@@ -191,7 +193,13 @@ class Receiver:
             self._workers.submit(self._hand_over, study)
 
     def _hand_over(self, study: str) -> None:
-        _quietly(lambda: self.callbacks.on_study(study, self.storage_dir / study), f"study {study}")
+        def run() -> None:
+            try:
+                self.callbacks.on_study(study, self.storage_dir / study)
+            except InputError as err:
+                log.warning("study %s refused: %s", study, err.one_line())
+
+        _quietly(run, f"study {study}")
 
     def stop(self) -> None:
         """Stop accepting associations, then let the callbacks already started finish."""
@@ -358,7 +366,7 @@ class Sender:
             attempts = max(i.attempts for i in items) + 1
             wait = min(self.max_retry_seconds, self.retry_seconds * 2 ** (attempts - 1))
             self.store.failed(ids, str(exc), wait)
-            log.warning("study %s: %d object(s) not sent to %s (%s); retry in %.0f s (attempt %d)",
+            log.warning("study %s: %d object(s) not sent to %s (%s); retry in %.1f s (attempt %d)",
                         study, len(items), target.ae_title, " ".join(str(exc).split()), wait, attempts)
             return 0
         self.store.sent(ids)

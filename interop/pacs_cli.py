@@ -193,7 +193,8 @@ class Listener:
 
 
 def listen_logging() -> None:
-    """One INFO line per study on stderr for ``vfrisk listen`` (pynetdicom's own chatter at WARNING)."""
+    """One INFO line per study on stderr for ``vfrisk listen``. pynetdicom's own messages are silenced: a failed
+    send is reported by the sender on one line, with its retry."""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     for name in ("vfrisk.listen", "vfrisk.pacs"):
@@ -202,7 +203,7 @@ def listen_logging() -> None:
         if not logger.handlers:
             logger.addHandler(handler)
         logger.propagate = False
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
 
 
 class Service:

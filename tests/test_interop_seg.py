@@ -3,6 +3,7 @@ segment descriptions, and the sliced frames against a voxel-by-voxel look-up."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import highdicom as hd
@@ -71,7 +72,7 @@ def test_truth_body_centre_is_in_its_segment_and_the_discs_are_not(reports: dict
         assert pixels[(0, *_pixel(source.frames[f], point), 0)], level
     interior = {b for a, b, c in zip(LEVELS, LEVELS[1:], LEVELS[2:], strict=False) if {a, b, c} <= set(numbers)}
     checked = 0
-    for upper, lower in zip(LEVELS, LEVELS[1:], strict=False):
+    for upper, lower in pairwise(LEVELS):
         if upper not in interior or lower not in interior:
             continue
         checked += 1
