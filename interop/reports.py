@@ -129,7 +129,7 @@ class _Writers:
     def _write_pdf(self, path: Path) -> None:
         from interop.pdf import write_pdf
 
-        png = sagittal_png(self.study, self.result.vertebrae)
+        png = sagittal_png(self.study, self.result.vertebrae, self.bodies() if self.source is not None else ())
         patient = patient_header(self.source.first) if self.source is not None else {}
         write_pdf(self.result, path, patient=patient, key_image=png, header=(self.study.age, self.study.sex))
         self._pdf = path.read_bytes()

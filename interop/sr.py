@@ -6,8 +6,9 @@ Content:
 * evidence: the scored series, and the SEG when the SR points into it;
 * one measurement group (TID 1501) "New vertebral fracture within 6 months" (finding site: vertebral column) with
   the probability (DCM 122157), the interval bounds, the risk category as a coded qualitative evaluation (SNOMED CT
-  low/high risk; very high is private), the suggestion engine's category rules that set it (coded, private scheme)
-  and their reasons in words ("T-score -3.24 < -3.0"), the model card's training-data line and the disclaimer;
+  low/high risk; very high is private), the rules of the suggestion engine's category stage that fired (coded,
+  private scheme) and the category's reasons in words ("T-score -3.24 < -3.0"), the model card's training-data
+  line and the disclaimer;
 * one group per level the model found (finding site: SNOMED CT code of the vertebra):
   - a **TID 1411** volumetric ROI group referencing its SEG segment (and the source images holding it) where the
     measurement delineated the body, so that a viewer can jump to the vertebra;
@@ -135,7 +136,8 @@ def _text(name: Any, value: str) -> TextContentItem:
 
 
 def category_rules(result: Result) -> list[str]:
-    """The suggestion engine's rules that set the risk category (``R-CAT-*``, ``R-MODEL-*``), in firing order."""
+    """The rules of the suggestion engine's category stage that fired (``R-CAT-*``, ``R-MODEL-*``), in firing
+    order."""
     return [r for r in result.suggestion.rules_fired if r.startswith(("R-CAT-", "R-MODEL-"))]
 
 
