@@ -44,6 +44,7 @@ from fhir.resources.R4B.bundle import Bundle
 from pydicom.dataset import Dataset
 
 from clinical.vocabulary import category_label
+from inference.errors import InputError
 from interop import codes as vc
 from interop.source import SourceSeries
 from vfrisk.result import Result
@@ -88,14 +89,19 @@ class FhirConfig:
 
     @classmethod
     def from_file(cls, path: Path) -> FhirConfig:
-        """Read the JSON file; ``ValueError`` naming what is wrong."""
-        data = json.loads(path.read_text(encoding="utf-8"))
-        systems = data.get("patient_identifier_systems", {})
+        """Read the JSON file; :class:`InputError` (``bad_config``) naming what is wrong."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError("bad_config", f"FHIR configuration {path.name} cannot be read as JSON "
+                             f"({type(exc).__name__})") from None
+        systems = data.get("patient_identifier_systems", {}) if isinstance(data, dict) else None
         if not isinstance(systems, dict) or not all(isinstance(v, str) and v for v in systems.values()):
-            raise ValueError("patient_identifier_systems must map issuer text to a system URI")
+            raise InputError("bad_config", f"{path.name}: patient_identifier_systems must map issuer text to a "
+                             "system URI")
         accession = data.get("accession_system")
         if accession is not None and not isinstance(accession, str):
-            raise ValueError("accession_system must be a URI")
+            raise InputError("bad_config", f"{path.name}: accession_system must be a URI")
         return cls({str(k): v for k, v in systems.items()}, accession)
 
     @classmethod

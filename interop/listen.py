@@ -1,11 +1,12 @@
 """DICOM receiver (``vfrisk listen``): a pynetdicom C-STORE SCP that takes what a PACS sends and hands each complete
 CT study to a callback, and the C-STORE SCU that sends the results out of a persistent outbox.
 
-**What is accepted.** Every storage SOP class. CT images (CT, Enhanced CT, Legacy Converted Enhanced CT) in every
-transfer syntax this installation decodes (uncompressed, RLE, JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000,
-HTJ2K where the decoders are present: :func:`ct_transfer_syntaxes`); any other object (MR, SR, SEG, dose reports,
-key objects, our own results routed back) in any transfer syntax, stored aside under ``_other/`` and recorded by
-the ``on_other`` callback, never scored.
+**What is accepted.** Every standard storage SOP class (pynetdicom's 170). CT images (CT, Enhanced CT, Legacy
+Converted Enhanced CT) in every transfer syntax this installation decodes (uncompressed, RLE, JPEG
+baseline/extended/lossless, JPEG-LS, JPEG 2000, HTJ2K where the decoders are present:
+:func:`ct_transfer_syntaxes`); any other object (MR, SR, SEG, dose reports, key objects, our own results routed
+back) in any transfer syntax, stored aside under ``_other/`` and recorded by the ``on_other`` callback, never
+scored.
 
 **When a study is complete.** When no CT instance of it has arrived for ``stable_seconds`` (the stable-time rule
 PACS routers use). CT instances are written to ``<storage>/<Study Instance UID>/<SOP Instance UID>.dcm`` exactly as
@@ -34,7 +35,7 @@ from typing import Any
 
 import pydicom
 from pydicom.uid import UID, AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, StoragePresentationContexts, evt
+from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
     EnhancedCTImageStorage,
@@ -138,7 +139,7 @@ class Receiver:
         self._ae.maximum_pdu_size = 0
         ct, other = ct_transfer_syntaxes(), other_transfer_syntaxes()
         ct_classes = {str(c) for c in CT_STORAGE}
-        for context in StoragePresentationContexts:
+        for context in AllStoragePresentationContexts:
             uid = str(context.abstract_syntax)
             self._ae.add_supported_context(uid, ct if uid in ct_classes else other)
         handlers: list[Any] = [(evt.EVT_C_STORE, self._handle_store)]

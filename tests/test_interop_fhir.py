@@ -18,6 +18,7 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from test_interop_support import Scored
 
+from inference.errors import InputError
 from interop import codes as vc
 from interop.fhir import (
     CONFIG_ENV,
@@ -115,6 +116,11 @@ def test_issuer_of_patient_id_becomes_a_system(scored: Scored, tmp_path: Path,
     unknown = patient_identifier(FhirLinks(patient_id="123", issuer="OTHER"), loaded)
     assert "system" not in unknown and unknown["assigner"] == {"display": "OTHER"}
     assert patient_identifier(FhirLinks(), loaded) is None
+    config.write_text('{"patient_identifier_systems": ["not", "a", "map"]}')
+    with pytest.raises(InputError, match="patient_identifier_systems"):
+        FhirConfig.from_env()
+    config.write_text(json.dumps({"patient_identifier_systems": {"HOSP A": "https://hospital-a.example/mrn"},
+                                  "accession_system": "https://hospital-a.example/accession"}))
     source = read_source_series(scored.source, scored.result.series_instance_uid)
     header = copy.deepcopy(source.first)
     header.IssuerOfPatientID = "HOSP A"
