@@ -214,6 +214,19 @@ class Handlers:
         return self.service.predict(files, _lab_input(ntx, tscore, age, sex), form, _user(request)).to_json()
 
 
+    def on_api_reports(self, files: Any, ntx: float | None, tscore: float | None, age: float | None,
+                       sex: str | None, context_json: str | None, request: Any = None) -> tuple[dict[str, Any],
+                                                                                                list[str]]:
+        """API: like ``/predict``, and the report files too (JSON, and for a DICOM study the SR, SEG, FHIR bundle,
+        PDF, Encapsulated PDF and key image), kept a few minutes for the client to fetch."""
+        from webapp.context_form import ContextForm
+
+        form = ContextForm(context_json=context_json or "")
+        result, files_out = self.service.predict_with_reports(files, _lab_input(ntx, tscore, age, sex), form,
+                                                              _user(request))
+        return result.to_json(), [str(p) for p in files_out]
+
+
 def _lab_input(ntx: object, tscore: object, age: object, sex: object) -> Any:
     """The form's or the API's lab values through the one lab parser (blank is not given; text that is not a
     number is ``bad_lab``)."""
@@ -301,7 +314,8 @@ def _upload(**kwargs: Any) -> Any:
 
 
 def _api(handlers: Handlers) -> None:
-    """The ``/predict`` endpoint (hidden components): files, labs and a context JSON in, result JSON out."""
+    """The ``/predict`` endpoint (hidden components): files, labs and a context JSON in, result JSON out; and
+    ``/predict_reports``: the same in, the result JSON and the report files out."""
     import gradio as gr
 
     with gr.Group(visible=False):
@@ -310,8 +324,12 @@ def _api(handlers: Handlers) -> None:
         sex, context = gr.Textbox(label="sex"), gr.Textbox(label="context_json")
         out = gr.JSON(label="result")
         trigger = gr.Button("api")
+        reports = gr.File(label="reports", file_count="multiple")
+        with_reports = gr.Button("api reports")
     trigger.click(_public_errors(handlers.on_api), [files, ntx, tscore, age, sex, context], out, api_name="predict",
                   api_visibility="public", concurrency_id="score")
+    with_reports.click(_public_errors(handlers.on_api_reports), [files, ntx, tscore, age, sex, context],
+                       [out, reports], api_name="predict_reports", api_visibility="public", concurrency_id="score")
 
 
 def build_demo(engine: Any = None, config: AppConfig | None = None, service: Service | None = None) -> Any:
@@ -368,7 +386,8 @@ def build_demo(engine: Any = None, config: AppConfig | None = None, service: Ser
                 probability = gr.HTML("", elem_id="vf-probability")
                 levels = gr.HTML("", elem_id="vf-levels")
                 suggestion = gr.HTML("", elem_id="vf-suggestion")
-                downloads = gr.File(label="Downloads (JSON; SR and SEG for a DICOM study; FHIR and PDF)",
+                downloads = gr.File(label="Downloads (JSON, FHIR, PDF; for a DICOM study SR, SEG, PDF and key image "
+                                    "as DICOM)",
                                     file_count="multiple", interactive=False, elem_id="vf-downloads")
                 with gr.Accordion("Result JSON", open=False):
                     result_json = gr.JSON()
@@ -441,12 +460,13 @@ def _app_kwargs(files: FileRegistry, views: ViewStore) -> dict[str, Any]:
             "openapi_url": None}
 
 
-def _sweep_forever(files: FileRegistry, every_s: float) -> None:
-    """Sweep the temp folder every ``every_s`` seconds (a daemon thread for the life of the app)."""
+def _sweep_forever(files: FileRegistry, every_s: float, service: Service | None = None) -> None:
+    """Sweep the temp folder every ``every_s`` seconds (a daemon thread for the life of the app), and the report
+    files of API calls once their client has had time to fetch them."""
     while True:
         time.sleep(every_s)
         try:
-            removed = files.sweep()
+            removed = files.sweep() + (service.expire_api_reports() if service is not None else 0)
         except OSError as exc:
             log.error("temp folder sweep failed (%s)", type(exc).__name__)
             continue
@@ -510,7 +530,8 @@ def main(host: str = "127.0.0.1", port: int = 7860, demo_user: bool | None = Non
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     if password is not None:
         print(f"demo account for this run only: user {DEMO_USER}, password {password}", flush=True)
-    threading.Thread(target=_sweep_forever, args=(files, SWEEP_EVERY_S), daemon=True, name="vfrisk-sweep").start()
+    threading.Thread(target=_sweep_forever, args=(files, SWEEP_EVERY_S, service), daemon=True,
+                     name="vfrisk-sweep").start()
     throttle = LoginThrottle(replace(ACCOUNT, base_s=config.login_backoff_s),
                              replace(ADDRESS, base_s=config.login_backoff_s))
     demo.launch(server_name=host, server_port=port, share=False,

@@ -100,6 +100,26 @@ SOFT_TISSUE_HU = 40.0
 
 
 @dataclass(frozen=True)
+class BodyRegion:
+    """Where the measurement delineated a body, in canonical voxel indices (fractional, bounds inclusive): the
+    slices between its two endplates (the mean of the anterior, middle and posterior endplate positions) and its
+    antero-posterior and left-right extent on the axial slab at the level centre. The body itself is not a box:
+    its cross-section is roughly elliptical, and a tilted body (measured in its own frame) leans within these
+    slices."""
+
+    slices: tuple[float, float]
+    """Lower and upper endplate (axis 0, inferior to superior)."""
+    rows: tuple[float, float]
+    """Anterior and posterior edge (axis 1)."""
+    columns: tuple[float, float]
+    """Right and left edge (axis 2)."""
+
+    def as_dict(self) -> dict[str, list[float]]:
+        """JSON form (rounded to 0.01 voxel)."""
+        return {k: [round(v, 2) for v in getattr(self, k)] for k in ("slices", "rows", "columns")}
+
+
+@dataclass(frozen=True)
 class Measurement:
     """One level measured from the image. Values are ``None`` whenever ``quality`` is not ``"ok"``."""
 
@@ -124,10 +144,14 @@ class Measurement:
     roi_voxels: int | None = None
     tilt_deg: float | None = None
     """Sagittal tilt of the frame the heights were measured in (from the neighbouring bodies)."""
+    region: BodyRegion | None = None
+    """Where the body was delineated (the DICOM SEG draws its segment from it); None when not delineated."""
 
     def as_dict(self) -> dict[str, object]:
         """Result-JSON form."""
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["region"] = self.region.as_dict() if self.region is not None else None
+        return out
 
 
 @dataclass(frozen=True)
@@ -290,6 +314,7 @@ def _measure_one(study: Study, level: str, z_mm: float, located: tuple[float, _B
         height_posterior_mm=round(heights[2], 1), height_ratio=round(ratio, 3),
         genant_grade=genant_grade(ratio), measured_z_mm=round(measured_z, 2), roi_voxels=n_roi,
         tilt_deg=round(tilt, 1),
+        region=BodyRegion((min(low, high), max(low, high)), (body.y_ant, body.y_post), (body.x_right, body.x_left)),
     )
 
 

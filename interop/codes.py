@@ -1,9 +1,14 @@
 """Coded concepts used by the DICOM and FHIR writers: the one registry of codes (no other module spells one).
 
-Standard codes are used wherever one exists: SNOMED CT (``SCT``) for the vertebrae and the risk levels, DCM
-for "Probability" and "Attenuation Coefficient", UCUM for units. Concepts that no standard terminology names
-(the model's fracture outcome, the interval bounds, the Genant grade, the height ratio, the very-high risk
-level) use the private scheme ``99VFRISK``, declared in each SR's Coding Scheme Identification Sequence.
+Standard codes are used wherever one exists and could be checked offline (pydicom's code dictionary, which is
+DICOM PS3.16): SNOMED CT (``SCT``) for the vertebrae, the risk levels, the Genant grades' severity (normal, mild,
+moderate, severe), the height sites (anterior, central, posterior), yes/no and mean/median; DCM for "Probability",
+"Attenuation Coefficient", "Height" and "Comment"; UCUM for units; LOINC for the two labs. Concepts that no
+standard terminology names (the model's fracture outcome, the interval bounds, the Genant grade as a concept, the
+height ratio, the very-high risk level, the level-name confidence, the suggestion engine's category rules) use the
+private scheme ``99VFRISK``, declared in the Coding Scheme Identification Sequence of every SR and SEG.
+``VERTEBRAL_BODY`` is private too: SNOMED CT has vertebral-body concepts, but none could be checked offline against
+PS3.16, so no number is guessed (the SEG pairs it with the SNOMED CT code of the vertebra as anatomic region).
 """
 
 from __future__ import annotations
@@ -55,6 +60,38 @@ GENANT_GRADE = _private("VFR-005", "Genant semiquantitative grade")
 HEIGHT_RATIO = _private("VFR-006", "Vertebral body height ratio")
 VERTEBRAL_ASSESSMENT = _private("VFR-007", "Vertebral body assessment")
 VERY_HIGH_RISK = _private("VFR-008", "Very high risk")
+VERTEBRAL_BODY = _private("VFR-009", "Vertebral body")
+RISK_CATEGORY_RULE = _private("VFR-010", "Risk category rule")
+RISK_CATEGORY_REASON = _private("VFR-011", "Risk category reason")
+NAME_CONFIDENCE = _private("VFR-012", "Vertebral level name confidence")
+NAME_UNCERTAIN = _private("VFR-013", "Vertebral level name uncertain")
+BODY_NOT_DELINEATED = _private("VFR-014", "Vertebral body not delineated")
+MEASUREMENT_ALGORITHM = "vfrisk transparent measurement"
+"""Algorithm name on the values of :mod:`inference.measure` (heights, measured HU), beside the model's own."""
+
+HEIGHT = codes.DCM.Height  # 121207
+MEDIAN = codes.SCT.Median  # 373099004, derivation of the measured trabecular HU
+UNIT_MM = codes.UCUM.Millimeter
+YES, NO = codes.SCT.Yes, codes.SCT.No  # 373066001, 373067005
+COMMENT = codes.DCM.Comment  # 121106
+HEIGHT_SITES = {
+    "anterior": codes.SCT.Anterior,  # 255549009
+    "middle": codes.SCT.Central,  # 26216008
+    "posterior": codes.SCT.Posterior,  # 255551008
+}
+"""Topographical modifier of each of the three body heights of :mod:`inference.measure`."""
+GENANT = {
+    0: codes.SCT.Normal,  # 17621005
+    1: codes.SCT.Mild,  # 255604002
+    2: codes.SCT.Moderate,  # 6736007
+    3: codes.SCT.Severe,  # 24484000
+}
+"""Genant semiquantitative grade (0 none, 1 mild, 2 moderate, 3 severe) as the SNOMED CT severity it names."""
+
+
+def rule_code(rule_id: str) -> Code:
+    """A suggestion-engine rule (``R-CAT-1``...) as a private code (clinical/RULES.md is the definition)."""
+    return _private(rule_id, f"vfrisk rule {rule_id}")
 
 RISK_LEVEL = {
     "low": codes.SCT.LowRisk,  # 75976002
@@ -65,11 +102,12 @@ RISK_LEVEL = {
 # Labs in the FHIR basis.
 # DXA T-score: LOINC 38265-5 "DXA [T-score] Bone density" (no site: the result carries the lowest T-score of
 # any site).
-# Urine NTX per creatinine: the LOINC term is "Collagen crosslinked N-telopeptide/Creatinine [Molar ratio] in
-# Urine"; its number could not be verified offline, so the observation carries that name as text and a vfrisk
-# local code, never a guessed LOINC number. Add the LOINC coding here once checked against loinc.org.
+# Urine NTX per creatinine: LOINC 14115-0 "Collagen crosslinked N-telopeptide/Creatinine [Molar ratio] in Urine",
+# the code a laboratory catalogue gives for the urine NTX test reported in nmol BCE/mmol creatinine (Michigan
+# Medicine Laboratories, NTX-Telopeptide, Urine, sent to Mayo NTXPR). The vfrisk local code stays beside it.
 LOINC_SYSTEM = "http://loinc.org"
 LOCAL_LAB_SYSTEM = "urn:vfrisk:lab"
 TSCORE_LOINC = ("38265-5", "DXA [T-score] Bone density")
-NTX_TEXT = "Collagen crosslinked N-telopeptide/Creatinine [Molar ratio] in Urine"
+NTX_LOINC = ("14115-0", "Collagen crosslinked N-telopeptide/Creatinine [Molar ratio] in Urine")
+NTX_TEXT = NTX_LOINC[1]
 NTX_LOCAL = ("ntx_nmol_bce_per_mmol_cr", "Urine NTX, nmol BCE/mmol creatinine")

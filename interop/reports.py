@@ -10,26 +10,40 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inference.errors import InputError
 from inference.study import Study
+from interop.keyimage import sagittal_png
 from interop.source import SourceSeries, patient_header, read_source_series
 from vfrisk.result import Result
 
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+    from interop.seg import BodySegment
+
 log = logging.getLogger(__name__)
 
-FORMATS = ("json", "sr", "seg", "fhir", "pdf")
+FORMATS = ("json", "sr", "seg", "fhir", "pdf", "encapsulated_pdf", "key_image")
 FILE_NAMES = {
     "json": "result.json",
     "sr": "sr.dcm",
     "seg": "seg.dcm",
     "fhir": "risk_assessment.fhir.json",
     "pdf": "report.pdf",
+    "encapsulated_pdf": "report_pdf.dcm",
+    "key_image": "key_image.dcm",
 }
 """The file each format is written to, inside ``out_dir``."""
-_NEEDS_SOURCE = {"sr", "seg", "fhir", "pdf"}
+DICOM_FORMATS = ("sr", "seg", "encapsulated_pdf", "key_image")
+"""The formats that are DICOM objects of the scored study (what a PACS receives)."""
+WRITE_ORDER = ("json", "seg", "sr", "pdf", "encapsulated_pdf", "key_image", "fhir")
+"""The SEG before the SR (the SR points at its segments); the FHIR bundle last (it links the SR and the PDF)."""
+_NEEDS_SOURCE = {"sr", "seg", "fhir", "pdf", "encapsulated_pdf", "key_image"}
 
 
 def _check_formats(formats: Iterable[str]) -> list[str]:
@@ -62,40 +76,90 @@ def _atomic(path: Path, write: Callable[[Path], Path | None]) -> Path | None:
 
 
 class _Writers:
-    """The per-format writers, sharing the validated result, the study and the source headers."""
+    """The per-format writers, sharing the validated result, the study and the source headers, and what the
+    earlier writers made (the SEG the SR points at; the DICOM objects and the PDF the FHIR bundle links)."""
 
-    def __init__(self, result: Result, study: Study, source: SourceSeries | None):
+    def __init__(self, result: Result, study: Study, source: SourceSeries | None, formats: Iterable[str] = FORMATS):
         self.result, self.study, self.source = result, study, source
+        self.formats = set(formats)
+        self.made: dict[str, Dataset] = {}
+        """The DICOM objects written so far, by format."""
+        self._pdf: bytes | None = None
+        self._bodies: list[BodySegment] | None = None
+
+    def bodies(self) -> list[BodySegment]:
+        """The delineated bodies (the SEG's segments, outlined on the key image), measured once."""
+        from interop.seg import body_segments
+
+        if self._bodies is None:
+            self._bodies = body_segments(self.result, self.study)
+        return self._bodies
 
     def json(self, path: Path) -> Path:
         path.write_text(json.dumps(self.result.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return path
 
+    def _save(self, fmt: str, ds: Dataset | None, path: Path) -> Path | None:
+        if ds is None:
+            return None
+        ds.save_as(path, enforce_file_format=True)
+        self.made[fmt] = ds
+        return path
+
     def sr(self, path: Path) -> Path | None:
-        from interop.sr import write_sr
-
-        return None if self.source is None else write_sr(self.result, self.source, path)
-
-    def seg(self, path: Path) -> Path | None:
-        from interop.seg import write_seg
-
-        return None if self.source is None else write_seg(self.result, self.study, self.source, path)
-
-    def fhir(self, path: Path) -> Path:
-        from interop.fhir import write_fhir
+        from interop.sr import build_sr
 
         if self.source is None:
-            return write_fhir(self.result, path)
-        patient_id = str(self.source.first.get("PatientID", "") or "") or None
-        return write_fhir(self.result, path, patient_id=patient_id, n_instances=len(self.source.datasets))
+            return None
+        return self._save("sr", build_sr(self.result, self.source, self.made.get("seg")), path)
 
-    def pdf(self, path: Path) -> Path:
-        from interop.keyimage import sagittal_png
+    def seg(self, path: Path) -> Path | None:
+        from interop.seg import build_seg
+
+        if self.source is None:
+            return None
+        return self._save("seg", build_seg(self.result, self.study, self.source, self.bodies()), path)
+
+    def fhir(self, path: Path) -> Path:
+        from interop.fhir import FhirLinks, write_fhir
+
+        links = FhirLinks.of(self.source, self.made, self.pdf_bytes() if "pdf" in self.formats else None)
+        return write_fhir(self.result, path, links=links)
+
+    def _write_pdf(self, path: Path) -> None:
         from interop.pdf import write_pdf
 
-        png = sagittal_png(self.study, self.result.vertebrae)
+        png = sagittal_png(self.study, self.result.vertebrae, self.bodies() if self.source is not None else ())
         patient = patient_header(self.source.first) if self.source is not None else {}
-        return write_pdf(self.result, path, patient=patient, key_image=png, header=(self.study.age, self.study.sex))
+        write_pdf(self.result, path, patient=patient, key_image=png, header=(self.study.age, self.study.sex))
+        self._pdf = path.read_bytes()
+
+    def pdf_bytes(self) -> bytes:
+        """The PDF report, made once (the PDF file and the Encapsulated PDF hold the same document)."""
+        if self._pdf is None:
+            with tempfile.TemporaryDirectory(prefix="vfrisk-pdf-") as tmp:
+                self._write_pdf(Path(tmp) / "report.pdf")
+        assert self._pdf is not None
+        return self._pdf
+
+    def pdf(self, path: Path) -> Path:
+        self._write_pdf(path)
+        return path
+
+    def encapsulated_pdf(self, path: Path) -> Path | None:
+        from interop.encapsulated import build_encapsulated_pdf
+
+        if self.source is None:
+            return None
+        return self._save("encapsulated_pdf", build_encapsulated_pdf(self.result, self.source, self.pdf_bytes()),
+                          path)
+
+    def key_image(self, path: Path) -> Path | None:
+        from interop.keyimage import build_key_image
+
+        if self.source is None:
+            return None
+        return self._save("key_image", build_key_image(self.result, self.study, self.source, self.bodies()), path)
 
 
 def _source_headers(
@@ -125,11 +189,14 @@ def write_reports(
         source: the input the study was read from (folder, zip, or files); the headers of the scored series
             are read from it for the SR, SEG, FHIR patient reference and PDF header.
         out_dir: the folder to write into; nothing is written elsewhere.
-        formats: any of ``json``, ``sr``, ``seg``, ``fhir``, ``pdf``.
+        formats: any of ``json``, ``sr``, ``seg``, ``fhir``, ``pdf``, ``encapsulated_pdf`` (the PDF as a DICOM
+            object of the study), ``key_image`` (the sagittal key image as a DICOM Secondary Capture). They are
+            written in :data:`WRITE_ORDER`: the SR points at the SEG's segments when both are written, and the
+            FHIR bundle links the SR, the SEG, the DICOM PDF and the PDF written with it.
 
     Returns:
-        format -> path of each file written. ``seg`` is absent when the model found no level to segment;
-        ``sr`` and ``seg`` are absent for a study that was not read from DICOM (NIfTI).
+        format -> path of each file written. ``seg`` is absent when no body was delineated; the DICOM formats
+        are absent for a study that was not read from DICOM (NIfTI).
 
     Raises:
         InputError: ``bad_usage`` for an unknown format; ``source_mismatch`` when ``source`` does not hold
@@ -137,10 +204,10 @@ def write_reports(
         ValueError: when ``result`` names another study (a bug upstream).
 
     """
-    chosen = _check_formats(formats)
+    chosen = sorted(_check_formats(formats), key=WRITE_ORDER.index)
     _check_study(result, study)
     headers = _source_headers(study, source, result, chosen)
-    writers = _Writers(result, study, headers)
+    writers = _Writers(result, study, headers, chosen)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for fmt in chosen:

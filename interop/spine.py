@@ -3,7 +3,8 @@
 The model reports each level's centre as an LPS z position. The spine column is found in the volume itself
 (see :func:`spine_column`); each level's box spans the level's slab, which runs half-way to the neighbouring
 levels, and a vertebra-sized region (posterior elements, canal and body) in front of the column point. The
-boxes feed the DICOM SEG (one segment per level) and the sagittal key image. They are boxes, not voxel masks.
+boxes place the level marks of the sagittal key image and of the web viewer. They are boxes, not voxel masks: the
+DICOM SEG draws the bodies the measurement delineated instead (:mod:`interop.seg`).
 """
 
 from __future__ import annotations

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from test_interop_support import Scored, make_result, truth_rows
+from test_interop_support import ORTHANC_AET, OrthancServer, Scored, make_result, truth_rows
 
 from inference.dicom import load_study
 from inference.errors import InputError
@@ -39,75 +36,6 @@ from interop.reports import write_reports
 from interop.sr import read_sr_measurements
 
 pytest_plugins = ["test_interop_support"]
-
-ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
-ORTHANC_AET = "ORTHANCTEST"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OrthancServer:
-    """A private Orthanc: DICOMweb root at ``.dicomweb``, DICOM port ``.dicom_port``."""
-
-    def __init__(self, root: Path) -> None:
-        self.http_port, self.dicom_port = _free_port(), _free_port()
-        config = {
-            "Name": "vfrisk-test",
-            "StorageDirectory": str(root / "db"),
-            "IndexDirectory": str(root / "db"),
-            "HttpPort": self.http_port,
-            "DicomPort": self.dicom_port,
-            "DicomAet": ORTHANC_AET,
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "Plugins": [str(DICOMWEB_PLUGIN)],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        }
-        (root / "orthanc.json").write_text(json.dumps(config))
-        self.log = (root / "orthanc.log").open("w")
-        self.proc = subprocess.Popen([ORTHANC, str(root / "orthanc.json")], stdout=self.log, stderr=self.log)
-        self.url = f"http://127.0.0.1:{self.http_port}"
-        self.dicomweb = f"{self.url}/dicom-web"
-        self._wait()
-
-    def _wait(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("Orthanc exited at start")
-            try:
-                with urllib.request.urlopen(f"{self.url}/system", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("Orthanc did not start within 30 s")
-
-    def stop(self) -> None:
-        self.proc.terminate()  # by PID: only the process this fixture started
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        self.log.close()
-
-
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
-    if not Path(ORTHANC).exists():
-        pytest.skip("Orthanc is not installed (make system-deps)")
-    if not DICOMWEB_PLUGIN.exists():
-        pytest.skip("the Orthanc DICOMweb plugin is not installed (make system-deps)")
-    server = OrthancServer(tmp_path_factory.mktemp("orthanc"))
-    yield server
-    server.stop()
-
 
 @pytest.fixture(scope="module")
 def uploaded(orthanc: OrthancServer, scored: Scored) -> Scored:
@@ -221,7 +149,9 @@ def test_receiver_logs_refusals_with_their_reason(
 
 def test_cli_score_dicomweb_scores_resumes_and_pushes(orthanc: OrthancServer, uploaded: Scored,
                                                       tmp_path: Path) -> None:
-    """``vfrisk score --dicomweb URL --push`` with the bundled model: the table, then the SR in the PACS."""
+    """``vfrisk score --dicomweb URL --push`` with the bundled model: the table, then the SEG, SR, PDF and key
+    image in the PACS, once; a labs row whose study the PACS does not hold is recorded once, left out of the
+    table, and searched again only with ``--retry-not-found``."""
     import sys
 
     from inference.bundle import default_bundle
@@ -229,19 +159,33 @@ def test_cli_score_dicomweb_scores_resumes_and_pushes(orthanc: OrthancServer, up
     if not (default_bundle() / "model.onnx").is_file():
         pytest.skip("no default bundle")
     uid = uploaded.study.study_instance_uid
+    absent = "1.2.826.0.1.3680043.10.511.999.1"
     labs = tmp_path / "labs.csv"
-    labs.write_text(f"study_instance_uid,ntx,bmd_tscore,age,sex\n{uid},58,-2.7,74,F\n")
+    labs.write_text(f"study_instance_uid,ntx,bmd_tscore,age,sex\n{uid},58,-2.7,74,F\n{absent},40,-2.0,70,F\n")
     out = tmp_path / "results.csv"
     cmd = [sys.executable, "-m", "vfrisk.cli", "score", "--dicomweb", orthanc.dicomweb, "--labs", str(labs),
            "--out", str(out), "--workers", "1", "--push"]
+    held_before = {i["sop_instance_uid"] for i in orthanc.study_instances(uid)}
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert first.returncode == 0, first.stderr[-2000:]
     summary = json.loads(first.stdout)
     assert summary["dicomweb"]["studies"] >= 1 and summary["dicomweb"]["pushed"] >= 1
+    assert summary["dicomweb"]["not_found"] == 1
     rows = out.read_text().splitlines()
     assert any(uid in r and ",ok," in r for r in rows), rows
-    srs = find_instances(orthanc.dicomweb, uid, modality="SR")
-    assert srs, "no SR stored back"
+    assert not any(absent in r for r in rows)  # not a table row: recorded aside
+    not_found = tmp_path / "results.csv.dicomweb" / "not_found.csv"
+    recorded = not_found.read_text()
+    assert absent in recorded
+    pushed = [i for i in orthanc.study_instances(uid) if i["sop_instance_uid"] not in held_before]
+    assert sorted(i["modality"] for i in pushed) == ["DOC", "OT", "SEG", "SR"], pushed
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-    assert again.returncode == 0 and json.loads(again.stdout)["dicomweb"]["pushed"] == 0  # pushed once only
+    assert again.returncode == 0, again.stderr[-2000:]
+    repeat = json.loads(again.stdout)["dicomweb"]
+    assert repeat["pushed"] == 0  # pushed once only
+    assert (repeat["not_found"], repeat["not_found_before"]) == (0, 1)  # not searched again
+    assert not_found.read_text() == recorded
+    assert len(orthanc.study_instances(uid)) == len(held_before) + 4
+    retry = subprocess.run([*cmd, "--retry-not-found"], capture_output=True, text=True, timeout=600, check=False)
+    assert retry.returncode == 0 and json.loads(retry.stdout)["dicomweb"]["not_found"] == 1
     assert (tmp_path / "results.csv.dicomweb" / "studies" / uid).is_dir()  # staged inside the output's folder

@@ -73,6 +73,17 @@ def test_no_found_level_writes_no_seg(scored: Scored, tmp_path: Path) -> None:
     assert list(written) == ["sr"]
 
 
+def test_sr_points_into_the_seg_only_when_both_are_written(scored: Scored, tmp_path: Path) -> None:
+    """The SEG is written before the SR whatever the order asked; an SR written without it cites no segment."""
+    from interop.sr import read_sr_measurements
+
+    both = write_reports(scored.result, scored.study, scored.source, tmp_path / "both", formats=("sr", "seg"))
+    assert list(both) == ["seg", "sr"]
+    assert any(v["segment"] for v in read_sr_measurements(both["sr"])["levels"].values())
+    alone = write_reports(scored.result, scored.study, scored.source, tmp_path / "alone", formats=("sr",))
+    assert not any(v["segment"] for v in read_sr_measurements(alone["sr"])["levels"].values())
+
+
 def test_source_as_a_list_of_files(scored: Scored, tmp_path: Path) -> None:
     files = sorted(scored.source.iterdir())
     written = write_reports(scored.result, scored.study, files, tmp_path, formats=("sr",))
@@ -81,7 +92,8 @@ def test_source_as_a_list_of_files(scored: Scored, tmp_path: Path) -> None:
 
 def test_interop_imports_no_torch_monai_or_gradio() -> None:
     code = (
-        "import sys, interop.reports, interop.sr, interop.seg, interop.fhir, interop.pdf, interop.keyimage;"
+        "import sys, interop.reports, interop.sr, interop.seg, interop.fhir, interop.pdf, interop.keyimage,"
+        " interop.encapsulated, interop.listen, interop.intake, interop.state, interop.pacs_cli;"
         "print(sorted(m for m in ('torch', 'monai', 'gradio') if m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

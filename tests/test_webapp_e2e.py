@@ -389,3 +389,22 @@ def run_folder_upload(page: object, folder: Path) -> None:
     p.get_by_role("tab", name="Folder").click()  # type: ignore[attr-defined]
     p.locator("#vf-folder input[type=file]").set_input_files(str(folder))  # type: ignore[attr-defined]
     p.locator("#vf-study").get_by_text("Study read").wait_for()  # type: ignore[attr-defined]
+
+
+def test_api_returns_the_report_files(server: Server, demo_study: Path) -> None:
+    """``/predict_reports`` through gradio_client: the result JSON and every report file of a DICOM study. (Last
+    in this module: the files stay in the temp folder a few minutes for the client.)"""
+    from gradio_client import handle_file
+
+    files = sorted(demo_study.glob("*.dcm"))
+    result, reports = client(server).predict(  # type: ignore[attr-defined]
+        [handle_file(str(f)) for f in files], 54.4, -3.52, None, "", "", api_name="/predict_reports")
+    paths = {Path(p["path"] if isinstance(p, dict) else p).name: Path(p["path"] if isinstance(p, dict) else p)
+             for p in reports}
+    assert set(paths) == {"result.json", "sr.dcm", "seg.dcm", "risk_assessment.fhir.json", "report.pdf",
+                          "report_pdf.dcm", "key_image.dcm"}
+    assert json.loads(paths["result.json"].read_text())["probability"] == result["probability"]
+    assert paths["report.pdf"].read_bytes().startswith(b"%PDF-")
+    import pydicom
+
+    assert pydicom.dcmread(paths["sr.dcm"]).Modality == "SR"

@@ -203,3 +203,21 @@ def test_a_nifti_upload_is_read_with_the_same_limits_and_gets_json_pdf_fhir(serv
     with pytest.raises(PublicError) as err:
         service.load([big], "alice")
     assert err.value.code == "too_large" and not big.exists()
+
+
+def test_api_reports_are_returned_then_expire(service: Service, study_dir: Path, temp: Path) -> None:
+    """``/predict_reports``: the report files come back (JSON first, the DICOM objects a PACS viewer shows among
+    them), the uploads are gone, and the files are deleted once the client has had time to fetch them."""
+    import time
+
+    files = upload(study_dir, temp)
+    result, reports = service.predict_with_reports([str(f) for f in files], LabInput(50.0, -2.7), None, "alice")
+    assert result.probability == 0.2
+    assert reports[0].name == "result.json"
+    assert {"sr.dcm", "risk_assessment.fhir.json", "report.pdf", "report_pdf.dcm", "key_image.dcm"} <= {
+        p.name for p in reports}
+    assert not any(f.exists() for f in files)
+    assert service.expire_api_reports() == 0 and all(p.exists() for p in reports)
+    assert service.expire_api_reports(now=time.monotonic() + service.api_reports_ttl_s + 1) == 1
+    assert not any(p.exists() for p in reports)
+    assert service.audit.lines()[-1]["event"] == "api"

@@ -222,7 +222,10 @@ def score(
     date_from: Annotated[str | None, typer.Option(help="DICOMweb: study date from (YYYY-MM-DD).")] = None,
     date_to: Annotated[str | None, typer.Option(help="DICOMweb: study date to (YYYY-MM-DD).")] = None,
     limit: Annotated[int | None, typer.Option(help="DICOMweb: at most this many studies.")] = None,
-    push: Annotated[bool, typer.Option(help="DICOMweb: store the SR and SEG back (STOW-RS).")] = False,
+    push: Annotated[bool, typer.Option(help="DICOMweb: store the SEG, SR, PDF and key image back (STOW-RS).")]
+    = False,
+    retry_not_found: Annotated[bool, typer.Option(
+        help="DICOMweb: search again for labs rows whose study the PACS did not hold on an earlier run.")] = False,
 ) -> None:
     """Batch-score an archive (or a PACS over DICOMweb) into a results table; re-running resumes."""
 
@@ -232,7 +235,7 @@ def score(
 
             scoring = Scoring(model=model, labs_csv=labs, workers=workers, db=db, engine=engine)
             _print_json(score_dicomweb(dicomweb, out, scoring, date_from=_date(date_from), date_to=_date(date_to),
-                                       limit=limit, push=push))
+                                       limit=limit, push=push, retry_not_found=retry_not_found))
             return
         if archive is None:
             raise InputError("bad_usage", "give an ARCHIVE folder or --dicomweb URL")
@@ -259,28 +262,30 @@ def _date(text: str | None) -> Any:
 @app.command()
 def listen(
     storage: Annotated[Path, typer.Option(help="Folder where received instances are kept.")],
-    out: Annotated[Path, typer.Option(help="Folder for the reports of each scored study.")],
+    out: Annotated[Path, typer.Option(help="Folder for the reports of each study and the listener's records.")],
     port: Annotated[int, typer.Option(help="DICOM port to listen on.")] = 11112,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     ae_title: Annotated[str, typer.Option(help="AE title to answer to.")] = "VFRISK",
     stable_seconds: Annotated[float, typer.Option(help="A study is complete after this many quiet seconds.")] = 10.0,
-    labs: Annotated[Path | None, typer.Option(help="Labs CSV keyed by study_instance_uid.")] = None,
+    labs: Annotated[Path | None, typer.Option(help="Labs CSV keyed by study_instance_uid (watched for changes).")]
+    = None,
     model: Annotated[Path | None, typer.Option(help="Model bundle (default: bundled).")] = None,
-    send_to: Annotated[str | None, typer.Option(help="Send the SR back: HOST:PORT:AETITLE.")] = None,
+    send_to: Annotated[list[str] | None, typer.Option(
+        help="Send the SEG, SR, PDF and key image to HOST:PORT:AETITLE (repeatable; retried until stored).")] = None,
+    retry_seconds: Annotated[float, typer.Option(help="First delay before a failed send is retried.")] = 5.0,
+    status: Annotated[bool, typer.Option(help="Print the record of every study and the outbox, then exit.")] = False,
 ) -> None:
-    """DICOM C-STORE receiver: score each complete study, write its reports, optionally send the SR back."""
+    """DICOM C-STORE receiver: score each complete CT study once, write its reports, send the results back."""
 
     def run() -> None:
-        from interop.pacs_cli import Listener
+        from interop.pacs_cli import Listener, listen_status
         from interop.pacs_cli import listen as serve_listener
 
-        target = None
-        if send_to:
-            parts = send_to.split(":")
-            if len(parts) != 3 or not parts[1].isdigit():
-                raise InputError("bad_usage", "--send-to must be HOST:PORT:AETITLE")
-            target = (parts[0], int(parts[1]), parts[2])
-        listener = Listener(host=host, port=port, ae_title=ae_title, stable_seconds=stable_seconds, send_to=target)
+        if status:
+            _print_json(listen_status(out))
+            return
+        listener = Listener(host=host, port=port, ae_title=ae_title, stable_seconds=stable_seconds,
+                            send_to=tuple(send_to or ()), retry_seconds=retry_seconds)
         serve_listener(storage, out, listener, model, labs)
 
     _guarded(run)

@@ -19,7 +19,7 @@ COLOURS = {"urgent": "#c1121f", "caution": "#b45309", "info": "#1d4ed8"}
 """Alert colours by severity (INFO blue, never red)."""
 NIFTI_REPORTS = ("JSON", "PDF", "FHIR")
 """The reports a study read from NIfTI gets (no DICOM source: no DICOM SR or SEG)."""
-DICOM_REPORTS = ("JSON", "DICOM SR", "DICOM SEG", "FHIR", "PDF")
+DICOM_REPORTS = ("JSON", "DICOM SR", "DICOM SEG", "FHIR", "PDF", "PDF as DICOM", "key image as DICOM")
 
 
 def severity(key: str) -> str:

@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,8 @@ from webapp.views import ViewStore
 log = logging.getLogger("vfrisk.webapp")
 REPORTS = "reports"
 """Sub-folder of the temp folder holding the per-session report folders."""
+API_REPORTS_TTL_S = 600.0
+"""How long the report files of an API call are kept for the client to fetch (``VFRISK_API_REPORTS_TTL_S``)."""
 
 
 __all__ = ["LabInput", "Loaded", "Service"]
@@ -104,6 +107,9 @@ class Service:
         """The study each open page (Gradio session) holds, to drop it when the page is closed."""
         self._busy = 0
         self._busy_lock = threading.Lock()
+        self._api_reports: dict[Path, float] = {}
+        """Report folders of API calls and when they were written (deleted by :meth:`expire_api_reports`)."""
+        self.api_reports_ttl_s = float(os.environ.get("VFRISK_API_REPORTS_TTL_S", API_REPORTS_TTL_S))
 
     @contextmanager
     def _slot(self) -> Iterator[None]:
@@ -270,6 +276,31 @@ class Service:
         loaded = self.load(files, user)
         return self.score(loaded, labs, form, user, event=Event.API)
 
+    def predict_with_reports(self, files: Any, labs: LabInput, form: ContextForm | None,
+                             user: str | None) -> tuple[Result, list[Path]]:
+        """The API with the report files: read, score, write the reports (JSON first; SR, SEG, FHIR, PDF, the
+        Encapsulated PDF and the key image for a DICOM study), delete the uploads. The files stay
+        :attr:`api_reports_ttl_s` seconds for the client to fetch them, then :meth:`expire_api_reports` deletes
+        them."""
+        loaded = self.load(files, user)
+        result = self.score(loaded, labs, form, user, event=Event.API, reports=True)
+        with self._busy_lock:
+            for folder in {p.parent for p in loaded.reports}:
+                self._api_reports[folder] = time.monotonic()
+        return result, list(loaded.reports)
+
+    def expire_api_reports(self, now: float | None = None) -> int:
+        """Delete the report folders of API calls older than :attr:`api_reports_ttl_s`; return how many."""
+        now = time.monotonic() if now is None else now
+        with self._busy_lock:
+            old = [f for f, t in self._api_reports.items() if now - t > self.api_reports_ttl_s]
+            for folder in old:
+                del self._api_reports[folder]
+        for folder in old:
+            if (self.temp_dir / REPORTS) in folder.resolve().parents:
+                shutil.rmtree(folder, ignore_errors=True)
+        return len(old)
+
     def image(self, loaded: Loaded, plane: str, window: str | Window, index: int | None,
               long_side: int = 512) -> Image.Image:
         """One reformat of the loaded study (a window preset by name, or any window) with the level overlay once
@@ -282,8 +313,8 @@ class Service:
 
 
 def _column(study: Study, result: Result) -> tuple[float, float] | None:
-    """The spine column point (j, i) that places the body regions (``interop.spine``, the same as the DICOM SEG's
-    boxes); None without the interop layer or when nothing was found."""
+    """The spine column point (j, i) that places the body regions (``interop.spine``, the same as the key image's
+    level marks); None without the interop layer or when nothing was found."""
     if not result.found_levels():
         return None
     try:
