@@ -138,7 +138,7 @@ def test_crop_follows_a_curved_column(curve_mm: float, aorta: float | None) -> N
         if 10 <= k < vol.shape[0] - 10:
             row_in_crop = truth[k, 0] - crop.offsets[j, 0]
             assert abs(row_in_crop - (h - 1) / 2.0 + offset) * sp[1] <= 6.0, (j, row_in_crop)
-            assert crop.image[j, int(round(row_in_crop)), crop.image.shape[2] // 2] >= 150.0  # the bone is there
+            assert crop.image[j, round(row_in_crop), crop.image.shape[2] // 2] >= 150.0  # the bone is there
 
 
 def test_crop_of_a_region_reader_equals_the_array_crop() -> None:
