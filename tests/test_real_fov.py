@@ -80,8 +80,6 @@ def _check_bodies(result: dict[str, Any], centres: dict[str, float]) -> None:
         assert near["level"] == level or near["name_uncertain"], f"{level} named {near['level']} and sure"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18 model (phantoms only): finds T12 (named L3) but not L1 on this real "
-                   "slab, so one body is counted and the slab refused; README, 'Real scans'")
 def test_90_mm_slab_is_scored_on_what_it_shows(engine) -> None:  # type: ignore[no-untyped-def]
     """30 slices of 3 mm showing T12 and L1 whole (T11 a sliver, L2 cut): two whole bodies, so it is scored
     (the reader's old 150 mm minimum refused it unread), with both found and named right or uncertain."""
