@@ -26,8 +26,8 @@ Two sources, each of which may be silent (missing is missing, never "unenhanced"
 Phase, from the aortic lumen HU: ``arterial`` from ``ARTERIAL_MIN_HU``, ``portal_venous`` from
 ``ENHANCED_MIN_HU`` (a delayed phase also lands here). When the header says contrast but the aorta cannot be
 read, or reads unenhanced, the phase is ``enhanced_unknown_phase`` (the header wins: a tag copied onto a
-pre-contrast series is rarer than a delayed phase the aorta no longer shows). The correction per phase is in
-:data:`CORRECTIONS` with its source.
+pre-contrast series is rarer than a delayed phase the aorta no longer shows); when the header says none but the
+aorta is enhanced, the aorta is believed. The correction per phase is in :data:`CORRECTIONS` with its source.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ SOURCES: tuple[str, ...] = ("aorta", "header", "both")
 
 ENHANCED_MIN_HU = 100.0
 """Aortic lumen HU from which blood is enhanced. Unenhanced blood reads 30-60 HU (about 70 with a high
-haematocrit); bolus tracking starts the arterial phase once the aorta has risen 100 HU above that. 100 HU leaves
-room for noise on both sides."""
+haematocrit); bolus-tracking protocols wait for the aorta to rise by 100 HU (e.g. Kanematsu et al., Open J Radiol
+2013) before the delay to the phase starts. 100 HU leaves room for noise on both sides."""
 ARTERIAL_MIN_HU = 230.0
 """Aortic lumen HU from which the phase is arterial. The late arterial phase peaks at 290-360 HU in the aorta
 (Radiopaedia, "Late arterial phase", rev. 2023); in the portal venous phase the aorta falls back to about

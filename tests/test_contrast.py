@@ -290,3 +290,37 @@ def test_the_dicom_reader_carries_the_contrast_tags_of_the_chosen_series(tmp_pat
     assert load_any(tagged).contrast_tags == tags
     assert load_crop(tagged, PreprocessSpec())[0].contrast_tags == tags
     assert header_says(load_any(plain).contrast_tags) is None and header_says(tags) is True
+
+
+@pytest.fixture(scope="module")
+def family_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four family B studies at a 128 matrix: arterial (header silent), unenhanced (a spine-centred slab), portal
+    venous (header says so), unenhanced."""
+    from data.synthetic.family_b.cohort import Options, write_cohort
+
+    out = tmp_path_factory.mktemp("family_b") / "c"
+    write_cohort(out, Options(n=4, seed=7, matrix=128, workers=1))
+    return out
+
+
+def test_the_check_tells_family_b_phases_and_corrects_toward_the_truth(family_b: Path) -> None:
+    """``python -m training.contrast_check`` on family B: every phase told right, from the aorta (and the header
+    where it says so), and the corrected HU nearer the unenhanced truth than the measured one."""
+    from training.contrast_check import check, report
+
+    out = check(family_b)
+    assert out["studies"] == 4 and out["told"] == 4
+    assert out["confusion"] == {"arterial|arterial": 1, "none|none": 2, "portal_venous|portal_venous": 1}
+    assert [r["source"] for r in out["records"]] == ["aorta", "aorta", "both", "aorta"]
+    hu = out["hu"]["arterial"]
+    assert abs(hu["corrected_bias"]) < abs(hu["measured_bias"]) and hu["measured_bias"] > 10
+    assert "false positives (unenhanced told enhanced): 0/2 told" in report(out)
+
+
+def test_the_check_refuses_a_folder_without_truth_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "training.contrast_check", "--cohort", str(tmp_path)],
+                         capture_output=True, text=True, cwd=REPO, check=False)
+    assert res.returncode == 2 and res.stderr.startswith("error: no truth.csv") and res.stderr.count("\n") == 1
