@@ -193,7 +193,8 @@ class Handlers:
                     *(message_html(messages.get(k, "")) for k in LAB_BOXES))
         form = ContextForm.from_form(dict(zip(CONTEXT_FIELDS, context, strict=True)))
         result = self.service.score(loaded, _lab_input(ntx, tscore, age, sex), form, _user(request), reports=True)
-        return (loaded, self._viewer(loaded), "", probability_html(result), findings_html(result.vertebrae),
+        return (loaded, self._viewer(loaded), "", probability_html(result),
+                findings_html(result.vertebrae, result.prediction.contrast),
                 suggestion_html(result), [str(p) for p in loaded.reports], result.to_json(),
                 *([""] * len(LAB_BOXES)))
 

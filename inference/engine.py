@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from inference.bundle import Bundle, load_bundle, make_session
+from inference.contrast import assess as assess_contrast
+from inference.contrast import corrected
 from inference.crop import Crop, spine_crop
 from inference.findings import Measured, Vertebra, coverage, found_levels, level_findings, recentre_target
 from inference.labs import Labs
@@ -78,6 +80,9 @@ class Engine:
         if unsure and naming.anchors:
             warnings.append(f"names uncertain: {', '.join(unsure)}")
         measured = transparent_measurements(study, [v for v in vertebrae if v.level != "S1"], crop=crop)
+        contrast = assess_contrast(study, vertebrae)  # inference.contrast: phase, corrected HU, warning
+        measured = {lv: corrected(m, contrast) for lv, m in measured.items()}
+        warnings += contrast.warnings()
         prediction = Prediction(
             probability=round(float(out["probability"]), 4),
             interval=(round(float(out["interval"][0]), 4), round(float(out["interval"][1]), 4)),
@@ -92,6 +97,7 @@ class Engine:
             warnings=tuple(warnings),
             anchors=naming.anchors,
             transitional=naming.transitional,
+            contrast=contrast,
         )
         log.info("scored series %s in %.3f s", study.series_instance_uid, time.perf_counter() - t0)
         return prediction

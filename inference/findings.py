@@ -49,8 +49,14 @@ class Measured:
     height_middle_mm: float | None = None
     height_posterior_mm: float | None = None
     height_ratio: float | None = None
+    trabecular_hu_corrected: float | None = None
+    """The trabecular HU corrected for contrast enhancement (:func:`inference.contrast.corrected`); None when the
+    scan is not enhanced (or not told) or the HU was not measured."""
+    trabecular_hu_corrected_sd: float | None = None
+    """SD (HU) of the corrected HU: the spread of the published offset it subtracts."""
 
-    NUMBERS = ("trabecular_hu", "height_anterior_mm", "height_middle_mm", "height_posterior_mm", "height_ratio")
+    NUMBERS = ("trabecular_hu", "height_anterior_mm", "height_middle_mm", "height_posterior_mm", "height_ratio",
+               "trabecular_hu_corrected", "trabecular_hu_corrected_sd")
 
     def to_json(self) -> dict[str, object]:
         """Result-JSON form."""

@@ -17,16 +17,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from inference.contrast import Contrast
 from inference.disclaimer import DISCLAIMER
 from inference.findings import Measured, Vertebra
 from inference.labs import Labs
 
 __all__ = ["DISCLAIMER", "SCHEMA_VERSION", "InputFacts", "ModelIdentity", "Prediction"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the result JSON (bump when a field is added, removed or changes meaning). 2: levels T10-L5, L6
 and S1; per vertebra ``name_confidence`` and ``name_uncertain``; ``anchors`` and ``transitional``. 3:
-``model.training_data``, the model card's one line on what the model was trained on."""
+``model.training_data``, the model card's one line on what the model was trained on. 4: ``contrast`` (phase,
+source, aortic HU, what the header says, the correction and its source) and, per measured level,
+``measured.trabecular_hu_corrected`` and ``measured.trabecular_hu_corrected_sd``."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ class Prediction:
     """Anchors of the numbering in view (``sacrum``, ``last rib``); none: every name is uncertain."""
     transitional: str | None = None
     """``six lumbar vertebrae`` / ``four lumbar vertebrae`` where both anchors show transitional anatomy."""
+    contrast: Contrast | None = None
+    """The scan's contrast enhancement (:mod:`inference.contrast`); None when it was not assessed."""
 
     def found_levels(self) -> tuple[Vertebra, ...]:
         """The levels found in the volume (``present`` and with a z position)."""
@@ -122,6 +127,7 @@ class Prediction:
             "disclaimer": self.disclaimer,
             "anchors": list(self.anchors),
             "transitional": self.transitional,
+            "contrast": None if self.contrast is None else self.contrast.to_json(),
         }
 
     @classmethod
@@ -145,6 +151,7 @@ class Prediction:
             disclaimer=str(data.get("disclaimer") or DISCLAIMER),
             anchors=tuple(str(a) for a in data.get("anchors") or ()),
             transitional=None if data.get("transitional") is None else str(data["transitional"]),
+            contrast=None if data.get("contrast") is None else Contrast.from_json(data["contrast"]),
         )
 
 

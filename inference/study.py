@@ -22,6 +22,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+@dataclass(frozen=True)
+class ContrastTags:
+    """The header's Contrast/Bolus module (DICOM PS3.3 C.7.6.4) as written; every field None when absent or empty.
+    What they say about enhancement is :func:`inference.contrast.header_says`."""
+
+    agent: str | None = None
+    """ContrastBolusAgent (0018,0010), or the code meaning of ContrastBolusAgentSequence (0018,0012)."""
+    route: str | None = None
+    """ContrastBolusRoute (0018,1040)."""
+    start_time: str | None = None
+    """ContrastBolusStartTime (0018,1042), as written (HHMMSS.FFFFFF)."""
+    volume_ml: float | None = None
+    """ContrastBolusVolume (0018,1041), in ml."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class SeriesFacts:
     """What is known about a scorable series besides its voxels: geometry, identity and header facts."""
@@ -40,6 +55,8 @@ class SeriesFacts:
     sex: str | None = None
     """'F' or 'M' from the header, if present."""
     source_format: str = "dicom"
+    contrast_tags: ContrastTags | None = None
+    """The header's contrast tags (DICOM); None when there is no header to read (NIfTI)."""
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 

@@ -83,8 +83,14 @@ def _fmt(value: float | int | None, pattern: str) -> str:
 
 
 def _levels(result: Result) -> list[Flowable]:
-    rows: list[list[str]] = [["Level", "Found", "Name confidence", "Genant grade", "Height ratio", "Trabecular HU"]]
+    contrast = result.prediction.contrast
+    enhanced = contrast is not None and contrast.enhanced
+    rows: list[list[str]] = [["Level", "Found", "Name confidence", "Genant grade", "Height ratio", "Trabecular HU",
+                              *(["Measured HU, contrast-corrected"] if enhanced else [])]]
     for v in result.vertebrae:
+        m = v.measured
+        fixed = "-" if m is None or m.trabecular_hu_corrected is None else (
+            f"{m.trabecular_hu:.0f} -> {m.trabecular_hu_corrected:.0f} +/- {m.trabecular_hu_corrected_sd:.0f}")
         rows.append(
             [
                 v.name_label().split(" ")[0],
@@ -93,11 +99,13 @@ def _levels(result: Result) -> list[Flowable]:
                 _fmt(v.genant_grade, "{}"),
                 _fmt(v.height_ratio, "{:.2f}"),
                 _fmt(v.trabecular_hu, "{:.0f}"),
+                *([fixed] if enhanced else []),
             ]
         )
     table = Table(rows, repeatRows=1)
     table.setStyle(_TABLE_STYLE)
-    return [_heading("Per-level findings"), table]
+    line = [_p(escape(contrast.summary()), _WARN if enhanced else _BODY)] if contrast is not None else []
+    return [_heading("Per-level findings"), *line, table]
 
 
 def _items(title: str, lines: Iterable[str], style: ParagraphStyle = _BODY) -> list[Flowable]:

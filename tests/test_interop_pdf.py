@@ -105,3 +105,27 @@ def test_alerts_keep_the_engine_order_and_info_is_never_red() -> None:
     red = colors.HexColor("#b91c1c")
     for text, f in drawn:
         assert (f.style.textColor == red) == text.startswith("- URGENT"), text
+
+
+def test_an_enhanced_scan_has_its_contrast_line_and_corrected_hu_column(tmp_path: Path) -> None:
+    """Issue 19: the phase, what told it and the correction's source in one line above the per-level table, and
+    each measured level's HU beside its contrast-corrected value and SD; an unenhanced scan has neither column nor
+    correction."""
+    from dataclasses import replace
+
+    from factories import make_prediction, make_result, vertebra
+
+    from inference.contrast import AortaReading, corrected, decide
+    from inference.findings import Measured
+    from interop.pdf import write_pdf
+
+    contrast = decide(AortaReading(172.0, ("L1", "L2"), 3), True)
+    level = replace(vertebra("L1", hu=130.0), measured=corrected(Measured("ok", 128.0), contrast))
+    result = make_result(replace(make_prediction(vertebrae=[level]), contrast=contrast))
+    path = write_pdf(result, tmp_path / "r.pdf")
+    text = " ".join(pdf_text(path).split())
+    assert "Contrast: portal venous phase (from the aorta and the header; aorta 172 HU)" in text
+    assert "Pickhardt 2016" in text and "contrast-corrected" in text and "128 -> 117 +/- 19" in text
+    plain = make_result(replace(make_prediction(vertebrae=[level]), contrast=decide(AortaReading(None, (), 3), None)))
+    text = " ".join(pdf_text(write_pdf(plain, tmp_path / "p.pdf")).split())
+    assert "Contrast: unenhanced (from the aorta)." in text and "contrast-corrected" not in text

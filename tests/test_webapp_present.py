@@ -216,3 +216,15 @@ def test_errors_are_one_line_in_radiologists_words(code: str, message: str, expe
     line = say(PublicError(code, message))
     assert line == expected
     assert "\n" not in line and "--" not in line and not line.rstrip(". ").endswith(":")
+
+
+def test_an_enhanced_scan_puts_its_warning_under_the_probability() -> None:
+    from dataclasses import replace
+
+    from inference.contrast import AortaReading, decide
+
+    res = result_fixture()
+    assert "unenhanced-bone" not in probability_html(res)
+    enhanced = replace(res, prediction=replace(res.prediction, contrast=decide(AortaReading(170.0, ("L1",), 2), True)))
+    html = probability_html(enhanced)
+    assert "portal venous phase" in html and "the model&#x27;s risk is learned from unenhanced-bone HU" in html

@@ -256,3 +256,21 @@ def test_image_route_answers_the_owner_only_and_forgets_dropped_studies() -> Non
     assert call(route, "/gradio_api/info", "alice")[0] == 299
     store.drop(token)
     assert call(route, f"{PREFIX}{token}.png", "alice")[0] == 404 and len(store) == 0
+
+
+def test_an_enhanced_scan_shows_its_contrast_line_and_corrected_hu_column() -> None:
+    """Issue 19: a line names the phase, what told it and the correction's source; a column shows each measured
+    level's HU beside its contrast-corrected value and SD. Unenhanced: the line only, no column."""
+    from dataclasses import replace
+
+    from inference.contrast import AortaReading, corrected, decide
+    from inference.findings import Measured
+
+    arterial = decide(AortaReading(318.0, ("L1",), 2), None)
+    levels = [replace(v, measured=corrected(Measured("ok", 150.0), arterial)) if v.present else v for v in verts()]
+    html = findings_html(levels, arterial)
+    assert "Contrast: arterial phase (from the aorta; aorta 318 HU)." in html and "Pompe 2015" in html
+    assert "contrast-corrected" in html and "150 → 136 ± 19" in html and 'colspan="6"' in html
+    plain = findings_html(levels, decide(AortaReading(None, (), 4), None))
+    assert "Contrast: unenhanced (from the aorta)." in plain and "contrast-corrected" not in plain
+    assert "vf-contrast" not in findings_html(levels)  # not assessed: no line

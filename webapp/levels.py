@@ -13,6 +13,7 @@ from html import escape
 
 import numpy as np
 
+from inference.contrast import Contrast
 from inference.findings import Vertebra
 from inference.thresholds import GENANT_RATIO, L1_LOW_HU, L1_NORMAL_HU, LEVEL_PITCH_MM
 
@@ -121,26 +122,39 @@ def _num(value: float | None, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
-def findings_html(vertebrae: Sequence[Vertebra]) -> str:
-    """The per-level table (what the model and the measurement produced, each beside its threshold)."""
+def _corrected(v: Vertebra) -> str:
+    m = v.measured
+    if m is None or m.trabecular_hu_corrected is None:
+        return "-"
+    return f"{m.trabecular_hu:.0f} → {m.trabecular_hu_corrected:.0f} ± {m.trabecular_hu_corrected_sd:.0f}"
+
+
+def findings_html(vertebrae: Sequence[Vertebra], contrast: Contrast | None = None) -> str:
+    """The per-level table (what the model and the measurement produced, each beside its threshold); on an
+    enhanced scan, a line on the contrast and a column of the measured trabecular HU corrected for it."""
+    enhanced = contrast is not None and contrast.enhanced
+    extra = "<th>Measured HU → contrast-corrected (± SD)</th>" if enhanced else ""
     head = ("<tr><th>Level</th><th>Name conf.</th><th>Genant grade (R-GEN-1)</th><th>Height ratio</th>"
-            "<th>Trabecular HU</th><th>HU vs R-CT-1</th></tr>")
+            f"<th>Trabecular HU</th><th>HU vs R-CT-1</th>{extra}</tr>")
     rows = []
     for v in vertebrae:
         if not v.present:
-            rows.append(f'<tr class="vf-absent"><td>{escape(v.level)}</td><td colspan="5">not found in the scan'
-                        "</td></tr>")
+            rows.append(f'<tr class="vf-absent"><td>{escape(v.level)}</td><td colspan="{6 if enhanced else 5}">'
+                        "not found in the scan</td></tr>")
             continue
         name = f'<span class="vf-uncertain">{escape(v.level)}?</span>' if v.name_uncertain else escape(v.level)
         grade = "" if v.genant_grade in (None, 0) else ' class="vf-grade"'
         rows.append(f"<tr><td>{name}</td><td>{_num(v.name_confidence, '{:.2f}')}</td>"
                     f"<td{grade} title=\"{escape(grade_reading(v))}\">{_num(v.genant_grade, '{}')}</td>"
                     f"<td>{_num(v.height_ratio, '{:.2f}')}</td><td>{_num(v.trabecular_hu, '{:.0f}')}</td>"
-                    f"<td>{escape(hu_reading(v.trabecular_hu))}</td></tr>")
+                    f"<td>{escape(hu_reading(v.trabecular_hu))}</td>"
+                    + (f"<td>{escape(_corrected(v))}</td>" if enhanced else "") + "</tr>")
     note = (f"Genant grade from the height ratio (R-GEN-1: grade 1 at {GENANT_RATIO[0]:.2f} or below, 2 at "
             f"{GENANT_RATIO[1]:.2f}, 3 below {GENANT_RATIO[2]:.2f}). Trabecular HU against R-CT-1 (defined at L1): "
             f"{L1_LOW_HU:.0f} HU or less is > 90 % specific, {L1_NORMAL_HU:.0f} HU or less 90 % sensitive for "
             "osteoporosis. A name with ? is uncertain.")
+    line = "" if contrast is None else contrast.summary()
     return ('<div class="vf-levels-title">Per-level findings (what the model and the measurement produced)</div>'
-            f'<table class="vf-table" id="vf-levels-table">{head}{"".join(rows)}</table>'
+            + (f'<p class="vf-contrast" id="vf-contrast">{escape(line)}</p>' if line else "")
+            + f'<table class="vf-table" id="vf-levels-table">{head}{"".join(rows)}</table>'
             f'<p class="vf-note">{escape(note)}</p>')

@@ -34,7 +34,7 @@ def pct(p: float) -> str:
 
 def probability_html(result: Result) -> str:
     """The probability, its interval, the risk category, the thresholds it comes from, the model and its
-    training data."""
+    training data, and the warning an enhanced scan carries (the model learned from unenhanced bone)."""
     s = result.suggestion
     low, high = result.interval
     reasons = "".join(f"<li>{escape(r)}</li>" for r in s.category_reasons)
@@ -49,7 +49,10 @@ def probability_html(result: Result) -> str:
         + (f'<details class="vf-why"><summary>Why this category</summary><ul>{reasons}</ul></details>' if reasons
            else "")
         + f'<div class="vf-model">Model {escape(result.model.name)} {escape(result.model.version)}. '
-        f"{escape(result.training_data)}</div></div>"
+        f"{escape(result.training_data)}</div>"
+        + "".join(f'<div class="vf-warn">{escape(w)}</div>'
+                  for w in (result.prediction.contrast.warnings() if result.prediction.contrast else []))
+        + "</div>"
     )
 
 

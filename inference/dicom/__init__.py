@@ -19,6 +19,7 @@ import numpy as np
 from inference.crop import Crop, crop_volume, spine_crop
 from inference.dicom import geometry, pixels, region
 from inference.dicom.archive import Gathered, Source, gather
+from inference.dicom.contrast import contrast_tags
 from inference.dicom.limits import Limits
 from inference.dicom.parse import Frame, ParsedFile, read_file
 from inference.dicom.patient import patient_age, patient_sex
@@ -120,6 +121,7 @@ def _facts(scan: Scan, chosen: Series, affine: np.ndarray) -> dict[str, Any]:
         "age": age,
         "sex": patient_sex(chosen.ds),
         "source_format": "dicom",
+        "contrast_tags": contrast_tags(chosen.ds),
         "warnings": tuple(warnings),
     }
 
