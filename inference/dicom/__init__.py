@@ -20,7 +20,7 @@ from inference.crop import Crop, crop_volume, spine_crop
 from inference.dicom import geometry, pixels, region
 from inference.dicom.archive import Gathered, Source, gather
 from inference.dicom.limits import Limits
-from inference.dicom.parse import Frame, ParsedFile, read_file
+from inference.dicom.parse import Frame, ParsedFile, read_deferred, read_file
 from inference.dicom.patient import patient_age, patient_sex
 from inference.dicom.series import Series, choose, evaluate, group_series, report, sorted_frames
 from inference.errors import InputError
@@ -138,7 +138,9 @@ def _assemble(scan: Scan, chosen: Series, volume: np.ndarray) -> Study:
     if stack.tilted:
         geometry.correct_tilt(volume, stack)
     canon, affine = geometry.to_canonical(volume, stack.affine())
-    return Study(volume=canon, **_facts(scan, chosen, affine))
+    for ds in {id(f.ds): f.ds for f in chosen.frames}.values():  # kept for the reports: no file needed later
+        read_deferred(ds)
+    return Study(volume=canon, source_frames=tuple(chosen.frames), **_facts(scan, chosen, affine))
 
 
 def load_study(source: Source | Path, *, limits: Limits | None = None,
