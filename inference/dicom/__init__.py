@@ -181,8 +181,10 @@ def load_crop(source: Source | Path, spec: PreprocessSpec, *, z_centre_index: fl
     """The model's crop of a study, decoding only what the crop needs when the series allows it.
 
     The crop and the facts are exactly those of ``spine_crop(load_study(source), spec, z_centre_index)`` and the
-    refusals are the same; for an uncompressed axial series only the slices :func:`~inference.crop.spine_center`
-    samples and the crop's own rows and columns are read and converted (:mod:`inference.dicom.region`).
+    refusals are the same, but for a compressed slice the crop does not use (never decoded, so a corrupt one goes
+    unnoticed); for an axial series only the slices :func:`~inference.crop.spine_center` samples and the crop's
+    own slices are decoded (uncompressed: only the crop's rows are read) and only the crop's rows and columns
+    converted to HU (:mod:`inference.dicom.region`).
 
     Args:
         source: as for :func:`load_study`.
