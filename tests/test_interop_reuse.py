@@ -156,3 +156,22 @@ def test_study_without_kept_headers_reads_them(scored: Scored) -> None:
     series = source_mod.study_source_series(bare, scored.source)
     assert len(series.datasets) == scored.study.n_source_slices
 
+
+
+def test_spine_column_is_found_once_per_study(scored: Scored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key image, its level marks and the SEG's boxes share one search of the spine column per study."""
+    from interop import spine
+
+    calls: list[int] = []
+    real = spine._find_column
+
+    def counted(study: Study) -> tuple[float, float]:
+        calls.append(1)
+        return real(study)
+
+    monkeypatch.setattr(spine, "_find_column", counted)
+    monkeypatch.setattr(spine, "_COLUMN", spine._LastStudy())
+    write_reports(scored.result, scored.study, scored.source, tmp_path, formats=("seg", "pdf"))
+    assert len(calls) == 1
+    other = replace(scored.study, volume=scored.study.volume.copy())  # another study: searched again
+    assert spine.spine_column(other) == real(scored.study) and len(calls) == 2

@@ -64,8 +64,8 @@ class RegionVolume:
         """Stored values of the decoder frames the spine finder sampled, kept for the crop."""
         self.shape = (len(frames), frames[0].rows, frames[0].columns)
         self.dtype = np.dtype(np.float32)
-        self.decoded_frames = 0
-        """How many frames went through their decoder (each at most once for one crop)."""
+        self.decoded_slices: list[int] = []
+        """The stack indices of the frames that went through their decoder, in order (each once for a crop)."""
 
     def _stack_index(self, axis: int, key: slice) -> np.ndarray:
         """Stack indices (file order, row, column) of a canonical slice along ``axis``."""
@@ -170,7 +170,7 @@ class RegionVolume:
         finally:
             if isinstance(raw, RawDataElement) and raw.value is None:
                 frame.ds[_PIXEL_TAG] = raw
-        self.decoded_frames += 1
+        self.decoded_slices.append(s)
         if words.dtype != self._dtypes[s]:
             raise NotNativeError(frame.path.name)  # not the type the rescale tables were checked for
         return words
