@@ -13,13 +13,14 @@ Little Endian about half, then Implicit VR, RLE, JPEG-LS and JPEG 2000 lossless)
   the same way for both) is shown. vfrisk does more than the floor (header checks, series choice, sort, HU of the
   crop, hashing, inference, results table and database) and decodes less: only the slices the spine finder
   samples and the crop's (for an uncompressed file only the crop's rows);
-* compressed -- each JPEG 2000 and JPEG-LS study of the archive in this process: the score row's read (decoding
-  only the slices used), the whole-volume path the batch took before issue 20 (decode every slice, then crop),
-  and the floor of ``dcmread`` + ``pixel_array`` of exactly the files the score row decoded; the page cache is
-  warm (the archive runs read these files); peak RSS of each path alone in a fresh process;
+* compressed -- each JPEG 2000 and JPEG-LS study of the archive in this process, with a batch worker's limits
+  (one decoding thread): the score row's read (decoding only the slices used), the whole-volume path the batch
+  took before issue 20 (decode every slice, then crop), and the floor of ``dcmread`` + ``pixel_array`` of
+  exactly the files the score row decoded (pydicom's default decoder either way); the page cache is warm (the
+  archive runs read these files); peak RSS of each path alone in a fresh process;
 * Ray -- ``--engine ray`` against the local engine, 2 workers, same archive (``--ray-rounds``; ``--no-ray`` skips).
 
-Run: ``.venv/bin/python bench/bench_archive.py [--studies 10] [--matrix 512] [--slices 300] [--rounds 3]``.
+Run: ``.venv/bin/python bench/bench_archive.py [--studies 8] [--matrix 512] [--slices 300] [--rounds 3]``.
 """
 
 from __future__ import annotations
@@ -166,19 +167,22 @@ def used_files(folder: Path, spec: object) -> list[Path]:
     return [frames[s].path for s in sorted(set(lazy.decoded_slices))]
 
 
+_SPEC = ("import sys; from inference.batch.work import worker_limits; from inference.bundle import "
+         "default_bundle, load_bundle; spec = load_bundle(default_bundle()).spec; ")
 PATHS = {
-    "score row (now)": "from inference.io import load_crop_any; from inference.bundle import default_bundle, "
-                       "load_bundle; import sys; load_crop_any(sys.argv[1], load_bundle(default_bundle()).spec)",
-    "whole volume (before)": "from inference.io import load_any; from inference.crop import spine_crop; "
-                             "from inference.bundle import default_bundle, load_bundle; import sys; "
-                             "spine_crop(load_any(sys.argv[1]), load_bundle(default_bundle()).spec)",
+    "score row (now)": _SPEC + "from inference.io import load_crop_any; "
+                               "load_crop_any(sys.argv[1], spec, limits=worker_limits())",
+    "whole volume (before)": _SPEC + "from inference.io import load_any; from inference.crop import spine_crop; "
+                                     "spine_crop(load_any(sys.argv[1], worker_limits()), spec)",
 }
+"""The two paths alone in a fresh process each, with a batch worker's limits (one decoding thread)."""
 
 
 def compressed_table(studies: list[Path], syntaxes: list[str], rounds: int) -> None:
     """Each JPEG 2000 / JPEG-LS study: the score row's read, the whole-volume path, the floor of the slices used."""
     import pydicom
 
+    from inference.batch.work import worker_limits
     from inference.bundle import default_bundle, load_bundle
     from inference.crop import spine_crop
     from inference.io import load_any, load_crop_any
@@ -192,11 +196,11 @@ def compressed_table(studies: list[Path], syntaxes: list[str], rounds: int) -> N
         n_all = len(list(study.rglob("*.dcm")))
 
         def now(study: Path = study) -> list[float]:
-            load_crop_any(study, spec)
+            load_crop_any(study, spec, limits=worker_limits())
             return []
 
         def before(study: Path = study) -> list[float]:
-            spine_crop(load_any(study), spec)
+            spine_crop(load_any(study, worker_limits()), spec)
             return []
 
         def floor_used(files: list[Path] = files) -> list[float]:
@@ -230,11 +234,11 @@ def ray_table(archive: Path, manifest: Path, n: int, rounds: int, tmp: Path) -> 
 def main() -> None:
     """Make (or reuse) the archive and print the three tables."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--studies", type=int, default=10)
+    ap.add_argument("--studies", type=int, default=8)
     ap.add_argument("--matrix", type=int, default=512)
     ap.add_argument("--slices", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--ray-rounds", type=int, default=2)
+    ap.add_argument("--ray-rounds", type=int, default=1)
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 5 studies of 128 x 128 x 200, one round")
     args = ap.parse_args()
@@ -253,8 +257,8 @@ def main() -> None:
               "peak RSS: each path alone in a fresh process:")
         compressed_table(studies, syntaxes, args.rounds)
         if not args.no_ray:
-            print(f"\nRay against the local engine on this machine, same archive, 2 workers, median of "
-                  f"{args.ray_rounds} interleaved rounds:")
+            print(f"\nRay against the local engine on this machine, same archive, 2 workers, {args.ray_rounds} "
+                  "run(s) each, interleaved (median):")
             ray_table(tmp / "archive", manifest, len(studies), args.ray_rounds, tmp)
 
 

@@ -19,7 +19,7 @@ processes. The sides, and how their work differs:
 * ``floor`` -- read every file and rescale its pixel data, nothing else.
 
 Neither baseline does the second pass, the level check, the measurement or the suggestion.
-Run: ``.venv/bin/python bench/bench_predict.py [--matrix 256 512] [--slices 300] [--rounds 3] [--no-monai]``.
+Run: ``.venv/bin/python bench/bench_predict.py [--matrix 512] [--slices 300] [--rounds 3] [--no-monai]``.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def floor(folder: Path) -> float:
 def main() -> None:
     """Time every side at each matrix and print one table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--matrix", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--matrix", type=int, nargs="+", default=[512])
     ap.add_argument("--slices", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-monai", action="store_true", help="leave out the MONAI baseline (a 10+ s import)")

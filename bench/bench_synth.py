@@ -5,7 +5,7 @@ round (order alternating), each into a fresh folder; the figures are medians, wi
 1,000-study cohort. On a shared machine the second process competes with whatever else runs, so more processes
 can be slower: the table says so when it is.
 
-Run: ``.venv/bin/python bench/bench_synth.py [--n 8] [--matrix 128] [--rounds 3]``.
+Run: ``.venv/bin/python bench/bench_synth.py [--n 6] [--matrix 128] [--rounds 3]``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def write(n: int, matrix: int, workers: int) -> None:
 def main() -> None:
     """Time both sides and print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--matrix", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="a smoke run: 2 studies at matrix 96, one round")
