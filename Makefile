@@ -37,9 +37,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy inference clinical data training models vfrisk interop webapp app.py
 
-## bench: every benchmark in bench/
+## bench: every benchmark in bench/ with the parameters of the README's figures (about 15 minutes on a shared
+## 2-core machine; the benchmark studies are made once into .bench-data/, a few minutes more the first time);
+## QUICK=1: small studies, one round each (a smoke run of every script)
 bench: setup
-	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f $(if $(QUICK),--quick) || exit 1; done
 
 ## system-deps: Debian packages the tests need (DICOM validators, PACS, database, browser)
 system-deps:

@@ -1,16 +1,16 @@
 """Benchmark: load a 512x512x300 CT series with vfrisk, a naive pydicom loop and MONAI LoadImage.
 
-Writes the series to a temporary folder, warms the page cache, then times each reader (best of N runs) next
-to the raw read floor (reading the same bytes with no parsing).
-Run: ``.venv/bin/python bench/bench_dicom_load.py``; ``--slices``/``--size``/``--repeat`` change the workload,
+Writes the series to a temporary folder, then times each reader and the raw read floor (reading the same bytes
+with no parsing) ``--rounds`` times, interleaved (order alternating) after one untimed warm-up round for all (page
+cache warm for all alike); the figures are medians. Every reader returns the same HU volume (checked for the
+naive loop).
+Run: ``.venv/bin/python bench/bench_dicom_load.py``; ``--slices``/``--size``/``--rounds`` change the workload,
 ``--no-monai`` skips the 10+ s MONAI import.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from common import interleaved, machine, median, table  # first: it puts the repository on the path
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference.dicom import load_study
 
@@ -81,16 +80,6 @@ def vfrisk(folder: Path) -> np.ndarray:
     return load_study(folder).volume
 
 
-def best_of(fn: Callable[[Path], np.ndarray], folder: Path, repeat: int) -> tuple[float, np.ndarray]:
-    """Best wall time of ``repeat`` runs, and the last result."""
-    times, out = [], np.empty(0)
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn(folder)
-        times.append(time.perf_counter() - t0)
-    return min(times), out
-
-
 def monai_reader() -> tuple[Callable[[Path], np.ndarray], float]:
     """MONAI LoadImage with the PydicomReader (the reader a venv without itk ends up with)."""
     t0 = time.perf_counter()
@@ -105,33 +94,32 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--slices", type=int, default=300)
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-monai", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 80 slices of 256 x 256, one round")
     args = ap.parse_args()
+    if args.quick:
+        args.slices, args.size, args.rounds = 80, 256, 1
+    print(machine())
     with tempfile.TemporaryDirectory(prefix="bench-dicom-") as tmp:
         folder = Path(tmp)
         t0 = time.perf_counter()
         write_series(folder, args.slices, args.size)
         mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
-        print(
-            f"series: {args.slices} x {args.size}x{args.size} uint16, {mb:.0f} MB, written in "
-            f"{time.perf_counter() - t0:.1f} s; cpus={os.cpu_count()}; best of {args.repeat}"
-        )
-        raw_floor(folder)  # warm the page cache
-        rows = [("raw read floor (bytes only)", *best_of(raw_floor, folder, args.repeat))]
-        t_ours, ours = best_of(vfrisk, folder, args.repeat)
-        rows.append(("vfrisk load_study", t_ours, ours))
-        t_naive, naive = best_of(naive_pydicom, folder, args.repeat)
-        rows.append(("naive pydicom loop", t_naive, naive))
-        assert np.array_equal(ours, naive.astype(np.float32)), "vfrisk and the naive loop disagree"
+        print(f"series: {args.slices} x {args.size}x{args.size} uint16, {mb:.0f} MB, written in "
+              f"{time.perf_counter() - t0:.1f} s; median of {args.rounds} interleaved rounds after a warm-up round")
+        assert np.array_equal(vfrisk(folder), naive_pydicom(folder).astype(np.float32)), "the readers disagree"
+        readers: dict[str, Callable[[Path], object]] = {
+            "raw read floor (bytes only)": raw_floor, "vfrisk load_study": vfrisk, "naive pydicom loop": naive_pydicom}
         if not args.no_monai:
             reader, import_s = monai_reader()
             print(f"(import monai: {import_s:.1f} s, not counted)")
-            rows.append(("MONAI LoadImage(PydicomReader)", *best_of(reader, folder, args.repeat)))
-        print(f"{'reader':34s} {'seconds':>8s} {'MB/s':>7s} {'x vfrisk':>9s} {'x floor':>8s}")
-        floor = rows[0][1]
-        for name, sec, _ in rows:
-            print(f"{name:34s} {sec:8.3f} {mb / sec:7.0f} {sec / t_ours:9.2f} {sec / floor:8.2f}")
+            readers["MONAI LoadImage(PydicomReader)"] = reader
+        times = interleaved({name: (lambda f=f: f(folder)) for name, f in readers.items()}, args.rounds)
+    ours, floor = median(times["vfrisk load_study"]), median(times["raw read floor (bytes only)"])
+    rows = [[name, f"{median(t):.3f} s", f"{mb / median(t):.0f}", f"{median(t) / ours:.2f}x",
+             f"{median(t) / floor:.2f}x"] for name, t in times.items()]
+    print(table(["reader", "seconds", "MB/s", "x vfrisk", "x floor"], rows))
 
 
 if __name__ == "__main__":

@@ -18,8 +18,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from inference.dicom.parse import Frame
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,10 @@ class Study(SeriesFacts):
 
     volume: np.ndarray
     """float32 HU, shape (Z, Y, X), canonical orientation (see module docstring)."""
+    source_frames: tuple[Frame, ...] = field(default=(), compare=False, repr=False)
+    """The scored series' frames as the DICOM reader parsed them (headers only: their pixel data was dropped
+    once decoded), in the order read, so that the reports reuse the parsed headers instead of reading the files
+    again (:func:`interop.source.study_source_series`). Empty for NIfTI and for a study made in memory."""
 
     def input_sha256(self) -> str:
         """Hash of the canonical HU volume and its spacing: the identity of what the model sees."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from inference.errors import InputError
 from inference.study import Study
 from interop.keyimage import sagittal_png
-from interop.source import SourceSeries, patient_header, read_source_series
+from interop.source import SourceSeries, patient_header, study_source_series
 from vfrisk.result import Result
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ def _source_headers(
     if study.source_format != "dicom":
         log.info("study read from %s: no DICOM headers, SR and SEG skipped", study.source_format)
         return None
-    return read_source_series(source, result.series_instance_uid)
+    return study_source_series(study, source)  # the headers the reader parsed, when it kept them
 
 
 def write_reports(

@@ -1,12 +1,16 @@
-"""The headers of the scored series, read back from the input files (no pixel data).
+"""The headers of the scored series (no pixel data): those the reader already parsed, or read back from the
+input files.
 
 The SR and SEG must reference exactly the series the model saw, with the patient and study attributes of the
-source so that a PACS files them with the study. The files are found with the same safe gathering code as
-``load_study`` (folders, zips, lists of files) and parsed with the same defensive header reader.
+source so that a PACS files them with the study. A study read from DICOM keeps the headers its reader parsed
+(:attr:`inference.study.Study.source_frames`) and :func:`study_source_series` reuses them; otherwise the files
+are found with the same safe gathering code as ``load_study`` (folders, zips, lists of files) and parsed with the
+same defensive header reader (:func:`read_source_series`). Both give the same headers in the same order.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +22,7 @@ from inference.dicom.archive import gather
 from inference.dicom.limits import Limits
 from inference.dicom.parse import PIXEL_DATA_TAGS, Frame, read_file
 from inference.errors import InputError
+from inference.study import Study
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,52 @@ def read_source_series(
     if not headers:
         raise InputError("source_mismatch", "the input files do not hold the scored series")
     return _assemble(headers, frames)
+
+
+def series_from_frames(frames: Sequence[Frame]) -> SourceSeries:
+    """The :class:`SourceSeries` of frames the reader already parsed (pixel data dropped), without reading a file:
+    what :func:`read_source_series` gives for the files those frames came from (the first file of each SOP
+    Instance UID kept, the same sort along the slice normal)."""
+    headers: dict[str, Dataset] = {}
+    owner: dict[str, int] = {}
+    kept: list[Frame] = []
+    for frame in frames:
+        sop = str(frame.ds.get("SOPInstanceUID", ""))
+        if owner.setdefault(sop, id(frame.ds)) != id(frame.ds):
+            continue  # another file of the same instance: read_source_series reads the first only
+        if sop not in headers:
+            headers[sop] = _reusable(frame.ds)
+        kept.append(frame)
+    if not headers:
+        raise InputError("source_mismatch", "the study holds no header of the scored series")
+    return _assemble(headers, kept)
+
+
+def _reusable(ds: Dataset) -> Dataset:
+    """``ds`` itself when it holds no pixel data (the reader drops it once decoded), else a header copy."""
+    return _header(ds) if any(tag in ds for tag in PIXEL_DATA_TAGS) else ds
+
+
+def _holds(source: Path | Sequence[Path], path: Path) -> bool:
+    """True when ``path`` is one of the files ``source`` names or lies in one of its folders (a zip's members
+    are extracted to a temporary folder: never held)."""
+    roots = [source] if isinstance(source, str | os.PathLike) else list(source)
+    target = Path(os.path.abspath(path))
+    for root in roots:
+        base = Path(os.path.abspath(root))
+        if target == base or target.is_relative_to(base):
+            return True
+    return False
+
+
+def study_source_series(study: Study, source: Path | Sequence[Path], limits: Limits | None = None) -> SourceSeries:
+    """The headers of the series ``study`` was read from: the ones its reader parsed when it kept them and they
+    came from ``source`` (no file is read again), else read from ``source`` (:func:`read_source_series`, which
+    refuses a source without the series)."""
+    frames = study.source_frames
+    if frames and all(_holds(source, f.path) for f in frames):
+        return series_from_frames(frames)
+    return read_source_series(source, study.series_instance_uid, limits)
 
 
 def _assemble(headers: dict[str, Dataset], frames: list[Frame]) -> SourceSeries:

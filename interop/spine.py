@@ -9,7 +9,9 @@ DICOM SEG draws the bodies the measurement delineated instead (:mod:`interop.seg
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +63,28 @@ def _body_mask(study: Study) -> np.ndarray:
     return eroded if eroded.any() else body
 
 
+class _LastStudy:
+    """A value computed for the last study asked for, kept while that study lives (weakly referenced)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entry: tuple[weakref.ref[Study], tuple[float, float]] | None = None
+
+    def get(self, study: Study, compute: Callable[[Study], tuple[float, float]]) -> tuple[float, float]:
+        """The kept value when ``study`` is the last study, else ``compute(study)`` (then kept)."""
+        with self._lock:
+            entry = self._entry
+        if entry is not None and entry[0]() is study:
+            return entry[1]
+        value = compute(study)
+        with self._lock:
+            self._entry = (weakref.ref(study), value)
+        return value
+
+
+_COLUMN = _LastStudy()
+
+
 def spine_column(study: Study) -> tuple[float, float]:
     """(j, i) of a point on the posterior elements of the spine (the back of the spine column).
 
@@ -68,7 +92,15 @@ def spine_column(study: Study) -> tuple[float, float]:
     the spine, ribs lie lateral to it and the table lies outside the body. So the column is the most posterior
     place inside the body, near its left-right centre, where bone runs through at least ``COLUMN_FRACTION`` of
     the slices where the busiest place does.
+
+    The reports of one study ask for it several times (the key image, its level marks, the SEG's boxes): the
+    answer for the last study is kept (a study is immutable; weakly referenced, so no study is kept alive).
     """
+    return _COLUMN.get(study, _find_column)
+
+
+def _find_column(study: Study) -> tuple[float, float]:
+    """:func:`spine_column`, computed."""
     _, sy, sx = study.spacing_mm
     count = (study.volume > BONE_HU).sum(axis=0).astype(np.float32)
     count = ndimage.uniform_filter(count, size=(max(1, round(6 / sy)), max(1, round(6 / sx))))

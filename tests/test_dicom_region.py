@@ -18,12 +18,13 @@ import pytest
 from pydicom import hooks as pydicom_hooks
 from test_dicom_synth import Variant, phantom, write_series
 
-from inference.crop import spine_crop
+from inference.crop import crop_volume, spine_crop
 from inference.dicom import load_crop, load_study, region
 from inference.dicom.archive import gather
 from inference.dicom.limits import Limits
 from inference.dicom.series import sorted_frames
 from inference.dicom.valuecache import cached_raw_element_value, header_value
+from inference.errors import InputError
 from inference.spec import PreprocessSpec
 
 SPEC = replace(PreprocessSpec(), crop_mm=(200.0, 100.0, 90.0))
@@ -69,7 +70,13 @@ def _rewrite(folder: Path, **attrs: object) -> None:
     Variant(slope=2.0, intercept=-2048.0),
     Variant(slope=0.37, intercept=-1000.5),
     Variant(transfer_syntax=uids.ImplicitVRLittleEndian),
-], ids=["default", "slope1", "slope0.5", "signed", "slope2", "fractional", "implicit"])
+    Variant(transfer_syntax=uids.RLELossless),
+    Variant(transfer_syntax=uids.JPEG2000Lossless),
+    Variant(transfer_syntax=uids.JPEG2000Lossless, slope=1.0, intercept=0.0, signed=True),
+    Variant(transfer_syntax=uids.JPEGLSLossless, slope=0.5, intercept=-1024.0),
+    Variant(transfer_syntax=uids.DeflatedExplicitVRLittleEndian),
+], ids=["default", "slope1", "slope0.5", "signed", "slope2", "fractional", "implicit", "rle", "j2k", "j2k-signed",
+        "jpegls-slope0.5", "deflated"])
 def test_region_crop_equals_whole_volume_crop(tmp_path: Path, variant: Variant) -> None:
     write_series(tmp_path, VOL, variant)
     assert _lazy(tmp_path) is not None  # these all take the region path
@@ -111,11 +118,74 @@ def test_bits_stored_12_with_junk_high_bits(tmp_path: Path, signed: bool) -> Non
     _same(tmp_path)
 
 
-@pytest.mark.parametrize("variant", [Variant(plane="sagittal"), Variant(transfer_syntax=uids.RLELossless)],
-                         ids=["sagittal", "rle"])
+@pytest.mark.parametrize("variant", [Variant(plane="sagittal"), Variant(plane="sagittal",
+                                                                      transfer_syntax=uids.RLELossless)],
+                         ids=["sagittal", "sagittal-rle"])
 def test_other_series_use_the_whole_volume_path(tmp_path: Path, variant: Variant) -> None:
     write_series(tmp_path, VOL[:, :100, :90], variant)
     assert _lazy(tmp_path) is None
+    _same(tmp_path)
+
+
+@pytest.mark.parametrize("syntax", [uids.JPEG2000Lossless, uids.JPEGLSLossless, uids.RLELossless],
+                         ids=["j2k", "jpegls", "rle"])
+def test_compressed_series_decode_only_the_slices_used(tmp_path: Path, syntax: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """200 slices: the spine finder samples every third, the crop needs 50; each of those is decoded once, the
+    others never, and the crop is the whole-volume one."""
+    from inference.dicom import parse
+
+    monkeypatch.setattr(parse, "DEFER_BYTES", 64)  # these tiny compressed slices are deferred like real ones
+    write_series(tmp_path, phantom(nz=200, ny=64, nx=48), Variant(transfer_syntax=syntax))
+    lazy = _lazy(tmp_path)
+    assert lazy is not None
+    study = load_study(tmp_path)
+    crop = crop_volume(lazy, study.spacing_mm, SPEC)
+    ref = spine_crop(study, SPEC)
+    assert np.array_equal(crop.image, ref.image) and crop.start_index == ref.start_index
+    sampled = set(range(0, 200, max(1, 200 // 64)))
+    cropped = set(range(max(0, crop.start_index[0]), min(200, crop.start_index[0] + crop.image.shape[0])))
+    assert sorted(lazy.decoded_slices) == sorted(sampled | cropped) and len(sampled | cropped) < 200
+    assert set(lazy._decoded) == sampled - cropped  # a sampled slice the crop used was not kept any longer
+    with gather(tmp_path, Limits()) as gathered:  # no decoded frame keeps its compressed bytes
+        from inference.dicom import _choose, _scan
+
+        chosen = _choose(_scan(gathered, Limits()))
+        assert chosen.stack is not None
+        frames = sorted_frames(chosen)
+        again = region.region_volume(frames, chosen.stack)
+        assert again is not None
+        assert frames[5].ds.get_item(0x7FE00010, keep_deferred=True).value is None  # deferred
+        again.above(5, (150.0,))
+        assert again.decoded_slices == [5]
+        assert frames[5].ds.get_item(0x7FE00010, keep_deferred=True).value is None  # deferred again
+
+
+def test_compressed_slice_that_fails_refuses_as_the_whole_volume(tmp_path: Path) -> None:
+    """A used slice that cannot be decoded: the same refusal, in the same words, either way."""
+    paths = write_series(tmp_path, VOL, Variant(transfer_syntax=uids.JPEG2000Lossless))
+    ds = pydicom.dcmread(paths[30])
+    frames = pydicom.encaps.generate_fragmented_frames(ds.PixelData)
+    fragment = b"".join(next(frames))
+    ds.PixelData = pydicom.encaps.encapsulate([fragment[:40] + bytes(len(fragment) - 40)])
+    ds.save_as(paths[30])
+    with pytest.raises(InputError) as whole:
+        load_study(tmp_path)
+    with pytest.raises(InputError) as part:
+        load_crop(tmp_path, SPEC)
+    assert part.value.code == whole.value.code == "decode_failed"
+    assert part.value.message == whole.value.message
+    assert part.value.message.startswith("slice 31 of 60: ")
+
+
+def test_decoder_type_other_than_the_header_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_series(tmp_path, VOL, Variant(transfer_syntax=uids.RLELossless))
+    real = region.decode_frame
+
+    def widened(frame: object) -> np.ndarray:
+        return real(frame).astype(np.int32)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(region, "decode_frame", widened)
     _same(tmp_path)
 
 

@@ -34,7 +34,14 @@ from data.synthetic.anatomy import (
     render,
     s1_geometry,
 )
-from data.synthetic.dicom_writer import RESCALES, SeriesHeader, det_uid, slice_dataset, write_dataset
+from data.synthetic.dicom_writer import (
+    RESCALES,
+    TRANSFER_SYNTAXES,
+    SeriesHeader,
+    det_uid,
+    slice_dataset,
+    write_dataset,
+)
 from data.synthetic.model import LEVELS, Patient, draw_patient
 from inference.errors import InputError
 from inference.workers import init_worker
@@ -371,17 +378,20 @@ def make_study(
 
 
 def write_fixed_study(folder: Path, seed: int, index: int, *, matrix: int, n_slices: int,
-                      slice_mm: float = 1.0, fov_mm: float = 400.0) -> Path:
-    """Write one uncompressed axial study of exactly ``matrix`` x ``matrix`` x ``n_slices`` (for benchmarks).
+                      slice_mm: float = 1.0, fov_mm: float = 400.0, syntax: str = "explicit") -> Path:
+    """Write one axial study of exactly ``matrix`` x ``matrix`` x ``n_slices`` (for benchmarks and tests).
 
     The patient and habitus are drawn as in a cohort; the acquisition is fixed (``fov_mm`` field of view,
-    ``slice_mm`` slices, Explicit VR Little Endian) and the slices are the ``n_slices`` centred on L2.
+    ``slice_mm`` slices, the transfer ``syntax``: a key of ``TRANSFER_SYNTAXES``, Explicit VR Little Endian by
+    default) and the slices are the ``n_slices`` centred on L2.
     """
+    if syntax not in TRANSFER_SYNTAXES:
+        raise ValueError(f"unknown transfer syntax {syntax!r}; known: {', '.join(TRANSFER_SYNTAXES)}")
     rng, patient, plan, _ = _draw(seed, index, CohortOptions(n=1, seed=seed, matrix=matrix, extras=False))
     margin = max(0.0, (n_slices * slice_mm - 200.0) / 2.0 + 40.0)
     acq = replace(plan.acq, matrix=matrix, pixel_spacing=fov_mm / matrix, slice_spacing=slice_mm,
                   slice_thickness=slice_mm, margin_top=margin, margin_bottom=margin)
-    plan = replace(plan, acq=acq, syntax="explicit", sagittal_main=False)
+    plan = replace(plan, acq=acq, syntax=syntax, sagittal_main=False)
     vol, grid, spine = render(patient, acq, plan.body, rng)
     centre = int(np.argmin(np.abs(grid.z - next(v.z_center for v in spine if v.level == "L2"))))
     start = int(np.clip(centre - n_slices // 2, 0, max(0, len(grid.z) - n_slices)))

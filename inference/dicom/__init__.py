@@ -21,7 +21,7 @@ from inference.dicom import geometry, pixels, region
 from inference.dicom.archive import Gathered, Source, gather
 from inference.dicom.contrast import contrast_tags
 from inference.dicom.limits import Limits
-from inference.dicom.parse import Frame, ParsedFile, read_file
+from inference.dicom.parse import Frame, ParsedFile, read_deferred, read_file
 from inference.dicom.patient import patient_age, patient_sex
 from inference.dicom.series import Series, choose, evaluate, group_series, report, sorted_frames
 from inference.errors import InputError
@@ -140,7 +140,9 @@ def _assemble(scan: Scan, chosen: Series, volume: np.ndarray) -> Study:
     if stack.tilted:
         geometry.correct_tilt(volume, stack)
     canon, affine = geometry.to_canonical(volume, stack.affine())
-    return Study(volume=canon, **_facts(scan, chosen, affine))
+    for ds in {id(f.ds): f.ds for f in chosen.frames}.values():  # kept for the reports: no file needed later
+        read_deferred(ds)
+    return Study(volume=canon, source_frames=tuple(chosen.frames), **_facts(scan, chosen, affine))
 
 
 def load_study(source: Source | Path, *, limits: Limits | None = None,
@@ -181,8 +183,10 @@ def load_crop(source: Source | Path, spec: PreprocessSpec, *, z_centre_index: fl
     """The model's crop of a study, decoding only what the crop needs when the series allows it.
 
     The crop and the facts are exactly those of ``spine_crop(load_study(source), spec, z_centre_index)`` and the
-    refusals are the same; for an uncompressed axial series only the slices :func:`~inference.crop.spine_center`
-    samples and the crop's own rows and columns are read and converted (:mod:`inference.dicom.region`).
+    refusals are the same, but for a compressed slice the crop does not use (never decoded, so a corrupt one goes
+    unnoticed); for an axial series only the slices :func:`~inference.crop.spine_center` samples and the crop's
+    own slices are decoded (uncompressed: only the crop's rows are read) and only the crop's rows and columns
+    converted to HU (:mod:`inference.dicom.region`).
 
     Args:
         source: as for :func:`load_study`.

@@ -238,6 +238,17 @@ def read_file(path: Path, limits: Limits, budget: Budget | None = None) -> Parse
     return ParsedFile(path, ds, frames)
 
 
+def read_deferred(ds: Dataset) -> None:
+    """Read now every deferred value of ``ds`` but pixel data: a header kept after its study was read (for the
+    reports) must not need its file again (a zip member's file is gone by then)."""
+    for tag in list(ds.keys()):
+        if tag in PIXEL_DATA_TAGS:
+            continue
+        elem = ds.get_item(tag, keep_deferred=True)
+        if isinstance(elem, RawDataElement) and elem.value is None and elem.length not in (0, None):
+            ds.get_item(tag)  # reads the value from the file and keeps it
+
+
 def has_pixels(ds: Dataset) -> bool:
     """True when the dataset carries pixel data (of any kind)."""
     return any(tag in ds for tag in PIXEL_DATA_TAGS)

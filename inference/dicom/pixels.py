@@ -270,4 +270,7 @@ def decode_volume(frames: Sequence[Frame], limits: Limits, budget: Budget | None
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(work, range(n)))
+    for ds in multi.values():  # the headers may be kept (for the reports): not the pixel data
+        if _PIXEL_DATA in ds:
+            del ds[_PIXEL_DATA]
     return out

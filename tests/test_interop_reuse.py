@@ -1,0 +1,177 @@
+"""The reports reuse the headers the reader already parsed, and write the same files as when they parse the source
+again (after normalising generated UIDs, UUIDs and dates: ``normalise``).
+
+Before issue 20 ``write_reports`` read every header of the scored series back from the source; now a study read
+from DICOM keeps its parsed headers (``Study.source_frames``) and the reports use them. Both paths are run here on
+the same result, for every transfer syntax family the reader has a different path for, and compared file by file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from normalise import report_folder
+from test_dicom_synth import Variant, phantom, write_series
+from test_interop_support import Scored, make_result
+
+from inference.dicom import load_study
+from inference.dicom.limits import Limits
+from inference.study import Study
+from interop import source as source_mod
+from interop.reports import FORMATS, write_reports
+
+pytest_plugins = ["test_interop_support"]
+
+SYNTAXES = {
+    "explicit": pydicom.uid.ExplicitVRLittleEndian,
+    "implicit": pydicom.uid.ImplicitVRLittleEndian,
+    "j2k": pydicom.uid.JPEG2000Lossless,
+    "rle": pydicom.uid.RLELossless,
+}
+
+
+def _rewrite(src: Path, dest: Path, syntax: str) -> Path:
+    """The study's files re-encoded in ``syntax`` (same headers, same pixels)."""
+    dest.mkdir(parents=True)
+    for path in sorted(src.iterdir()):
+        ds = pydicom.dcmread(path)
+        if ds.file_meta.TransferSyntaxUID.is_compressed:
+            ds.decompress()
+        uid = SYNTAXES[syntax]
+        if uid.is_compressed:
+            ds.compress(uid, encoding_plugin="pylibjpeg" if syntax != "rle" else "")
+            ds.save_as(dest / path.name, enforce_file_format=True)
+        else:
+            ds.file_meta.TransferSyntaxUID = uid
+            ds.save_as(dest / path.name, enforce_file_format=True, implicit_vr=syntax == "implicit")
+    return dest
+
+
+@pytest.fixture(scope="module", params=sorted(SYNTAXES))
+def encoded(request: pytest.FixtureRequest, scored: Scored, tmp_path_factory: pytest.TempPathFactory) -> Scored:
+    """The interop study re-encoded in each syntax, read again, with the same hand-made result."""
+    folder = _rewrite(scored.source, tmp_path_factory.mktemp(request.param) / "study", request.param)
+    study = load_study(folder)
+    return Scored(folder, study, make_result(study, scored.truth, absent=("L4",)), scored.truth)
+
+
+def _both(case: Scored, source: Path | list[Path], tmp_path: Path) -> tuple[dict, dict]:
+    reused = write_reports(case.result, case.study, source, tmp_path / "reused")
+    parsed = write_reports(case.result, replace(case.study, source_frames=()), source, tmp_path / "parsed")
+    assert set(reused) == set(parsed) and set(reused) >= set(FORMATS) - {"seg"}
+    return report_folder(tmp_path / "reused", case.source), report_folder(tmp_path / "parsed", case.source)
+
+
+def _fail(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the headers were read from the files again")
+
+
+def test_reused_headers_write_the_same_reports(encoded: Scored, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    assert len(encoded.study.source_frames) == encoded.study.n_source_slices
+    with monkeypatch.context() as patch:  # the reuse path reads no header back
+        patch.setattr(source_mod, "read_source_series", _fail)
+        reused = write_reports(encoded.result, encoded.study, encoded.source, tmp_path / "reused")
+    parsed = write_reports(encoded.result, replace(encoded.study, source_frames=()), encoded.source,
+                           tmp_path / "parsed")
+    assert set(reused) == set(parsed) == set(FORMATS)
+    assert report_folder(tmp_path / "reused", encoded.source) == report_folder(tmp_path / "parsed", encoded.source)
+
+
+def test_a_list_of_files_reuses_the_headers(scored: Scored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = sorted(scored.source.iterdir())
+    monkeypatch.setattr(source_mod, "read_source_series", _fail)
+    assert len(source_mod.study_source_series(scored.study, files).datasets) == scored.study.n_source_slices
+    monkeypatch.undo()
+    reused, parsed = _both(scored, files, tmp_path)
+    assert reused == parsed
+
+
+def test_a_zip_is_read_again_and_writes_the_same(scored: Scored, tmp_path: Path) -> None:
+    """A zip's members were extracted to a folder that is gone: its headers are read from the zip again."""
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(scored.source.iterdir()):
+            zf.write(path, f"dicom/{path.name}")
+    study = load_study(archive)
+    assert study.source_frames and not source_mod._holds(archive, study.source_frames[0].path)
+    case = Scored(scored.source, study, make_result(study, scored.truth, absent=("L4",)), scored.truth)
+    reused, parsed = _both(case, archive, tmp_path)
+    assert reused == parsed
+
+
+def test_another_source_is_still_refused(scored: Scored, interop_cohort: Path, tmp_path: Path) -> None:
+    """Headers kept from one folder are not used for another: that source is read, and refused."""
+    from inference.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        write_reports(scored.result, scored.study, interop_cohort / "studies" / "S00000", tmp_path, formats=("sr",))
+    assert err.value.code == "source_mismatch"
+
+
+def test_kept_headers_need_no_file(tmp_path: Path) -> None:
+    """A long value pydicom defers (read from the file on first use) is read while the files exist: a zip's
+    extracted members are gone once the study is read, and the kept headers still give every value."""
+    folder = tmp_path / "s"
+    write_series(folder, phantom(nz=24, ny=16, nx=16), Variant(transfer_syntax=pydicom.uid.ImplicitVRLittleEndian))
+    comment = "x" * 6000  # beyond the reader's 4096-byte deferral threshold
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.ImageComments = comment
+        ds.save_as(path, implicit_vr=True)
+    archive = tmp_path / "s.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.iterdir()):
+            zf.write(path, path.name)
+    shutil.rmtree(folder)
+    study = load_study(archive, limits=Limits(min_extent_mm=0.0))
+    assert not study.source_frames[0].path.exists()
+    for frame in study.source_frames:
+        assert frame.ds.ImageComments == comment
+        assert all(tag not in frame.ds for tag in (0x7FE00010, 0x7FE00008, 0x7FE00009))  # pixel data dropped
+    series = source_mod.series_from_frames(study.source_frames)
+    assert len(series.datasets) == 24
+    assert np.allclose([g.position[2] for g in series.frames], sorted(g.position[2] for g in series.frames))
+
+
+def test_series_from_frames_is_read_source_series(scored: Scored) -> None:
+    """The same headers, in the same order, with the same geometry, either way."""
+    kept = source_mod.series_from_frames(scored.study.source_frames)
+    read = source_mod.read_source_series(scored.source, scored.study.series_instance_uid)
+    assert [d.SOPInstanceUID for d in kept.datasets] == [d.SOPInstanceUID for d in read.datasets]
+    for a, b in zip(kept.frames, read.frames, strict=True):
+        assert np.array_equal(a.position, b.position) and a.spacing == b.spacing
+    for a, b in zip(kept.datasets, read.datasets, strict=True):
+        assert {e.keyword: str(e.value) for e in a} == {e.keyword: str(e.value) for e in b}
+
+
+def test_study_without_kept_headers_reads_them(scored: Scored) -> None:
+    bare: Study = replace(scored.study, source_frames=())
+    series = source_mod.study_source_series(bare, scored.source)
+    assert len(series.datasets) == scored.study.n_source_slices
+
+
+
+def test_spine_column_is_found_once_per_study(scored: Scored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key image, its level marks and the SEG's boxes share one search of the spine column per study."""
+    from interop import spine
+
+    calls: list[int] = []
+    real = spine._find_column
+
+    def counted(study: Study) -> tuple[float, float]:
+        calls.append(1)
+        return real(study)
+
+    monkeypatch.setattr(spine, "_find_column", counted)
+    monkeypatch.setattr(spine, "_COLUMN", spine._LastStudy())
+    write_reports(scored.result, scored.study, scored.source, tmp_path, formats=("seg", "pdf"))
+    assert len(calls) == 1
+    other = replace(scored.study, volume=scored.study.volume.copy())  # another study: searched again
+    assert spine.spine_column(other) == real(scored.study) and len(calls) == 2
