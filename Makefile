@@ -115,3 +115,5 @@ $(COHORTS)/cross-%.json: $(COHORTS)/bundle-%/model.json $(TEST_SET)/cohort.json 
 	$(PY) -m training.fov_check --cohort $(TEST_B) --model $(COHORTS)/bundle-$* --out $(COHORTS)/cross-$*-on-b.json
 	touch $@
 cross-family: setup $(COHORTS)/cross-a-only.json $(COHORTS)/cross-b-only.json
+# keep the pattern rules' intermediate files (make would delete a cross run's checkpoint and the caches' marks)
+.PRECIOUS: $(COHORTS)/%/.pruned $(COHORTS)/run-%-only/checkpoint.pt
