@@ -54,7 +54,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from inference.crop import spine_center
+from inference.crop import spine_center, spine_track
 from inference.spec import PreprocessSpec
 from inference.study import Study
 from inference.thresholds import LEVEL_PITCH_MM, genant_grade
@@ -190,14 +190,15 @@ def measure_levels(study: Study, levels: list[tuple[str, float]],
     """Measure trabecular HU and anterior/middle/posterior heights of each ``(level, z_mm)`` given.
 
     ``z_mm`` is the patient (LPS) z of the level centre, typically the model's ``z_mm``; ``centre_rc`` is the
-    in-plane (row, column) of the vertebral column, found with :func:`spine_center` when omitted. The
+    in-plane (row, column) of the vertebral column; when omitted, each level takes the column at its height
+    (:func:`track_centres`). The
     centres of the neighbouring levels in ``levels`` bound the search for the endplates (a lone level uses
     ``LEVEL_PITCH_MM``). ``centres`` may give a level its own column (a curved spine: the crop's track at that
     level), overriding ``centre_rc``. Levels that cannot be delineated come back with ``quality`` set to a reason
     code and no values.
     """
     if centre_rc is None and not all(lv in (centres or {}) for lv, _ in levels):
-        centre_rc = spine_center(study.volume, study.spacing_mm, PreprocessSpec())
+        centres = {**track_centres(study, levels), **(centres or {})}
     gaps = neighbour_gaps([float(z) for _, z in levels])
     found: dict[int, tuple[float, _Body] | _FailedError] = {}
     for i, (level, z_mm) in enumerate(levels):
@@ -217,6 +218,22 @@ def measure_levels(study: Study, levels: list[tuple[str, float]],
             out.append(_measure_one(study, level, float(z_mm), located, tilts.get(i, 0.0), gap))
         except _FailedError as exc:
             out.append(Measurement(level=level, z_mm=float(z_mm), quality=exc.code, reason=exc.detail))
+    return out
+
+
+def track_centres(study: Study, levels: list[tuple[str, float]]) -> dict[str, tuple[int, int]]:
+    """The column (row, column) at each level's height: :func:`inference.crop.spine_track` (a curved spine's
+    bodies are not on one whole-scan column)."""
+    anchor = spine_center(study.volume, study.spacing_mm, PreprocessSpec())
+    track = spine_track(study.volume, study.spacing_mm, PreprocessSpec())
+    out = {}
+    for level, z_mm in levels:
+        try:
+            k = slice_index(study, float(z_mm), anchor)
+        except _FailedError:
+            k = 0.0
+        i = int(np.clip(round(k), 0, len(track) - 1))
+        out[level] = (round(float(track[i, 0])), round(float(track[i, 1])))
     return out
 
 

@@ -146,7 +146,11 @@ def test_the_training_data_line_comes_from_the_model_card() -> None:
     from inference.bundle import UNDESCRIBED, default_bundle, training_line
 
     card = json.loads((default_bundle() / "model.json").read_text())
-    assert training_line(card) == "Trained on synthetic phantoms only: validate locally before any use."
+    assert training_line(card) == card["training_data"]["description"]  # the run wrote it (training.run)
+    assert training_line(card).startswith("Trained on synthetic phantoms only: 1200 synthetic studies of phantom "
+                                          "family A")
+    assert training_line({"intended_use": card["intended_use"]}) == (
+        "Trained on synthetic phantoms only: validate locally before any use.")
     described = {"training_data": {"description": "Trained on 2000 synthetic\n phantoms."}, "intended_use": "x"}
     assert training_line(described) == "Trained on 2000 synthetic phantoms."
     assert training_line({"intended_use": "Research use."}) == UNDESCRIBED
