@@ -6,6 +6,7 @@ Two report folders written from the same result must normalise to the same value
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -18,6 +19,9 @@ from pydicom.uid import UID_dictionary
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?$")
 _PDF_VOLATILE = re.compile(rb"/(CreationDate|ModDate) \(D:[^)]*\)|/ID\s*\n?\[<[0-9a-f]+><[0-9a-f]+>\]")
+_OID = re.compile(r"^urn:oid:([0-2](\.\d+)+)$")
+_BARE_UID = re.compile(r"^[0-2](\.\d+){4,}$")
+ENCAPSULATED_DOCUMENT = 0x00420011
 
 
 class Placeholders:
@@ -69,6 +73,8 @@ def _walk(ds: Dataset, names: Placeholders) -> list[Any]:
             out.append((int(elem.tag), "<date/time>"))
         elif elem.VR == "UI":
             out.append((int(elem.tag), [names(str(v), "uid") for v in _values(elem.value)]))
+        elif int(elem.tag) == ENCAPSULATED_DOCUMENT:  # the PDF report inside an Encapsulated PDF
+            out.append((int(elem.tag), elem.VR, pdf_bytes(bytes(elem.value))))
         else:
             out.append((int(elem.tag), elem.VR, repr(elem.value)))
     return out
@@ -81,19 +87,32 @@ def json_file(path: Path, names: Placeholders) -> Any:
 
 def _json(value: Any, names: Placeholders) -> Any:
     if isinstance(value, dict):
+        if value.get("contentType") == "application/pdf" and isinstance(value.get("data"), str):
+            pdf_data = pdf_bytes(base64.b64decode(value["data"]))  # a PDF in a FHIR attachment: its dates,
+            value = {**value, "data": pdf_data.decode("latin-1"), "hash": "<hash>", "size": "<size>"}  # hash, size
         return {k: _json(v, names) for k, v in value.items()}
     if isinstance(value, list):
         return [_json(v, names) for v in value]
     if isinstance(value, str):
         if _ISO_TIME.match(value):
             return "<date/time>"
+        oid = _OID.match(value)
+        if oid:
+            return f"urn:oid:{names(oid.group(1), 'uid')}"
+        if _BARE_UID.match(value):  # a DICOM UID written as a FHIR id (ImagingStudy series and instances)
+            return names(value, "uid")
         return _UUID.sub(lambda m: names(m.group(0), "uuid"), value)
     return value
 
 
 def pdf(path: Path) -> bytes:
     """A reportlab PDF without its creation/modification dates and its document ID (a hash of them)."""
-    return _PDF_VOLATILE.sub(b"<volatile>", path.read_bytes())
+    return pdf_bytes(path.read_bytes())
+
+
+def pdf_bytes(data: bytes) -> bytes:
+    """:func:`pdf` of the bytes themselves (a PDF embedded in a DICOM or FHIR report)."""
+    return _PDF_VOLATILE.sub(b"<volatile>", data)
 
 
 def report_folder(folder: Path, source: Path) -> dict[str, Any]:
