@@ -9,8 +9,9 @@ Little Endian about half, then Implicit VR, RLE, JPEG-LS and JPEG 2000 lossless)
 * archive -- ``run_score`` (local engine, a fresh output each run, so nothing is skipped) with 1 and 2 workers,
   against the floor: the same files read and decoded (``pydicom.dcmread(f).pixel_array``, nothing else) by a
   pool of the same number of processes. Both are timed from the call to the last result, process start-up
-  included (vfrisk's workers also load the ONNX session); the peak RSS of each worker process (``ru_maxrss``,
-  the same way for both) is shown. vfrisk does more than the floor (header checks, series choice, sort, HU of the
+  included (vfrisk's workers also load the ONNX session); the CPU seconds of all processes (this one's and each
+  worker's own, as the workers report them) and the peak RSS of each worker process (``ru_maxrss``) are measured
+  the same way for both. vfrisk does more than the floor (header checks, series choice, sort, HU of the
   crop, hashing, inference, results table and database) and decodes less: only the slices the spine finder
   samples and the crop's (for an uncompressed file only the crop's rows);
 * compressed -- each JPEG 2000 and JPEG-LS study of the archive in this process, with a batch worker's limits
@@ -35,6 +36,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import fixed_study, machine, median, quiet_stderr, run_python, spread, table
@@ -70,27 +72,38 @@ def make_archive(root: Path, matrix: int, slices: int, syntaxes: list[str]) -> t
     return root / "manifest.csv", studies
 
 
-def decode_study(folder: str) -> tuple[int, float]:
-    """Floor: read and decode every file of a study (pydicom, nothing else); this process's id and peak RSS."""
+def decode_study(folder: str) -> tuple[int, float, float]:
+    """Floor: read and decode every file of a study (pydicom, nothing else); this process's id, peak RSS (MB) and
+    CPU seconds so far."""
     import pydicom
 
     for path in sorted(Path(folder).rglob("*.dcm")):
         pydicom.dcmread(path).pixel_array  # noqa: B018  (decoding is the point)
-    return os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return os.getpid(), usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
-def floor_run(studies: list[Path], workers: int) -> list[float]:
-    """The floor over every study in a pool of ``workers`` processes; peak RSS of each worker (MB)."""
+@dataclass(frozen=True)
+class Workers:
+    """What the worker processes of one run reported: peak RSS (MB) and CPU seconds, one value per worker."""
+
+    peak_rss_mb: list[float]
+    cpu_s: list[float]
+
+
+def floor_run(studies: list[Path], workers: int) -> Workers:
+    """The floor over every study in a pool of ``workers`` processes."""
     ctx = multiprocessing.get_context("forkserver")
     peaks: dict[int, float] = {}
+    cpu: dict[int, float] = {}
     with ctx.Pool(workers) as pool:
-        for pid, peak in pool.imap_unordered(decode_study, [str(s) for s in studies], chunksize=1):
-            peaks[pid] = max(peaks.get(pid, 0.0), peak)
-    return [peaks[p] for p in sorted(peaks)]
+        for pid, peak, used in pool.imap_unordered(decode_study, [str(s) for s in studies], chunksize=1):
+            peaks[pid], cpu[pid] = max(peaks.get(pid, 0.0), peak), max(cpu.get(pid, 0.0), used)
+    return Workers([peaks[p] for p in sorted(peaks)], [cpu[p] for p in sorted(cpu)])
 
 
-def vfrisk_run(archive: Path, manifest: Path, workers: int, engine: str, out: Path) -> list[float]:
-    """``vfrisk score`` over the archive into a fresh output; peak RSS of each worker (MB)."""
+def vfrisk_run(archive: Path, manifest: Path, workers: int, engine: str, out: Path) -> Workers:
+    """``vfrisk score`` over the archive into a fresh output (its run report gives each worker's figures)."""
     from inference.batch import ScoreOptions, run_score
 
     shutil.rmtree(out.parent, ignore_errors=True)
@@ -100,45 +113,59 @@ def vfrisk_run(archive: Path, manifest: Path, workers: int, engine: str, out: Pa
     report = json.loads(Path(summary["report"]).read_text())
     if report["counts"]["error"]:
         raise SystemExit(f"vfrisk score gave error rows: {report['reasons']}")
-    return list(report["peak_rss_mb"]["workers"])
+    return Workers(list(report["peak_rss_mb"]["workers"]), list(report["worker_cpu_s"]))
 
 
-def timed_rounds(sides: dict[str, Callable[[], list[float]]], rounds: int) -> dict[str, tuple[list[float], list]]:
-    """Wall seconds and the returned peaks of each side, ``rounds`` times, interleaved (order alternating)."""
-    out: dict[str, tuple[list[float], list]] = {k: ([], []) for k in sides}
+@dataclass
+class Timed:
+    """One side's rounds: wall seconds, CPU seconds of all its processes (this one's and its workers'), and
+    what its workers reported."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    workers: list[Workers] = field(default_factory=list)
+
+
+def timed_rounds(sides: dict[str, Callable[[], Workers | None]], rounds: int) -> dict[str, Timed]:
+    """Each side ``rounds`` times, interleaved (order alternating); CPU: this process's plus its workers'."""
+    out = {k: Timed() for k in sides}
     names = list(sides)
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
-            t0 = time.perf_counter()
-            peaks = sides[name]()
-            out[name][0].append(time.perf_counter() - t0)
-            out[name][1].append(peaks)
+            t0, c0 = time.perf_counter(), time.process_time()
+            workers = sides[name]()
+            out[name].wall.append(time.perf_counter() - t0)
+            out[name].cpu.append(time.process_time() - c0 + (sum(workers.cpu_s) if workers else 0.0))
+            if workers is not None:
+                out[name].workers.append(workers)
         print(f"  (round {r + 1} of {rounds} done)", flush=True)
     return out
 
 
-def peaks_text(runs: list[list[float]]) -> str:
-    """Largest worker peak over the rounds, per worker count."""
-    flat = [p for run in runs for p in run]
+def peak_text(timed: Timed) -> str:
+    """The largest peak RSS of any worker over the rounds."""
+    flat = [p for w in timed.workers for p in w.peak_rss_mb]
     return f"{max(flat):.0f} MB" if flat else "-"
 
 
 def archive_table(archive: Path, manifest: Path, studies: list[Path], rounds: int, tmp: Path) -> None:
     """Studies per minute of vfrisk and of the floor, 1 and 2 workers."""
-    sides: dict[str, Callable[[], list[float]]] = {}
+    sides: dict[str, Callable[[], Workers | None]] = {}
     for w in (1, 2):
         sides[f"vfrisk {w}"] = lambda w=w: vfrisk_run(archive, manifest, w, "local", tmp / f"out{w}" / "r.csv")
         sides[f"floor {w}"] = lambda w=w: floor_run(studies, w)
     res = timed_rounds(sides, rounds)
     rows = []
     for w in (1, 2):
+        for name, label in ((f"vfrisk {w}", "vfrisk score"), (f"floor {w}", "decode floor")):
+            t = res[name]
+            rows.append([f"{w}", label, spread(t.wall, 1), f"{60 * len(studies) / median(t.wall):.1f}",
+                         f"{median(t.cpu):.1f} s", peak_text(t)])
         ours, flo = res[f"vfrisk {w}"], res[f"floor {w}"]
-        spm, fspm = 60 * len(studies) / median(ours[0]), 60 * len(studies) / median(flo[0])
-        rows.append([f"{w}", spread(ours[0], 1), f"{spm:.1f}", peaks_text(ours[1]),
-                     spread(flo[0], 1), f"{fspm:.1f}", peaks_text(flo[1]),
-                     f"{median(ours[0]) / median(flo[0]):.2f}x"])
-    print(table(["workers", "vfrisk score: wall, median (min-max)", "studies/min", "peak RSS/worker",
-                 "decode floor: wall", "studies/min", "peak RSS/worker", "vfrisk / floor"], rows))
+        rows.append([f"{w}", "vfrisk / floor", f"{median(ours.wall) / median(flo.wall):.2f}x", "",
+                     f"{median(ours.cpu) / median(flo.cpu):.2f}x", ""])
+    print(table(["workers", "side", "wall, median (min-max)", "studies/min", "CPU, all processes",
+                 "peak RSS per worker"], rows))
 
 
 def used_files(folder: Path, spec: object) -> list[Path]:
@@ -195,28 +222,27 @@ def compressed_table(studies: list[Path], syntaxes: list[str], rounds: int) -> N
         files = used_files(study, spec)
         n_all = len(list(study.rglob("*.dcm")))
 
-        def now(study: Path = study) -> list[float]:
+        def now(study: Path = study) -> None:
             load_crop_any(study, spec, limits=worker_limits())
-            return []
 
-        def before(study: Path = study) -> list[float]:
+        def before(study: Path = study) -> None:
             spine_crop(load_any(study, worker_limits()), spec)
-            return []
 
-        def floor_used(files: list[Path] = files) -> list[float]:
+        def floor_used(files: list[Path] = files) -> None:
             for path in files:
                 pydicom.dcmread(path).pixel_array  # noqa: B018  (decoding is the point)
-            return []
 
         res = timed_rounds({"now": now, "before": before, "floor": floor_used}, rounds)
         mem = {k: run_python(code, [str(study)]).peak_rss_mb for k, code in PATHS.items()}
-        now, before, flo = (median(res[k][0]) for k in ("now", "before", "floor"))
-        rows.append([syntax, f"{len(files)} of {n_all}", f"{now:.2f} s", f"{before:.2f} s", f"{flo:.2f} s",
-                     f"{now / flo:.2f}x", f"{before / flo:.2f}x",
-                     f"{mem['score row (now)']:.0f} MB", f"{mem['whole volume (before)']:.0f} MB"])
-    print(table(["syntax", "slices decoded", "score row read (now)", "whole volume + crop (before)",
-                 "decode floor of those slices", "now / floor", "before / floor", "peak RSS now",
-                 "peak RSS before"], rows))
+        for label, key, rss in (("score row read (now)", "now", mem["score row (now)"]),
+                                ("whole volume + crop (before)", "before", mem["whole volume (before)"]),
+                                ("decode floor of the slices decoded", "floor", None)):
+            t, f = res[key], res["floor"]
+            rows.append([syntax, f"{len(files)} of {n_all}", label, f"{median(t.wall):.2f} s",
+                         f"{median(t.wall) / median(f.wall):.2f}x", f"{median(t.cpu):.2f} s",
+                         f"{median(t.cpu) / median(f.cpu):.2f}x", f"{rss:.0f} MB" if rss else ""])
+    print(table(["syntax", "slices decoded", "path", "wall", "x floor", "CPU", "CPU x floor",
+                 "peak RSS, alone in a process"], rows))
 
 
 def ray_table(archive: Path, manifest: Path, n: int, rounds: int, tmp: Path) -> None:
@@ -224,10 +250,10 @@ def ray_table(archive: Path, manifest: Path, n: int, rounds: int, tmp: Path) -> 
     sides = {"local": lambda: vfrisk_run(archive, manifest, 2, "local", tmp / "rl" / "r.csv"),
              "ray": lambda: vfrisk_run(archive, manifest, 2, "ray", tmp / "rr" / "r.csv")}
     res = timed_rounds(sides, rounds)
-    local, ray = median(res["local"][0]), median(res["ray"][0])
+    local, ray = median(res["local"].wall), median(res["ray"].wall)
     print(table(["engine (2 workers)", "wall, median (min-max)", "studies/min", "x local"],
-                [["local", spread(res['local'][0], 1), f"{60 * n / local:.1f}", "1.00x"],
-                 ["ray (local instance)", spread(res['ray'][0], 1), f"{60 * n / ray:.1f}",
+                [["local", spread(res["local"].wall, 1), f"{60 * n / local:.1f}", "1.00x"],
+                 ["ray (local instance)", spread(res["ray"].wall, 1), f"{60 * n / ray:.1f}",
                   f"{ray / local:.2f}x"]]))
 
 

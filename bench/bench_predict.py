@@ -181,13 +181,14 @@ def main() -> None:
     for matrix in args.matrix:
         study = fixed_study(matrix, args.slices)
         times_of = interleaved({name: (lambda f=f, s=study: f(s)) for name, f in sides_of.items()}, args.rounds)
-        ours = median(times_of["vfrisk predict"])
-        for name, t in times_of.items():
+        ours, ours_cpu = median(times_of.wall["vfrisk predict"]), median(times_of.cpu["vfrisk predict"])
+        for name, t in times_of.wall.items():
+            cpu = median(times_of.cpu[name])
             rows.append([f"{matrix} x {matrix} x {args.slices}", name, f"{median(t):.3f} s",
-                         f"{median(t) / ours:.2f}x"])
+                         f"{median(t) / ours:.2f}x", f"{cpu:.3f} s", f"{cpu / ours_cpu:.2f}x"])
     print(f"\none study, one process, set-up not counted, median of {args.rounds} interleaved rounds after a "
-          "warm-up round (see the docstring for what each side does):")
-    print(table(["study", "side", "seconds", "x vfrisk predict"], rows))
+          "warm-up round (see the docstring for what each side does); CPU: this process, all threads:")
+    print(table(["study", "side", "wall", "wall x vfrisk predict", "CPU", "CPU x vfrisk predict"], rows))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     sides = {"1 process": lambda: write(args.n, args.matrix, 1),
              f"{cores} processes": lambda: write(args.n, args.matrix, cores)}
-    times = interleaved(sides, args.rounds, warmup=0)
+    times = interleaved(sides, args.rounds, warmup=0).wall
     one = median(times["1 process"])
     print(f"\n{args.n} studies at matrix {args.matrix}, median of {args.rounds} interleaved rounds:")
     rows = []

@@ -53,19 +53,29 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def interleaved(sides: Mapping[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Wall seconds of each side, ``rounds`` times, the sides run in turn within each round (the order reversed
-    every other round so neither side always runs first); ``warmup`` untimed rounds first, alike for all."""
+@dataclass(frozen=True)
+class Rounds:
+    """Seconds of each side in each round: wall clock, and this process's CPU time (user + system, all its
+    threads; what a side's child processes use is not in it)."""
+
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+
+
+def interleaved(sides: Mapping[str, Callable[[], object]], rounds: int, warmup: int = 1) -> Rounds:
+    """Each side ``rounds`` times, the sides run in turn within each round (the order reversed every other round
+    so neither side always runs first); ``warmup`` untimed rounds first, alike for all."""
     names = list(sides)
     for _ in range(warmup):
         for name in names:
             sides[name]()
-    out: dict[str, list[float]] = {name: [] for name in names}
+    out = Rounds({name: [] for name in names}, {name: [] for name in names})
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             sides[name]()
-            out[name].append(time.perf_counter() - t0)
+            out.wall[name].append(time.perf_counter() - t0)
+            out.cpu[name].append(time.process_time() - c0)
     return out
 
 

@@ -52,6 +52,8 @@ def test_mixed_archive_gives_ok_and_error_rows(batch_archive: Path, scoring_bund
     report = json.loads(Path(summary["report"]).read_text())
     assert report["model"]["sha256"] and report["versions"]["onnxruntime"] != "absent"
     assert report["peak_rss_mb"]["workers"] and all(m > 0 for m in report["peak_rss_mb"]["workers"])
+    assert len(report["worker_cpu_s"]) == len(report["peak_rss_mb"]["workers"])
+    assert all(s > 0 for s in report["worker_cpu_s"])  # each worker's CPU seconds, model included
     assert {"read", "crop", "hash", "inference"} <= set(report["mean_stage_s"])
 
 

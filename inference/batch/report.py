@@ -34,6 +34,8 @@ class RunStats:
     scored: int = 0
     peak_rss_mb: dict[int, float] = field(default_factory=dict)
     """Peak resident memory of each worker process (by pid) seen in this run."""
+    cpu_s: dict[int, float] = field(default_factory=dict)
+    """CPU seconds each worker process (by pid) had used at its last row seen in this run."""
 
     def add(self, outcome: Outcome) -> None:
         """Count one row scored in this run."""
@@ -42,6 +44,7 @@ class RunStats:
         if outcome.worker is not None:
             pid = outcome.worker.pid
             self.peak_rss_mb[pid] = max(self.peak_rss_mb.get(pid, 0.0), outcome.worker.peak_rss_mb)
+            self.cpu_s[pid] = max(self.cpu_s.get(pid, 0.0), outcome.worker.cpu_s)
 
 
 def parent_peak_rss_mb() -> float:
@@ -68,4 +71,5 @@ def build_run_report(*, options: dict[str, Any], model: dict[str, str], records:
         "studies_per_minute": round(60 * stats.scored / timings["score"], 1) if timings.get("score") else None,
         "peak_rss_mb": {"parent": parent_peak_rss_mb(),
                         "workers": [stats.peak_rss_mb[pid] for pid in sorted(stats.peak_rss_mb)]},
+        "worker_cpu_s": [stats.cpu_s[pid] for pid in sorted(stats.cpu_s)],
     }

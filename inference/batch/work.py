@@ -11,7 +11,7 @@ import os
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +40,12 @@ PROBABILITY_DIGITS = 6
 
 @dataclass(frozen=True)
 class WorkerStats:
-    """Which process did the work, and its peak resident memory so far."""
+    """Which process did the work, its peak resident memory and the CPU time it has used so far."""
 
     pid: int
     peak_rss_mb: float
+    cpu_s: float = 0.0
+    """CPU seconds (user + system, all threads) of the process since it started."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,9 @@ class Prepared:
 
 
 def worker_stats() -> WorkerStats:
-    """The current process id and its peak RSS (Linux reports ``ru_maxrss`` in KiB)."""
-    return WorkerStats(os.getpid(), round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    """The current process id, its peak RSS (Linux reports ``ru_maxrss`` in KiB) and its CPU seconds so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return WorkerStats(os.getpid(), round(usage.ru_maxrss / 1024, 1), round(usage.ru_utime + usage.ru_stime, 3))
 
 
 def error_outcome(key: str, code: str, message: str, **extra: object) -> Outcome:
@@ -183,4 +186,5 @@ def prepare_and_score(task: Task, spec: PreprocessSpec, lab_ranges: dict[str, li
     engine = _ENGINES.get(bundle)
     if engine is None:
         engine = _ENGINES.setdefault(bundle, Engine(Path(bundle), threads=1))
-    return score(engine.run, item)
+    outcome = score(engine.run, item)
+    return replace(outcome, worker=worker_stats())  # this process also ran the model: its usage after that
