@@ -79,7 +79,7 @@ def test_level_groups_are_tid_1411_and_resolve_their_seg_segment(reports: dict[s
     groups = sr.content.get_volumetric_roi_measurement_groups()
     segments = {int(s.SegmentNumber): s for s in seg.SegmentSequence}
     sources = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in scored.source.iterdir()}
-    assert len(groups) == len(segments) >= 5
+    assert len(groups) == len(segments) >= 4
     for group in groups:
         ref = group.referenced_segment
         assert ref.referenced_sop_instance_uid == seg.SOPInstanceUID
