@@ -116,4 +116,4 @@ $(COHORTS)/cross-%.json: $(COHORTS)/bundle-%/model.json $(TEST_SET)/cohort.json 
 	touch $@
 cross-family: setup $(COHORTS)/cross-a-only.json $(COHORTS)/cross-b-only.json
 # keep the pattern rules' intermediate files (make would delete a cross run's checkpoint and the caches' marks)
-.PRECIOUS: $(COHORTS)/%/.pruned $(COHORTS)/run-%-only/checkpoint.pt
+.PRECIOUS: $(COHORTS)/%/.pruned $(COHORTS)/run-%-only/checkpoint.pt $(COHORTS)/bundle-%-only/model.json

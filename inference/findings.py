@@ -3,15 +3,17 @@ the names are, and the coverage rule.
 
 The graph outputs, per 4 mm position along the crop, the probability of each name class (the spec's levels,
 ``other`` vertebra, ``none``). A body is a peak of 1 - P(none) (:func:`find_bodies`), found whatever its name;
-its name is the most probable level there and its name confidence that probability among the bodies' classes.
-Names are trusted only where an anchor of the numbering is in view (the sacrum, or the last rib-bearing vertebra
-with the first lumbar under it): otherwise every name is marked uncertain, and the result says so. Nothing
-shifts the numbering after the model: a name that repeats or breaks the order is marked uncertain, not moved.
+the bodies are named together by counting along them (:func:`name_bodies`: a chain over the levels in
+anatomical order whose evidence is the model's name probabilities and the gaps between the bodies), each name's
+confidence its posterior probability given every body found. Names are trusted only where an anchor of the
+numbering is in view (the sacrum, or the last rib-bearing vertebra with the first lumbar under it): otherwise
+every name is marked uncertain, and the result says so. Names never repeat or break the anatomical order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -30,8 +32,10 @@ SEPARATION_MM = 20.0
 (T10-T11 5th percentile 23.6 mm in 2,116 real CTs, ../shared/real-spine/vid-keypoints)."""
 SURE = 0.9
 """Name confidence at or above which a name (with an anchor in view) is reported as sure."""
-ANCHOR_MIN = 0.5
-"""Name confidence of an S1, or of a T12 above an L1, for it to anchor the numbering."""
+ANCHOR_MIN = SURE
+"""The model's own probability of an S1, or of a T12 and the L1 under it, for them to anchor the numbering: on
+real CT the model's neighbouring names err together (a 90 mm slab's T12 and L1 named T11 and T12 with 0.78 and
+0.83), so names that agree with each other are no anchor unless the model is sure of the anchor itself."""
 EDGE_MM = 9.0
 """A body whose centre lies nearer than this to the end of the scanned data (the scan's edge, or the crop's) is
 cut by it, not whole: not found. Below half the height of every whole T10-L5 body (about 10-15 mm)."""
@@ -77,10 +81,11 @@ class Vertebra:
     measured: Measured | None = None
     """The transparent measurement of the level, when it was measured."""
     name_confidence: float | None = None
-    """How sure the name is (0-1): the model's probability of this name for the body found."""
+    """How sure the name is (0-1): the posterior probability of this name given every body found
+    (:func:`name_bodies`)."""
     name_uncertain: bool = False
-    """The name is not sure: confidence below :data:`SURE`, no anchor of the numbering in view, or a name that
-    repeats or breaks the order of the bodies found."""
+    """The name is not sure: confidence below :data:`SURE`, no anchor of the numbering in view, or a count that
+    overruled a name the model is sure of (:attr:`Naming.overruled`)."""
 
     def name_label(self) -> str:
         """The name as shown to users: ``L2``, or ``L2? (0.62)`` when the name is uncertain."""
@@ -166,13 +171,21 @@ class Naming:
     names: tuple[str, ...]
     """One per body (superior first): a level, or ``other``."""
     confidence: tuple[float, ...]
-    """The model's probability of each body's name."""
+    """How sure each name is: its posterior probability given every body found (:func:`name_bodies`)."""
     consistent: tuple[bool, ...]
-    """Whether each name is the body's own most probable one (False: the order of the bodies chose it)."""
+    """Whether each name is the body's own most probable one (False: its neighbours' names chose it)."""
     anchors: tuple[str, ...]
     """Anchors of the numbering in view: ``sacrum``, ``last rib``."""
     transitional: str | None
     """``six lumbar vertebrae`` / ``four lumbar vertebrae`` where both anchors show it; else None."""
+    overruled: tuple[str, ...] = ()
+    """Bodies whose own name the model gives with at least :data:`OVERRULED` but the count along the spine
+    changed (``L3 (0.95) counted as L2``): the numbering is in doubt and every name is uncertain."""
+
+    @property
+    def trusted(self) -> bool:
+        """Whether sure names may be reported: an anchor in view and no confident name overruled."""
+        return bool(self.anchors) and not self.overruled
 
     def warnings(self, named: list[str]) -> list[str]:
         """Result warnings about the names."""
@@ -180,62 +193,143 @@ class Naming:
         if named and not self.anchors:
             out.append("no anchor of the numbering (sacrum, last rib-bearing vertebra) in view: the names of the "
                        f"bodies found ({', '.join(named)}) are uncertain")
+        if named and self.overruled:
+            out.append("the count along the spine contradicts the model's own name of a body "
+                       f"({'; '.join(self.overruled)}): every name is uncertain")
         if self.transitional:
             out.append(f"transitional anatomy: {self.transitional} (numbered from the last rib-bearing vertebra "
                        "and the sacrum)")
         return out
 
 
+P_TRANSITIONAL = 0.04
+"""Prior probability of a spine with four lumbar vertebrae, and again of one with six (a few percent each in
+published series; the share ``vfrisk synth --fov mixed`` draws)."""
+P_MISSED = 0.05
+"""Prior probability that a whole body between two bodies found was not found (the gap spans two levels)."""
+GAP_SD = 0.2
+"""SD of the log ratio of a gap between two bodies found to its expected length (the number of levels it spans
+times the study's pitch): real pitches vary by level (T10-T11 about 25 mm, L3-L4 about 38 mm)."""
+MAX_SPAN = 3
+"""Most levels one gap between bodies found may span."""
+OVERRULED = SURE
+"""Own name probability of a body at or above which the count may not change its name without casting doubt on
+the whole numbering (on the real reference CT the count, trusting the model's weaker T12 and L1 above, would
+otherwise shift the L3 it names with 0.95, and four bodies with it, by one level, and call them sure)."""
+
+
 def name_bodies(bodies: list[Body], levels: tuple[str, ...] = LEVELS) -> Naming:
-    """Name the bodies found (superior first) in one consistent order: each level at most once and levels in
-    their anatomical order, ``other`` only above the first or below the last level, choosing the assignment of
-    highest joint probability (a dynamic programme over the bodies). A body whose own most probable name does
-    not fit the order is named by the order and marked so; no name is moved after the model."""
+    """Name the bodies found (superior first) by counting: a hidden Markov chain along the bodies whose states
+    are the levels in anatomical order (``other`` above the first and below the last), whose emissions are the
+    model's name probabilities and whose steps follow the anatomy (the next level, or the one after when a body
+    between was not found, as the gap in mm says; L4 to S1 or L5 to L6 with :data:`P_TRANSITIONAL`). The names
+    are the most probable consistent sequence; each name's confidence is its posterior probability given every
+    body found (forward-backward), so an anchor in view (the sacrum, the last rib-bearing vertebra) fixes the
+    names counted from it, and conflicting evidence lowers them. Names never repeat or break the order; a count
+    that overrules a name the model is sure of (:data:`OVERRULED`) is recorded, and makes every name uncertain."""
     n, k = len(bodies), len(levels)
     if n == 0:
         return Naming((), (), (), (), None)
-    # states: 0 = other above, 1..k = level index + 1, k + 1 = other below
-    logp = np.full((n, k + 2), -np.inf)
+    m = k + 2  # states: 0 = other above, 1..k = level index + 1, k + 1 = other below
+    emit = np.full((n, m), -np.inf)
     for i, b in enumerate(bodies):
         for j, lv in enumerate(levels):
-            logp[i, j + 1] = np.log(max(b.probs.get(lv, 0.0), 1e-12))
-        logp[i, 0] = logp[i, k + 1] = np.log(max(b.probs.get(OTHER, 0.0), 1e-12))
-    states = _best_order(logp)
+            emit[i, j + 1] = np.log(max(b.probs.get(lv, 0.0), 1e-12))
+        emit[i, 0] = emit[i, k + 1] = np.log(max(b.probs.get(OTHER, 0.0), 1e-12))
+    steps = _step_matrices(levels)
+    trans = [_gap_transition(gap, _study_pitch(bodies), steps) for gap in
+             (bodies[i].z_mm - bodies[i + 1].z_mm for i in range(n - 1))]
+    states = _viterbi(emit, trans)
+    post = _posterior(emit, trans)
     names = tuple(OTHER if s in (0, k + 1) else levels[s - 1] for s in states)
-    conf = tuple(float(b.probs.get(nm, 0.0)) for b, nm in zip(bodies, names, strict=True))
+    conf = tuple(float(post[i, s]) for i, s in enumerate(states))
     own = tuple(b.name == nm for b, nm in zip(bodies, names, strict=True))
-    anchors, transitional = _anchors(names, conf)
-    return Naming(names, conf, own, anchors, transitional)
+    anchors, transitional = _anchors(bodies, names, conf)
+    overruled = tuple(f"{b.name} ({b.confidence:.2f}) counted as {nm}" for b, nm in zip(bodies, names, strict=True)
+                      if b.name != nm and b.confidence >= OVERRULED)
+    return Naming(names, conf, own, anchors, transitional, overruled)
 
 
-def _best_order(logp: np.ndarray) -> list[int]:
-    """The state sequence of highest total log-probability (states: 0 other above, 1..k levels in order,
-    k + 1 other below; levels strictly increasing)."""
-    n, m = logp.shape
-    score = np.full((n, m), -np.inf)
-    back = np.zeros((n, m), dtype=int)
-    score[0] = logp[0]
-    for i in range(1, n):
-        for s in range(m):
-            prev = [0] if s == 0 else list(range(m)) if s == m - 1 else list(range(s))
-            best = max(prev, key=lambda t: score[i - 1, t])
-            score[i, s] = score[i - 1, best] + logp[i, s]
-            back[i, s] = best
-    states = [int(np.argmax(score[-1]))]
-    for i in range(n - 1, 0, -1):
-        states.append(int(back[i, states[-1]]))
+def _step_matrices(levels: tuple[str, ...]) -> list[np.ndarray]:
+    """Log prior of going from state a to state b in exactly 1, 2, ... :data:`MAX_SPAN` anatomical steps."""
+    k = len(levels)
+    m = k + 2
+    one = np.full((m, m), -np.inf)
+    one[0, 0] = one[0, 1] = 0.0  # above T10: more vertebrae above, or the first level
+    one[k + 1, k + 1] = 0.0
+    one[k, k + 1] = 0.0  # below the last level (S1): S2 and below
+    at = {lv: j + 1 for j, lv in enumerate(levels)}
+    for j in range(1, k):
+        one[j, j + 1] = 0.0
+    if {"L4", "L5", "L6", "S1"} <= set(at):  # four lumbar: L4 on the sacrum; six: L6 between L5 and S1
+        p = P_TRANSITIONAL
+        one[at["L4"], at["L5"]], one[at["L4"], at["S1"]] = np.log(1 - p), np.log(p)
+        one[at["L5"], at["L6"]], one[at["L5"], at["S1"]] = np.log(p), np.log(1 - p)
+    mats = [one]
+    for _ in range(MAX_SPAN - 1):
+        mats.append(np.logaddexp.reduce(mats[-1][:, :, None] + one[None, :, :], axis=1))
+    return mats
+
+
+def _study_pitch(bodies: list[Body]) -> float:
+    """The study's pitch between neighbouring bodies (mm): the median gap, each gap first divided by the number
+    of pitches it spans (a body not found doubles a gap)."""
+    gaps = np.array([a.z_mm - b.z_mm for a, b in pairwise(bodies)])
+    if gaps.size == 0:
+        return LEVEL_PITCH_MM
+    first = float(np.median(gaps))
+    return float(np.median(gaps / np.maximum(1.0, np.round(gaps / first))))
+
+
+def _gap_transition(gap: float, pitch: float, steps: list[np.ndarray]) -> np.ndarray:
+    """Log transition matrix across one gap: each number of levels spanned, weighted by how well the gap fits
+    it (log-normal about span x pitch, SD :data:`GAP_SD`) and by :data:`P_MISSED` per body not found."""
+    out = np.full(steps[0].shape, -np.inf)
+    for span, mat in enumerate(steps, start=1):
+        fit = -np.log(max(gap, 1e-3) / (span * pitch)) ** 2 / (2 * GAP_SD ** 2) + (span - 1) * np.log(P_MISSED)
+        out = np.logaddexp(out, mat + fit)
+    return out
+
+
+def _viterbi(emit: np.ndarray, trans: list[np.ndarray]) -> list[int]:
+    """The state sequence of highest joint probability."""
+    score, back = emit[0].copy(), []
+    for i, t in enumerate(trans, start=1):
+        cand = score[:, None] + t
+        back.append(np.argmax(cand, axis=0))
+        score = cand.max(axis=0) + emit[i]
+    states = [int(np.argmax(score))]
+    for b in reversed(back):
+        states.append(int(b[states[-1]]))
     return states[::-1]
 
 
-def _anchors(names: tuple[str, ...], conf: tuple[float, ...]) -> tuple[tuple[str, ...], str | None]:
-    """Anchors in view (an S1; a T12 with an L1) and the transitional anatomy both anchors show."""
-    sure = {nm for nm, c in zip(names, conf, strict=True) if c >= ANCHOR_MIN}
-    anchors = tuple(a for a, ok in (("sacrum", "S1" in sure), ("last rib", {"T12", "L1"} <= sure)) if ok)
+def _posterior(emit: np.ndarray, trans: list[np.ndarray]) -> np.ndarray:
+    """(n, states) posterior probability of each state at each body (forward-backward, in logs)."""
+    n = emit.shape[0]
+    fwd, bwd = np.zeros_like(emit), np.zeros_like(emit)
+    fwd[0] = emit[0]
+    for i, t in enumerate(trans, start=1):
+        fwd[i] = np.logaddexp.reduce(fwd[i - 1][:, None] + t, axis=0) + emit[i]
+    for i in range(n - 2, -1, -1):
+        bwd[i] = np.logaddexp.reduce(trans[i] + (emit[i + 1] + bwd[i + 1])[None, :], axis=1)
+    joint = fwd + bwd
+    return np.exp(joint - np.logaddexp.reduce(joint, axis=1, keepdims=True))
+
+
+def _anchors(bodies: list[Body], names: tuple[str, ...],
+             conf: tuple[float, ...]) -> tuple[tuple[str, ...], str | None]:
+    """Anchors in view (an S1; a T12 with an L1), each a body the model itself names so with at least
+    :data:`ANCHOR_MIN` (the count along the spine cannot make an anchor), and the transitional anatomy both
+    anchors show (an L6, or an L4 on the sacrum, counted with a posterior of at least one half)."""
+    own = {nm for b, nm in zip(bodies, names, strict=True) if b.probs.get(nm, 0.0) >= ANCHOR_MIN}
+    anchors = tuple(a for a, ok in (("sacrum", "S1" in own), ("last rib", {"T12", "L1"} <= own)) if ok)
+    counted = {nm for nm, c in zip(names, conf, strict=True) if c >= 0.5}
     transitional = None
     if len(anchors) == 2:
-        if "L6" in sure:
+        if "L6" in counted:
             transitional = "six lumbar vertebrae"
-        elif "L4" in sure and "L5" not in names:
+        elif "L4" in counted and "L5" not in names:
             transitional = "four lumbar vertebrae"
     return anchors, transitional
 
@@ -260,7 +354,7 @@ def level_findings(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop
         origin = crop.slice_origin(j)  # the crop follows the column: each slice has its own in-plane origin
         rows = (origin[0] + crop.image.shape[1] / 2.0, origin[1] + crop.image.shape[2] / 2.0)
         lps = study.affine @ np.array([crop.start_index[0] + j, rows[0], rows[1], 1.0])
-        uncertain = conf < SURE or not naming.anchors or not naming.consistent[i]
+        uncertain = conf < SURE or not naming.trusted
         body = level != "S1"
         out.append(Vertebra(
             level=level, present=True,

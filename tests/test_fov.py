@@ -75,12 +75,46 @@ def _body(z: float, **probs: float) -> Body:
 
 
 def test_names_follow_the_order_of_the_bodies_and_are_never_repeated() -> None:
-    bodies = [_body(100, T12=0.6, L1=0.4), _body(70, L1=0.5, L2=0.5), _body(40, L1=0.7, L2=0.3),
-              _body(10, S1=0.9, other=0.1)]
+    bodies = [_body(100, T12=0.6, L1=0.4), _body(70, L1=0.5, L2=0.5), _body(40, L1=0.7, L2=0.3)]
     naming = name_bodies(bodies)
-    assert naming.names == ("T12", "L1", "L2", "S1")
-    assert naming.consistent == (True, True, False, True)  # the third body's own best name (L1) was taken
-    assert naming.anchors == ("sacrum", "last rib")
+    assert naming.names == ("T12", "L1", "L2")
+    assert naming.consistent == (True, True, False)  # the third body's own best name (L1) was taken by the second
+
+
+def test_names_are_counted_from_the_sacrum() -> None:
+    """Bodies the model is unsure of are named by counting up from a sure sacrum, the gaps one level each; the
+    count makes the names sure (the posterior, not each body's own probability)."""
+    lumbar = ["L1", "L2", "L3", "L4", "L5"]
+    vague = {lv: 0.2 for lv in lumbar}
+    bodies = [_body(200 - 36 * i, **vague) for i in range(5)] + [_body(200 - 36 * 5, S1=0.99, other=0.01)]
+    naming = name_bodies(bodies)
+    assert naming.names == (*lumbar, "S1")
+    assert naming.anchors == ("sacrum",)
+    assert all(c >= 0.9 for c in naming.confidence[2:])  # L3-L5: the transitional priors alone keep L1-L2 lower
+    assert all(b.confidence < 0.5 for b in bodies[:5])
+
+
+def test_a_gap_of_two_pitches_skips_the_level_not_found() -> None:
+    vague = {lv: 0.2 for lv in ("L1", "L2", "L3", "L4", "L5")}
+    bodies = [_body(140, **vague), _body(105, **vague), _body(35, **vague), _body(0, S1=0.99, other=0.01)]
+    assert name_bodies(bodies).names == ("L2", "L3", "L5", "S1")  # L4, 70 mm above L5, was not found
+
+
+def test_names_that_contradict_each_other_are_not_sure() -> None:
+    """Two neighbouring bodies the model names L2 and L4 with the same conviction: one of them is wrong, and the
+    names reported say so instead of picking one silently."""
+    bodies = [_body(100, L2=0.95, L3=0.05), _body(64, L4=0.95, L3=0.05)]  # one pitch apart: neighbours
+    naming = name_bodies(bodies)
+    assert naming.names in (("L2", "L3"), ("L3", "L4"))
+    assert max(naming.confidence) < 0.6
+
+
+def test_the_sacrum_and_its_neighbours_outweigh_one_body_that_looks_otherwise() -> None:
+    bodies = [_body(100, L2=0.9, L3=0.1), _body(64, L4=0.95, L3=0.05), _body(28, L5=0.97, L4=0.03),
+              _body(-8, S1=0.99, other=0.01)]
+    naming = name_bodies(bodies)
+    assert naming.names == ("L3", "L4", "L5", "S1")
+    assert naming.consistent == (False, True, True, True)
 
 
 def test_vertebrae_above_t10_are_other_and_do_not_count() -> None:

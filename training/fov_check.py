@@ -8,8 +8,10 @@ runs) and prints, per kind of field of view and over all:
 - **studies**: total; *eligible* (two or more whole bodies of T10-L5/L6 in view) and how many of them were scored;
   *not eligible* and how many of them were refused (the coverage rule);
 - **per vertebra** (every body of T10-L6 and S1 wholly in view): found (a reported body within 10 mm of its
-  centre), named right, marked uncertain, and of the names reported with confidence >= 0.9 where an anchor of the
-  numbering is in view, how many are right;
+  centre; over all studies, a refused study reporting none, and over the *eligible* studies the rule must score),
+  named right, marked uncertain, and of the names reported as sure (confidence >= 0.9, an anchor of the numbering
+  in view, no confident name overruled by the count), how many are right;
+- **showing none**: studies with no whole body of T10-L5/L6 in view, and how many were refused;
 - **risk** on whole (every level T10-S1 of the spine in view) and partial scans: Spearman with the true
   probability (beside the ceiling: a logistic fit on the *true* findings of the levels in view plus the labs,
   two-fold cross-fitted on the same scans), AUROC beside the true probability's, interval coverage of the true
@@ -29,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from inference.errors import InputError
-from inference.findings import SURE
 from inference.spec import COUNTED_LEVELS, LEVELS
 from training import metrics as M
 from training.data import read_manifest, read_truth
@@ -51,7 +52,6 @@ def study_counts(truth: dict[str, Any], scored: Scored) -> dict[str, int]:
     out = dict.fromkeys(("bodies", "found", "named", "uncertain", "sure", "sure_right"), 0)
     pred = scored.predictions[0] if scored.predictions else None
     reported = [] if pred is None else [v for v in pred.vertebrae if v.present and v.z_mm is not None]
-    anchored = bool(pred and pred.anchors)
     for lv in in_view(truth):
         zc = float(truth[f"{lv}_z_mm"])
         out["bodies"] += 1
@@ -61,7 +61,7 @@ def study_counts(truth: dict[str, Any], scored: Scored) -> dict[str, int]:
         out["found"] += 1
         out["named"] += near.level == lv
         out["uncertain"] += near.name_uncertain
-        if anchored and (near.name_confidence or 0.0) >= SURE:
+        if not near.name_uncertain:  # reported as sure: confidence >= SURE, an anchor in view, nothing overruled
             out["sure"] += 1
             out["sure_right"] += near.level == lv
     return out
@@ -132,6 +132,12 @@ def summarise(rows: list[tuple[dict[str, str], dict[str, Any], Scored]]) -> dict
     for _, t, s in rows:
         for k, v in study_counts(t, s).items():
             counts[k] += v
+    in_eligible = dict.fromkeys(("bodies", "found"), 0)
+    for _, t, s in eligible:
+        c = study_counts(t, s)
+        in_eligible["bodies"] += c["bodies"]
+        in_eligible["found"] += c["found"]
+    nothing = [s for _, t, s in others if not in_view(t, COUNTED_LEVELS)]
 
     def rate(a: int, b: int) -> float:
         return round(a / b, 4) if b else float("nan")
@@ -142,7 +148,11 @@ def summarise(rows: list[tuple[dict[str, str], dict[str, Any], Scored]]) -> dict
         "eligible_scored_rate": rate(sum(bool(s.predictions) for _, _, s in eligible), len(eligible)),
         "not_eligible": len(others), "not_eligible_refused": sum(bool(s.refusal) for _, _, s in others),
         "not_eligible_refused_rate": rate(sum(bool(s.refusal) for _, _, s in others), len(others)),
+        "none_in_view": len(nothing), "none_in_view_refused": sum(bool(s.refusal) for s in nothing),
+        "none_in_view_refused_rate": rate(sum(bool(s.refusal) for s in nothing), len(nothing)),
         "bodies_in_view": counts["bodies"], "found_rate": rate(counts["found"], counts["bodies"]),
+        "bodies_in_eligible": in_eligible["bodies"],
+        "found_rate_eligible": rate(in_eligible["found"], in_eligible["bodies"]),
         "named_right_rate": rate(counts["named"], counts["found"]),
         "uncertain_rate": rate(counts["uncertain"], counts["found"]),
         "sure_names": counts["sure"], "sure_right_rate": rate(counts["sure_right"], counts["sure"]),
@@ -176,8 +186,9 @@ def check(cohort: Path, model: Path | None = None, workers: int = 0, limit: int 
 
 def print_table(result: dict[str, Any]) -> None:
     """The table on stdout."""
-    cols = ("studies", "eligible_scored_rate", "not_eligible_refused_rate", "bodies_in_view", "found_rate",
-            "named_right_rate", "uncertain_rate", "sure_names", "sure_right_rate")
+    cols = ("studies", "eligible_scored_rate", "not_eligible_refused_rate", "none_in_view_refused_rate",
+            "bodies_in_view", "found_rate", "found_rate_eligible", "named_right_rate", "uncertain_rate", "sure_names",
+            "sure_right_rate")
     print(f"{'field of view':16s} " + " ".join(f"{c[:14]:>14s}" for c in cols))
     for name, row in [*result["by_kind"].items(), ("ALL", result["all"]), ("anchor in view", result["anchor_in_view"]),
                       ("transitional", result["transitional"])]:
