@@ -81,8 +81,9 @@ class Vertebra:
     measured: Measured | None = None
     """The transparent measurement of the level, when it was measured."""
     name_confidence: float | None = None
-    """How sure the name is (0-1): the posterior probability of this name given every body found
-    (:func:`name_bodies`)."""
+    """How sure the name is (0-1): with a trusted anchor of the numbering in view, the posterior probability of
+    this name given every body found (:func:`name_bodies`); without one, the model's own probability of this name
+    for this body alone."""
     name_uncertain: bool = False
     """The name is not sure: confidence below :data:`SURE`, no anchor of the numbering in view, or a count that
     overruled a name the model is sure of (:attr:`Naming.overruled`)."""
@@ -349,7 +350,10 @@ def level_findings(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop
                 out.append(Vertebra(level, False, None, None, None, None))
             continue
         i = at[level]
-        b, conf = bodies[i], naming.confidence[i]
+        b = bodies[i]
+        # the posterior counts along the spine from an anchor; without a trusted one, the model's own word on this
+        # body alone (a count from nowhere would look sure of names that may all be one level off)
+        conf = naming.confidence[i] if naming.trusted else b.probs.get(level, 0.0)
         j = b.z_mm / crop.spacing_mm[0] - 0.5
         origin = crop.slice_origin(j)  # the crop follows the column: each slice has its own in-plane origin
         rows = (origin[0] + crop.image.shape[1] / 2.0, origin[1] + crop.image.shape[2] / 2.0)
