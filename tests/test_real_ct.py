@@ -94,8 +94,9 @@ def test_reference_ct_bodies_found_named_and_hu(engine, level: str,  # type: ign
 
 MEASURE_MISSES = {"L2": "3 mm slices: no endplate concavity in the middle height (ratio 0.99 vs the report's 0.84)"}
 NOT_FOUND = {
-    "L5": "issue 19 model: L5 found 7 mm above its mask centre and named L4 (uncertain, as all five: the count from the T11-T12 above overrules the L3 the model is sure of), but the transparent "
-          "measurement cannot delineate this lordotic lumbosacral body (no measured HU)",
+    "L5": "issue 19 model: L5 found 7 mm above its mask centre and named L4 (uncertain, as all five: the count "
+          "from the T11-T12 above overrules the L3 the model is sure of), but the transparent measurement "
+          "cannot delineate this lordotic lumbosacral body (no measured HU)",
 }
 """Real-CT misses of the default model, kept visible as strict expected failures (README, "Real scans")."""
 
