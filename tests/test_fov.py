@@ -253,3 +253,28 @@ def test_an_uncertain_l1_does_not_give_the_suggestion_engine_its_hu() -> None:
     unsure = make_prediction(vertebrae=[replace(vertebra("L1", hu=95.0), name_confidence=0.6, name_uncertain=True)])
     assert clinical_context(sure, None)["patient"]["imaging"]["l1_trabecular_hu"] == 95.0
     assert clinical_context(unsure, None)["patient"]["imaging"]["l1_trabecular_hu"] is None
+
+
+def test_a_stretched_crop_keeps_its_level_truth_on_its_bodies() -> None:
+    """``vary_look``: a crop stretched or squeezed along the spine carries its level centres with it (the bright
+    bodies stay where the truth says), slices it empties stay padding, and noise never touches the padding."""
+    from training.train import vary_look
+
+    x = torch.zeros(6, 1, 200, 8, 8)
+    x[:, :, 50:150] = 0.3
+    for c in (60, 100, 140):
+        x[:, :, c - 2: c + 3] = 0.9  # bodies centred on slices 60, 100, 140: (c + 0.5) x 2 mm
+    z = torch.tensor([[121.0, 201.0, 281.0]] * 6)
+    y, z2 = vary_look(x, z, torch.Generator().manual_seed(3), 2.0, (0.15, 0.0, 0.0))
+    assert not torch.equal(z2, z)  # some crops were stretched
+    for i in range(6):
+        prof = y[i, 0, :, 4, 4]
+        bright = (prof > 0.8).nonzero()[:, 0].float()
+        runs = torch.tensor_split(bright, (torch.diff(bright) > 1).nonzero()[:, 0] + 1)
+        centres = [(float(r.mean()) + 0.5) * 2.0 for r in runs]
+        assert np.allclose(centres, z2[i].tolist(), atol=2.5), (centres, z2[i])
+        scale = float(z2[i, 2] - z2[i, 0]) / 160.0
+        assert 0.84 <= scale <= 1.16
+    noisy, same = vary_look(x, z, torch.Generator().manual_seed(4), 2.0, (0.0, 0.02, 1.0))
+    assert torch.equal(same, z) and bool((noisy[:, :, :49] == 0).all()) and not torch.equal(noisy, x)
+    assert vary_look(x, z, torch.Generator(), 2.0, (0.0, 0.0, 0.0))[0] is x  # nothing asked: unchanged

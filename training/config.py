@@ -42,6 +42,13 @@ class TrainConfig:
     """Largest random in-plane shift (front-back and left-right, mm) of the column within the crop (edges
     replicated): where the crop centres relative to the bodies depends on the anatomy (posterior elements, a
     contrast-filled aorta), and a model must not learn one generator's offset."""
+    z_stretch: float = 0.0
+    """Largest relative stretch or squeeze of a crop along the spine (0.15: 0.85-1.15x), its level truth moving
+    with it: level spacing and body heights differ between generators and between patients."""
+    noise_sd_hu: float = 0.0
+    """Largest SD (HU) of Gaussian noise added to a crop (each crop draws its own SD up to this)."""
+    blur_prob: float = 0.0
+    """Fraction of crops smoothed in plane by a random amount (a softer reconstruction kernel)."""
     members: int = 16
     """Bootstrap members of the risk head (the interval comes from their spread)."""
     interval_level: float = 0.9

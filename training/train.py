@@ -153,6 +153,44 @@ def augment(x: torch.Tensor, z: torch.Tensor, seen: torch.Tensor, shifts: tuple[
     return out, z, seen
 
 
+def vary_look(x: torch.Tensor, z: torch.Tensor, gen: torch.Generator, mm_per_voxel: float,
+              look: tuple[float, float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each crop of ``x`` (N, 1, D, H, W; windowed, air and padding 0) stretched or squeezed along z about its
+    centre by up to ``look[0]`` (trilinear; the level centres ``z`` (N, L, mm from the first slice) move with it,
+    the slices it empties are padding), Gaussian noise of SD up to ``look[1]`` window units on the slices holding
+    data, and with probability ``look[2]`` a 3 x 3 in-plane smoothing of random strength (all zero: unchanged)."""
+    stretch, noise, blur = look
+    if not any(look):
+        return x, z
+    out, z = x.clone(), z.clone()
+    n_d = x.shape[2]
+    for i in range(x.shape[0]):
+        if stretch > 0:
+            s = 1.0 + (2.0 * float(torch.rand(1, generator=gen)) - 1.0) * stretch
+            depth = max(2, round(n_d * s))
+            res = F.interpolate(x[i: i + 1].float(), size=(depth, *x.shape[3:]), mode="trilinear",
+                                align_corners=False)[0]
+            start = (depth - n_d) // 2  # > 0: crop the stretched one about its centre; < 0: pad it with air
+            canvas = torch.zeros_like(out[i])
+            lo, hi = max(0, start), min(depth, start + n_d)
+            canvas[:, lo - start: hi - start] = res[:, lo:hi].to(canvas.dtype)
+            out[i] = canvas
+            z[i] = z[i] * depth / n_d - start * mm_per_voxel  # z: mm from the first slice's edge
+        if noise > 0 or blur > 0:
+            img = out[i].float()
+            data = img.flatten(2).amax(2) > 0  # (1, D): slices holding data (padding must stay exactly 0)
+            if blur > 0 and bool(torch.rand(1, generator=gen) < blur):
+                a = float(torch.rand(1, generator=gen))
+                soft = F.avg_pool2d(img, 3, stride=1, padding=1, count_include_pad=False)
+                img = (1 - a) * img + a * soft
+            if noise > 0:
+                sd = float(torch.rand(1, generator=gen)) * noise
+                img = img + sd * torch.randn(img.shape, generator=gen)
+            img = img.clamp(0.0, 1.0) * data[..., None, None]
+            out[i] = img.to(out.dtype)
+    return out, z
+
+
 CENTRE_MM = 4.0
 """Positions this close to a body centre carry its name class (and its HU and height-ratio truth)."""
 NONE_MM = 14.0
@@ -265,6 +303,7 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
     mm_vox = model.spec.crop_mm[0] / model.spec.grid[0]
     shifts = (int(cfg.z_shift_mm / mm_vox), int(cfg.z_far_shift_mm / mm_vox), cfg.far_shift_prob)
     xy_shift = round(cfg.xy_shift_mm * model.spec.grid[1] / model.spec.crop_mm[1])
+    look = (cfg.z_stretch, cfg.noise_sd_hu / (model.spec.hu_window[1] - model.spec.hu_window[0]), cfg.blur_prob)
     use_bf16 = cfg.bf16 and (device.type == "cuda" or torch.backends.mkldnn.is_available())
     model.net.to(device)
     net: torch.nn.Module = model.net
@@ -296,8 +335,9 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
             idx = perm[b: b + cfg.batch_size]
             if len(idx) < 2:
                 continue
-            x, z, seen = augment(tr.images[idx].float(), tr.z_mm[idx], tr.in_view[idx], shifts, gen, mm_vox,
-                                 cfg.cut_prob, xy_shift)
+            # what generators and scanners vary (level spacing and body height, noise, kernel), then the field
+            x, z = vary_look(tr.images[idx].float(), tr.z_mm[idx], gen, mm_vox, look)
+            x, z, seen = augment(x, z, tr.in_view[idx], shifts, gen, mm_vox, cfg.cut_prob, xy_shift)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 raw = net(x.to(device))
             loss, items = aux_loss(model, {k: v.cpu() for k, v in raw.items()}, z, seen, hu_t[idx], ratio_t[idx],
