@@ -68,22 +68,24 @@ Group = MeasurementsAndQualitativeEvaluations | VolumetricROIMeasurementsAndQual
 
 @dataclass(frozen=True)
 class SegLink:
-    """The SEG the per-level groups point into: the SEG dataset and, per level, its segment number."""
+    """The SEG the per-level groups point into: the SEG dataset, per level its segment number, and per segment
+    number the SOP Instance UIDs of the source images its frames were derived from."""
 
     seg: Dataset
     segments: Mapping[str, int]
+    sources: Mapping[int, frozenset[str]]
 
     @classmethod
     def of(cls, seg: Dataset | None) -> SegLink | None:
-        """The link to ``seg`` (None for no SEG)."""
-        return None if seg is None else cls(seg, segment_numbers(seg))
+        """The link to ``seg`` (None for no SEG); its frames are read once here, not once per level."""
+        return None if seg is None else cls(seg, segment_numbers(seg), segment_sources(seg))
 
     def referenced(self, level: str, source: SourceSeries) -> ReferencedSegment | None:
         """The segment of ``level`` with the source images that hold it (None when the level has none)."""
         number = self.segments.get(level)
         if number is None:
             return None
-        sops = _segment_sources(self.seg, number)
+        sops = self.sources.get(number, frozenset())
         images = [SourceImageForSegmentation(str(ds.SOPClassUID), str(ds.SOPInstanceUID))
                   for ds in source.datasets if str(ds.SOPInstanceUID) in sops]
         if images and not source.multiframe:
@@ -93,15 +95,16 @@ class SegLink:
                                  source_series=SourceSeriesForSegmentation(str(source.first.SeriesInstanceUID)))
 
 
-def _segment_sources(seg: Dataset, number: int) -> set[str]:
-    """SOP Instance UIDs of the source images of the SEG frames that hold segment ``number``."""
-    out: set[str] = set()
+def segment_sources(seg: Dataset) -> dict[int, frozenset[str]]:
+    """Segment number -> SOP Instance UIDs of the source images of the SEG frames that hold it (one pass over the
+    SEG's frames)."""
+    out: dict[int, set[str]] = {}
     for frame in seg.get("PerFrameFunctionalGroupsSequence", []):
-        if int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber) != number:
-            continue
+        number = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        sops = out.setdefault(number, set())
         for derivation in frame.get("DerivationImageSequence", []):
-            out |= {str(s.ReferencedSOPInstanceUID) for s in derivation.get("SourceImageSequence", [])}
-    return out
+            sops.update(str(s.ReferencedSOPInstanceUID) for s in derivation.get("SourceImageSequence", []))
+    return {number: frozenset(sops) for number, sops in out.items()}
 
 
 def _algorithm(result: Result) -> AlgorithmIdentification:
