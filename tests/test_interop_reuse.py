@@ -197,3 +197,18 @@ def test_kept_column_searches_write_the_same_reports(scored: Scored, tmp_path: P
     write_reports(scored.result, scored.study, scored.source, tmp_path / "cold")
     write_reports(scored.result, scored.study, scored.source, tmp_path / "kept")
     assert report_folder(tmp_path / "cold", scored.source) == report_folder(tmp_path / "kept", scored.source)
+
+
+def test_released_tables_are_read_again(scored: Scored, tmp_path: Path) -> None:
+    """``vfrisk predict --out`` frees highdicom's tables of the standard after its reports; a later report in
+    the same process reads them again and writes the same files."""
+    from highdicom._standard_utils import get_module_attribute_map
+
+    from interop.reports import release_tables
+
+    write_reports(scored.result, scored.study, scored.source, tmp_path / "before")
+    assert get_module_attribute_map.cache_info().currsize == 1
+    release_tables()
+    assert get_module_attribute_map.cache_info().currsize == 0
+    write_reports(scored.result, scored.study, scored.source, tmp_path / "after")
+    assert report_folder(tmp_path / "before", scored.source) == report_folder(tmp_path / "after", scored.source)
