@@ -212,3 +212,25 @@ def test_released_tables_are_read_again(scored: Scored, tmp_path: Path) -> None:
     assert get_module_attribute_map.cache_info().currsize == 0
     write_reports(scored.result, scored.study, scored.source, tmp_path / "after")
     assert report_folder(tmp_path / "before", scored.source) == report_folder(tmp_path / "after", scored.source)
+
+
+def test_reports_are_written_with_the_old_objects_frozen(scored: Scored, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the reports are written the objects that existed before are out of the collector's scans
+    (``gc.freeze``); afterwards nothing stays frozen, and the collector is on as before."""
+    import gc
+
+    from interop import reports
+
+    frozen: list[int] = []
+    real = reports._Writers.json
+
+    def json(self: reports._Writers, path: Path) -> Path:
+        frozen.append(gc.get_freeze_count())
+        return real(self, path)
+
+    monkeypatch.setattr(reports._Writers, "json", json)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    write_reports(scored.result, scored.study, scored.source, tmp_path)
+    assert frozen and frozen[0] > 0
+    assert gc.isenabled() and gc.get_freeze_count() == 0
