@@ -5,9 +5,11 @@ Resampling to the model grid, windowing and normalisation happen inside the mode
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -146,7 +148,55 @@ def spine_center(
     so the smoothed projection peaks on it. The search is limited to ``spec.search_mm`` either side of the
     body's left-right centre.
     """
-    return _centre(_sample(volume, spec), volume.shape, spacing, spec)
+    key = ("centre", tuple(spacing), spec)
+    kept = _LAST.get(volume, key)
+    if kept is None:
+        kept = _LAST.put(volume, key, _centre(_sample(volume, spec), volume.shape, spacing, spec))
+    return int(kept[0]), int(kept[1])
+
+
+class _LastVolume:
+    """Column searches of the volumes still alive, each kept while its volume lives (weakly referenced).
+
+    One study's column is sought by the crop, the engine's transparent measurement and, for ``--out``, again by
+    the DICOM SEG's measurement; each search thresholds the same sampled slices. A volume is not changed once
+    read, so the answer for the same volume, spacing and spec is the same (a copy of it is handed out). Slabs cut
+    from a volume (the contrast check's) are volumes of their own: their entries go when they do."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[int, tuple[weakref.ref[Any], dict[tuple[object, ...], Any]]] = {}
+
+    def get(self, volume: object, key: tuple[object, ...]) -> Any:
+        """A copy of the kept value of ``key`` for ``volume``, or None."""
+        with self._lock:
+            entry = self._entries.get(id(volume))
+            value = entry[1].get(key) if entry is not None and entry[0]() is volume else None
+        return None if value is None else np.array(value, copy=True)
+
+    def put(self, volume: object, key: tuple[object, ...], value: Any) -> Any:
+        """Keep ``value`` (an array or a tuple) for ``volume``; return it."""
+        ident = id(volume)
+
+        def forget(_: object) -> None:
+            with self._lock:
+                entry = self._entries.get(ident)
+                if entry is not None and entry[0]() is None:
+                    del self._entries[ident]
+
+        with self._lock:
+            entry = self._entries.get(ident)
+            if entry is None or entry[0]() is not volume:
+                try:
+                    entry = (weakref.ref(volume, forget), {})
+                except TypeError:  # a volume that cannot be weakly referenced is not kept
+                    return value
+                self._entries[ident] = entry
+            entry[1][key] = np.array(value, copy=True)
+        return value
+
+
+_LAST = _LastVolume()
 
 
 def _centre(sampled: _Sampled, shape: tuple[int, ...], spacing: tuple[float, float, float],
@@ -172,9 +222,20 @@ def spine_track(volume: np.ndarray | Volume, spacing: tuple[float, float, float]
     iliac wing in one window cannot pull the track), limited to a slope of ``spec.track_slope`` (mm in-plane per
     mm along z) and interpolated to every slice. A straight spine gives a flat track: the anchor.
     """
+    key = ("track", tuple(spacing), spec)
+    kept = _LAST.get(volume, key)
+    if kept is None:
+        kept = _LAST.put(volume, key, _track(volume, spacing, spec))
+    out: np.ndarray = kept
+    return out
+
+
+def _track(volume: np.ndarray | Volume, spacing: tuple[float, float, float], spec: PreprocessSpec) -> np.ndarray:
+    """:func:`spine_track`, computed."""
     n = volume.shape[0]
     sampled = _sample(volume, spec)
     anchor = _centre(sampled, volume.shape, spacing, spec)
+    _LAST.put(volume, ("centre", tuple(spacing), spec), anchor)  # spine_center's answer, found on the way
     out = np.tile(np.array(anchor, dtype=np.float64), (n, 1))
     if len(sampled.ks) < 2 or spec.track_step_mm <= 0:
         return out

@@ -7,11 +7,13 @@ outside ``out_dir``. Logs name formats, files and UIDs, never the patient.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +46,60 @@ DICOM_FORMATS = ("sr", "seg", "encapsulated_pdf", "key_image")
 WRITE_ORDER = ("json", "seg", "sr", "pdf", "encapsulated_pdf", "key_image", "fhir")
 """The SEG before the SR (the SR points at its segments); the FHIR bundle last (it links the SR and the PDF)."""
 _NEEDS_SOURCE = {"sr", "seg", "fhir", "pdf", "encapsulated_pdf", "key_image"}
+
+
+def load_tables() -> None:
+    """Read highdicom's table of the DICOM standard's modules now (it is read on the first DICOM object built
+    anyway), so that :func:`kept_out_of_gc` can exempt its million objects from the garbage collector's scans.
+
+    The cyclic garbage collector is paused while the file is parsed: parsing JSON makes no reference cycles,
+    but its million new containers would trigger several full collections of the whole process (about 0.2 s)."""
+    try:
+        from highdicom._standard_utils import get_module_attribute_map
+    except ImportError:  # a later highdicom that moves it: read when first needed, as before
+        return
+    info = getattr(get_module_attribute_map, "cache_info", None)
+    if info is not None and info().currsize:
+        return
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        get_module_attribute_map()
+    finally:
+        if paused:
+            gc.enable()
+
+
+@contextmanager
+def kept_out_of_gc() -> Iterator[None]:
+    """While the reports are written, the objects that exist already (the study, the scoring, the imported
+    modules, highdicom's tables) are not scanned by the cyclic garbage collector (:func:`gc.freeze`); what the
+    writers allocate is collected as usual. Building the DICOM objects allocates hundreds of thousands of
+    containers, and each full collection would otherwise walk every object of the process again (about 0.4 s
+    of the reports of a 512 x 512 x 300 study). Nothing is freed later than before: an object whose count of
+    references drops to zero goes at once, frozen or not, and the frozen ones are handed back afterwards
+    (:func:`gc.unfreeze`). Concurrent writers only lose the saving, never memory."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def release_tables() -> None:
+    """Drop highdicom's table of the DICOM standard's modules (read from a 22 MB JSON file on the first DICOM
+    object built; 69 MB of Python objects) when no more DICOM objects will be built in this process.
+
+    For a one-shot command (``vfrisk predict --out``): freed here, they cost about 0.02 s; left to the
+    interpreter's shutdown, about 0.3 s more. A long-running process (the web app, the batch workers, the listener)
+    keeps them: the next report would read the file again. A later highdicom that moves the cache is left alone."""
+    try:
+        from highdicom._standard_utils import get_module_attribute_map
+    except ImportError:
+        return
+    clear = getattr(get_module_attribute_map, "cache_clear", None)
+    if clear is not None:
+        clear()
 
 
 def _check_formats(formats: Iterable[str]) -> list[str]:
@@ -209,10 +265,13 @@ def write_reports(
     headers = _source_headers(study, source, result, chosen)
     writers = _Writers(result, study, headers, chosen)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if headers is not None and set(chosen) & set(DICOM_FORMATS):
+        load_tables()  # before the freeze, so that its objects are not scanned either
     written: dict[str, Path] = {}
-    for fmt in chosen:
-        path = _atomic(out_dir / FILE_NAMES[fmt], getattr(writers, fmt))
-        if path is not None:
-            written[fmt] = path
-            log.info("wrote %s report %s for series %s", fmt, path.name, result.series_instance_uid)
+    with kept_out_of_gc():
+        for fmt in chosen:
+            path = _atomic(out_dir / FILE_NAMES[fmt], getattr(writers, fmt))
+            if path is not None:
+                written[fmt] = path
+                log.info("wrote %s report %s for series %s", fmt, path.name, result.series_instance_uid)
     return written

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -68,24 +69,28 @@ Group = MeasurementsAndQualitativeEvaluations | VolumetricROIMeasurementsAndQual
 
 @dataclass(frozen=True)
 class SegLink:
-    """The SEG the per-level groups point into: the SEG dataset and, per level, its segment number."""
+    """The SEG the per-level groups point into: the SEG dataset, per level its segment number, and per segment
+    number the SOP Instance UIDs of the source images its frames were derived from."""
 
     seg: Dataset
     segments: Mapping[str, int]
+    sources: Mapping[int, frozenset[str]]
 
     @classmethod
     def of(cls, seg: Dataset | None) -> SegLink | None:
-        """The link to ``seg`` (None for no SEG)."""
-        return None if seg is None else cls(seg, segment_numbers(seg))
+        """The link to ``seg`` (None for no SEG); its frames are read once here, not once per level."""
+        return None if seg is None else cls(seg, segment_numbers(seg), segment_sources(seg))
 
-    def referenced(self, level: str, source: SourceSeries) -> ReferencedSegment | None:
-        """The segment of ``level`` with the source images that hold it (None when the level has none)."""
+    def referenced(self, level: str, source: SourceSeries,
+                   uids: Sequence[tuple[str, str]] | None = None) -> ReferencedSegment | None:
+        """The segment of ``level`` with the source images that hold it (None when the level has none);
+        ``uids``: (SOP Class UID, SOP Instance UID) of each of ``source.datasets`` when already listed."""
         number = self.segments.get(level)
         if number is None:
             return None
-        sops = _segment_sources(self.seg, number)
-        images = [SourceImageForSegmentation(str(ds.SOPClassUID), str(ds.SOPInstanceUID))
-                  for ds in source.datasets if str(ds.SOPInstanceUID) in sops]
+        sops = self.sources.get(number, frozenset())
+        images = [SourceImageForSegmentation(sop_class, sop_uid)
+                  for sop_class, sop_uid in (source_uids(source) if uids is None else uids) if sop_uid in sops]
         if images and not source.multiframe:
             return ReferencedSegment(str(self.seg.SOPClassUID), str(self.seg.SOPInstanceUID), number,
                                      source_images=images)
@@ -93,27 +98,38 @@ class SegLink:
                                  source_series=SourceSeriesForSegmentation(str(source.first.SeriesInstanceUID)))
 
 
-def _segment_sources(seg: Dataset, number: int) -> set[str]:
-    """SOP Instance UIDs of the source images of the SEG frames that hold segment ``number``."""
-    out: set[str] = set()
+def source_uids(source: SourceSeries) -> list[tuple[str, str]]:
+    """(SOP Class UID, SOP Instance UID) of each instance of the scored series, in order."""
+    return [(str(ds.SOPClassUID), str(ds.SOPInstanceUID)) for ds in source.datasets]
+
+
+def segment_sources(seg: Dataset) -> dict[int, frozenset[str]]:
+    """Segment number -> SOP Instance UIDs of the source images of the SEG frames that hold it (one pass over the
+    SEG's frames)."""
+    out: dict[int, set[str]] = {}
     for frame in seg.get("PerFrameFunctionalGroupsSequence", []):
-        if int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber) != number:
-            continue
+        number = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        sops = out.setdefault(number, set())
         for derivation in frame.get("DerivationImageSequence", []):
-            out |= {str(s.ReferencedSOPInstanceUID) for s in derivation.get("SourceImageSequence", [])}
-    return out
+            sops.update(str(s.ReferencedSOPInstanceUID) for s in derivation.get("SourceImageSequence", []))
+    return {number: frozenset(sops) for number, sops in out.items()}
 
 
 def _algorithm(result: Result) -> AlgorithmIdentification:
     return AlgorithmIdentification(name=result.model.name, version=result.model.version, family=vc.AI)
 
 
-def _measurement_algorithm() -> AlgorithmIdentification:
+@cache
+def _vfrisk_version() -> str:
+    """The installed vfrisk's version (read from the package metadata once per process: a slow look-up)."""
     try:
-        version = metadata.version("vfrisk")
+        return metadata.version("vfrisk")
     except metadata.PackageNotFoundError:
-        version = "unknown"
-    return AlgorithmIdentification(name=vc.MEASUREMENT_ALGORITHM, version=version)
+        return "unknown"
+
+
+def _measurement_algorithm() -> AlgorithmIdentification:
+    return AlgorithmIdentification(name=vc.MEASUREMENT_ALGORITHM, version=_vfrisk_version())
 
 
 def _observation_context(result: Result) -> ObservationContext:
@@ -206,7 +222,7 @@ def _level_evaluations(level: LevelFinding) -> list[QualitativeEvaluation]:
 
 
 def _level_group(level: LevelFinding, algorithm: AlgorithmIdentification, source: SourceSeries,
-                 link: SegLink | None) -> Group:
+                 link: SegLink | None, uids: Sequence[tuple[str, str]] | None = None) -> Group:
     """TID 1411 pointing at the level's SEG segment, or TID 1501 saying why there is none."""
     measurements = _model_values(level, algorithm) + _measured_values(level, level.measured)
     common: dict[str, Any] = {
@@ -217,7 +233,7 @@ def _level_group(level: LevelFinding, algorithm: AlgorithmIdentification, source
         "measurements": measurements or None,
         "qualitative_evaluations": _level_evaluations(level),
     }
-    segment = link.referenced(level.level, source) if link is not None else None
+    segment = link.referenced(level.level, source, uids) if link is not None else None
     if segment is not None:
         return VolumetricROIMeasurementsAndQualitativeEvaluations(referenced_segment=segment, **common)
     group = MeasurementsAndQualitativeEvaluations(**common)
@@ -232,7 +248,8 @@ def measurement_groups(result: Result, source: SourceSeries, seg: Dataset | None
     algorithm = _algorithm(result)
     link = SegLink.of(seg)
     groups: list[Group] = [_risk_group(result, algorithm)]
-    groups += [_level_group(v, algorithm, source, link) for v in result.vertebrae
+    uids = source_uids(source) if link is not None else None  # listed once for all levels
+    groups += [_level_group(v, algorithm, source, link, uids) for v in result.vertebrae
                if v.present and v.level in vc.LEVELS]
     return groups
 

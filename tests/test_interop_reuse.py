@@ -175,3 +175,62 @@ def test_spine_column_is_found_once_per_study(scored: Scored, tmp_path: Path, mo
     assert len(calls) == 1
     other = replace(scored.study, volume=scored.study.volume.copy())  # another study: searched again
     assert spine.spine_column(other) == real(scored.study) and len(calls) == 2
+
+
+def test_bone_count_is_the_mask_sum(scored: Scored) -> None:
+    """The column search counts bone slice by slice: the same counts as the volume-sized mask summed."""
+    from interop import spine
+
+    volume = scored.study.volume
+    np.testing.assert_array_equal(spine.bone_count(volume), (volume > spine.BONE_HU).sum(axis=0))
+
+
+def test_kept_column_searches_write_the_same_reports(scored: Scored, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reports written with every column search done afresh equal those written with the searches the
+    scoring (crop, measurement) and an earlier report already did, kept (issue 20's speed-up changes no file)."""
+    from inference import crop
+    from interop import spine
+
+    monkeypatch.setattr(crop, "_LAST", crop._LastVolume())
+    monkeypatch.setattr(spine, "_COLUMN", spine._LastStudy())
+    write_reports(scored.result, scored.study, scored.source, tmp_path / "cold")
+    write_reports(scored.result, scored.study, scored.source, tmp_path / "kept")
+    assert report_folder(tmp_path / "cold", scored.source) == report_folder(tmp_path / "kept", scored.source)
+
+
+def test_released_tables_are_read_again(scored: Scored, tmp_path: Path) -> None:
+    """``vfrisk predict --out`` frees highdicom's tables of the standard after its reports; a later report in
+    the same process reads them again and writes the same files."""
+    from highdicom._standard_utils import get_module_attribute_map
+
+    from interop.reports import release_tables
+
+    write_reports(scored.result, scored.study, scored.source, tmp_path / "before")
+    assert get_module_attribute_map.cache_info().currsize == 1
+    release_tables()
+    assert get_module_attribute_map.cache_info().currsize == 0
+    write_reports(scored.result, scored.study, scored.source, tmp_path / "after")
+    assert report_folder(tmp_path / "before", scored.source) == report_folder(tmp_path / "after", scored.source)
+
+
+def test_reports_are_written_with_the_old_objects_frozen(scored: Scored, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the reports are written the objects that existed before are out of the collector's scans
+    (``gc.freeze``); afterwards nothing stays frozen, and the collector is on as before."""
+    import gc
+
+    from interop import reports
+
+    frozen: list[int] = []
+    real = reports._Writers.json
+
+    def json(self: reports._Writers, path: Path) -> Path:
+        frozen.append(gc.get_freeze_count())
+        return real(self, path)
+
+    monkeypatch.setattr(reports._Writers, "json", json)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    write_reports(scored.result, scored.study, scored.source, tmp_path)
+    assert frozen and frozen[0] > 0
+    assert gc.isenabled() and gc.get_freeze_count() == 0

@@ -163,3 +163,28 @@ def test_crop_of_a_region_reader_equals_the_array_crop() -> None:
     a, b = crop_volume(vol, sp, PreprocessSpec()), crop_volume(Reader(), sp, PreprocessSpec())
     assert np.array_equal(a.image, b.image) and np.array_equal(a.offsets, b.offsets)
     assert len(reads) == 1
+
+
+def test_column_search_is_kept_per_volume(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The column of a volume is searched once (crop, transparent measurement and the SEG's measurement ask
+    for it in turn): a second call gives the same answer without sampling again, the kept track cannot be
+    changed through what a caller was given, and another volume (a copy) or another spec is searched anew."""
+    from inference import crop
+
+    vol, _ = _curved_column(50.0)
+    sp, spec = (2.5, 2.0, 2.0), PreprocessSpec()
+    calls: list[int] = []
+    sample = crop._sample
+    monkeypatch.setattr(crop, "_sample", lambda v, s: calls.append(1) or sample(v, s))
+    track = crop.spine_track(vol, sp, spec)
+    centre = crop.spine_center(vol, sp, spec)  # the track's anchor, found on the way
+    assert len(calls) == 1
+    track[:] = -1.0
+    again = crop.spine_track(vol, sp, spec)
+    assert len(calls) == 1 and (again >= 0).all()
+    assert crop.spine_center(vol, sp, spec) == centre and all(type(v) is int for v in centre)
+    other = vol.copy()
+    np.testing.assert_array_equal(crop.spine_track(other, sp, spec), again)
+    assert len(calls) == 2
+    crop.spine_center(other, sp, PreprocessSpec(search_mm=40.0))
+    assert len(calls) == 3

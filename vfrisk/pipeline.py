@@ -108,4 +108,15 @@ def predict_cli(source: Path | list[Path], *, labs: LabInput, context: Path | No
     data = result.to_json()
     if out is not None:
         data["reports"] = {k: str(v) for k, v in write_reports(result, scored.study, source, out).items()}
+        _release_report_tables()
     return data
+
+
+def _release_report_tables() -> None:
+    """The command ends after its reports: free the report writers' one-off tables now, cheaply, rather than
+    at the interpreter's shutdown (:func:`interop.reports.release_tables`)."""
+    try:
+        from interop.reports import release_tables
+    except ImportError:  # a core install without the interop extra
+        return
+    release_tables()
