@@ -278,3 +278,16 @@ def test_a_stretched_crop_keeps_its_level_truth_on_its_bodies() -> None:
     noisy, same = vary_look(x, z, torch.Generator().manual_seed(4), 2.0, (0.0, 0.02, 1.0))
     assert torch.equal(same, z) and bool((noisy[:, :, :49] == 0).all()) and not torch.equal(noisy, x)
     assert vary_look(x, z, torch.Generator(), 2.0, (0.0, 0.0, 0.0))[0] is x  # nothing asked: unchanged
+
+
+def test_a_count_the_bodies_own_names_do_not_corroborate_is_not_trusted() -> None:
+    """A sure sacrum under bodies whose own names all say something else (a model out of its domain, sure of one
+    wrong anchor): the count names them from the sacrum, but trusts none of it."""
+    bodies = [_body(140 - 35 * i, T11=0.6, T12=0.2, L3=0.1, L4=0.05, L5=0.05) for i in range(3)]
+    bodies.append(_body(35, S1=0.97, other=0.03))
+    naming = name_bodies(bodies)
+    assert naming.names == ("L3", "L4", "L5", "S1") and naming.anchors == ("sacrum",)
+    assert naming.agreement == 0.25 and not naming.trusted
+    assert any("agrees with the model's own names of only 1 of 4" in w for w in naming.warnings(["L3", "L4"]))
+    agreeing = [_body(140 - 35 * i, **{lv: 0.6, "L2": 0.4}) for i, lv in enumerate(("L3", "L4", "L5"))]
+    assert name_bodies([*agreeing, bodies[-1]]).trusted
