@@ -104,6 +104,7 @@ def predict_cli(source: Path | list[Path], *, labs: LabInput, context: Path | No
     ctx = read_context(context)
     engine = Engine(model)
     scored = score_source(source, labs, engine)
+    del engine  # the reports need no model: its ONNX Runtime session and arena go before they are written
     result = assess(scored.prediction, ctx)
     data = result.to_json()
     if out is not None:
