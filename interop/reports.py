@@ -49,11 +49,17 @@ _NEEDS_SOURCE = {"sr", "seg", "fhir", "pdf", "encapsulated_pdf", "key_image"}
 
 
 def load_tables() -> None:
-    """Read highdicom's table of the DICOM standard's modules now (it is read on the first DICOM object built
-    anyway), so that :func:`kept_out_of_gc` can exempt its million objects from the garbage collector's scans.
+    """Give highdicom its table of the DICOM standard's modules read one module at a time, as our objects ask for
+    them (:func:`interop.standard_table.use_lazy_table`); where the installed highdicom is not the one that table's
+    index was derived from, read its whole table now (it is read on the first DICOM object built anyway), so that
+    :func:`kept_out_of_gc` can exempt its million objects from the garbage collector's scans.
 
     The cyclic garbage collector is paused while the file is parsed: parsing JSON makes no reference cycles,
     but its million new containers would trigger several full collections of the whole process (about 0.2 s)."""
+    from interop.standard_table import use_lazy_table
+
+    if use_lazy_table():  # each module read from the file when first asked for (interop.standard_table)
+        return
     try:
         from highdicom._standard_utils import get_module_attribute_map
     except ImportError:  # a later highdicom that moves it: read when first needed, as before

@@ -234,3 +234,45 @@ def test_reports_are_written_with_the_old_objects_frozen(scored: Scored, tmp_pat
     write_reports(scored.result, scored.study, scored.source, tmp_path)
     assert frozen and frozen[0] > 0
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_the_module_index_is_that_of_the_installed_highdicom() -> None:
+    """The committed index of highdicom's module table (``interop.standard_table``) is derived again from the
+    installed file: an upgrade of highdicom fails here until the index is rebuilt."""
+    import json
+
+    from interop import standard_table as st
+
+    source = st.source_file()
+    assert source is not None and st.matches()
+    assert st.derive_index(source) == json.loads(st.INDEX.read_text())["modules"]
+    full = json.loads(source.read_text())
+    table = st.LazyModuleTable(source, st.derive_index(source))
+    assert list(table) == list(full) and len(table) == len(full)
+    for key in ("patient", "general-study", "segmentation-image", "enhanced-general-equipment"):
+        assert key in table and table[key] == full[key]
+    assert "no-such-module" not in table
+    with pytest.raises(KeyError):
+        table["no-such-module"]
+
+
+def test_reports_with_the_table_read_by_module_equal_those_with_the_whole_table(
+        scored: Scored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """highdicom given its table one module at a time writes the same SR, SEG and DICOM PDF and key image as
+    with its own whole table (after normalising UIDs and dates)."""
+    import highdicom._standard_utils as hd_standard
+
+    from interop import standard_table as st
+
+    lazy = write_reports(scored.result, scored.study, scored.source, tmp_path / "lazy")
+    assert hd_standard.get_module_attribute_map is st._lazy_table  # the reports put it in place
+    st.use_full_table()
+    monkeypatch.setattr(st, "use_lazy_table", lambda: False)  # as with another highdicom: its whole table
+    try:
+        whole = write_reports(scored.result, scored.study, scored.source, tmp_path / "whole")
+        assert hd_standard.get_module_attribute_map is not st._lazy_table
+        assert len(hd_standard.get_module_attribute_map()) == len(st._lazy_table())
+    finally:
+        monkeypatch.undo()
+    assert set(lazy) == set(whole) and {"sr", "seg", "encapsulated_pdf", "key_image"} <= set(lazy)
+    assert report_folder(tmp_path / "lazy", scored.source) == report_folder(tmp_path / "whole", scored.source)
