@@ -253,9 +253,8 @@ def name_bodies(bodies: list[Body], levels: tuple[str, ...] = LEVELS) -> Naming:
         for j, lv in enumerate(levels):
             emit[i, j + 1] = np.log(max(b.probs.get(lv, 0.0), 1e-12))
         emit[i, 0] = emit[i, k + 1] = np.log(max(b.probs.get(OTHER, 0.0), 1e-12))
-    steps = _step_matrices(levels)
-    trans = [_gap_transition(gap, _study_pitch(bodies), steps) for gap in
-             (bodies[i].z_mm - bodies[i + 1].z_mm for i in range(n - 1))]
+    steps, pitch = _step_matrices(levels), _study_pitch(bodies)
+    trans = [_gap_transition(a.z_mm - b.z_mm, pitch, steps) for a, b in pairwise(bodies)]
     states = _viterbi(emit, trans)
     post = _posterior(emit, trans)
     names = tuple(OTHER if s in (0, k + 1) else levels[s - 1] for s in states)
