@@ -12,26 +12,18 @@ Run: ``.venv/bin/python bench/bench_commands.py [--matrix 512] [--slices 300] [-
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 from pathlib import Path
 
-from common import VFRISK, ProcessRun, fixed_study, machine, median, run_python, table
+from common import VFRISK, ProcessRun, fixed_study, machine, median, run_python, study_arguments, table
 
 LABS = ("--ntx", "40", "--bmd-tscore", "-2.5")
 
 
 def main() -> None:
     """Time the three commands and print the table."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--matrix", type=int, default=512)
-    ap.add_argument("--slices", type=int, default=300)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="a smoke run: a 128 x 128 x 200 study, one round")
-    args = ap.parse_args()
-    if args.quick:
-        args.matrix, args.slices, args.rounds = 128, 200, 1
+    args = study_arguments(__doc__.splitlines()[0], rounds=5)
     print(machine())
     study = fixed_study(args.matrix, args.slices)
     with tempfile.TemporaryDirectory(prefix="vfrisk-bench-out-") as tmp:

@@ -11,25 +11,17 @@ Run: ``.venv/bin/python bench/bench_reports.py [--matrix 512] [--slices 300] [--
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from common import fixed_study, interleaved, machine, median, table
+from common import fixed_study, interleaved, machine, median, study_arguments, table
 
 
 def main() -> None:
     """Score the study, time each format both ways, print the table."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--matrix", type=int, default=512)
-    ap.add_argument("--slices", type=int, default=300)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="a smoke run: a 128 x 128 x 200 study, one round")
-    args = ap.parse_args()
-    if args.quick:
-        args.matrix, args.slices, args.rounds = 128, 200, 1
+    args = study_arguments(__doc__.splitlines()[0], rounds=3)
     print(machine())
     study_dir = fixed_study(args.matrix, args.slices)
     from inference.engine import Engine

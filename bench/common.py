@@ -8,6 +8,7 @@ median, and a difference in the work the two sides do is said next to the table.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -182,3 +183,17 @@ def fixed_study(matrix: int, slices: int, syntax: str = "explicit", index: int =
 
 VFRISK = "from vfrisk.cli import main; main()"
 """The ``vfrisk`` console script's own code (``run_python(VFRISK, args)`` runs this working tree's)."""
+
+
+def study_arguments(description: str, rounds: int) -> argparse.Namespace:
+    """The command line of a benchmark on one fixed study: ``--matrix`` (512), ``--slices`` (300), ``--rounds``
+    and ``--quick`` (a smoke run: a 128 x 128 x 200 study, one round)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--matrix", type=int, default=512)
+    ap.add_argument("--slices", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=rounds)
+    ap.add_argument("--quick", action="store_true", help="a smoke run: a 128 x 128 x 200 study, one round")
+    args = ap.parse_args()
+    if args.quick:
+        args.matrix, args.slices, args.rounds = 128, 200, 1
+    return args
