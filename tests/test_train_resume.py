@@ -54,3 +54,27 @@ def test_a_killed_training_resumes_after_its_last_epoch(tmp_path: Path, monkeypa
     resumed = _train(tmp_path / "b.pt", cfg)
     for (name, a), (_, b) in zip(whole.net.state_dict().items(), resumed.net.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ('z_stretch = "lots"\n', "config key z_stretch must be float, not 'lots'"),
+    ("epochs = 2.5\n", "config key epochs must be int"),
+    ("bf16 = 1\n", "config key bf16 must be bool"),
+    ('split = [0.7, "a", 0.15]\n', "config key split must be"),
+    ("z_strech = 0.1\n", "unknown config keys: z_strech"),
+])
+def test_a_bad_config_value_is_a_one_line_error(tmp_path: Path, text: str, says: str) -> None:
+    from inference.errors import InputError
+
+    path = tmp_path / "cfg.toml"
+    path.write_text(text)
+    with pytest.raises(InputError) as err:
+        TrainConfig.load(path)
+    assert err.value.code == "bad_config" and says in str(err.value)
+
+
+def test_an_int_is_a_fine_float_in_a_config(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.toml"
+    path.write_text("lr = 1\nnoise_sd_hu = 30\nsplit = [0.7, 0.15, 0.15]\n")
+    cfg = TrainConfig.load(path)
+    assert cfg.lr == 1 and cfg.noise_sd_hu == 30 and cfg.split == (0.7, 0.15, 0.15)

@@ -87,8 +87,27 @@ class TrainConfig:
             raise InputError("bad_config", f"unknown config keys: {', '.join(unknown)}")
         if "split" in raw:
             raw["split"] = tuple(raw["split"])
+        for f in fields(cls):
+            if f.name in raw and not _fits(raw[f.name], str(f.type)):
+                raise InputError("bad_config", f"config key {f.name} must be {f.type}, not {raw[f.name]!r}")
         return cls(**raw)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return asdict(self)
+
+
+def _fits(value: Any, annotation: str) -> bool:
+    """Whether a config value has the type its field is annotated with (an int is a fine float; a bool is no
+    number)."""
+    if annotation == "bool":
+        return isinstance(value, bool)
+    if annotation == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation == "str":
+        return isinstance(value, str)
+    if annotation.startswith("tuple"):
+        return isinstance(value, tuple) and all(_fits(v, "float") for v in value)
+    return True
