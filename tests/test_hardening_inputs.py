@@ -81,3 +81,21 @@ def test_cli_refuses_ntx_4_0_with_one_line() -> None:
                          text=True, timeout=120, check=False)
     assert run.returncode == 2
     assert run.stderr.splitlines() == ["error: NTX '4_0' is not a number"]
+
+
+def test_predict_out_that_is_a_file_is_refused_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vfrisk predict --out FILE``: a one-line ``bad_usage`` before the study is read or the model loaded, and
+    the file is left as it was."""
+    import vfrisk.pipeline as P
+
+    target = tmp_path / "report.txt"
+    target.write_text("keep me")
+
+    def no_engine(*_: object, **__: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("inference.engine.Engine", no_engine)
+    with pytest.raises(InputError) as err:
+        P.predict_cli(tmp_path / "missing-study", labs=LabInput(), context=None, model=None, out=target)
+    assert err.value.code == "bad_usage" and "is not one" in str(err.value)
+    assert target.read_text() == "keep me"

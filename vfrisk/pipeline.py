@@ -64,6 +64,7 @@ def assess(prediction: Prediction, context: Mapping[str, Any] | None = None) -> 
 def write_reports(result: Result, study: Study, source: Path | Sequence[Path], out: Path,
                   formats: Iterable[str] | None = None) -> dict[str, Path]:
     """Write the reports (JSON; SR, SEG, FHIR and PDF with the interop layer) into ``out``; format -> path."""
+    check_out_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     try:
         from interop.reports import FORMATS
@@ -75,6 +76,14 @@ def write_reports(result: Result, study: Study, source: Path | Sequence[Path], o
         path.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return {"json": path}
     return write(result, study, source, out, formats=FORMATS if formats is None else formats)
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse (``bad_usage``) an output folder that exists as something else than a folder, before any work."""
+    from inference.errors import InputError
+
+    if out.exists() and not out.is_dir():
+        raise InputError("bad_usage", f"--out must be a folder; {out.name} exists and is not one")
 
 
 def read_context(path: Path | None) -> dict[str, Any] | None:
@@ -102,6 +111,8 @@ def predict_cli(source: Path | list[Path], *, labs: LabInput, context: Path | No
     from inference.pipeline import score_source
 
     ctx = read_context(context)
+    if out is not None:
+        check_out_folder(out)
     engine = Engine(model)
     scored = score_source(source, labs, engine)
     del engine  # the reports need no model: its ONNX Runtime session and arena go before they are written
