@@ -291,3 +291,41 @@ def test_a_count_the_bodies_own_names_do_not_corroborate_is_not_trusted() -> Non
     assert any("agrees with the model's own names of only 1 of 4" in w for w in naming.warnings(["L3", "L4"]))
     agreeing = [_body(140 - 35 * i, **{lv: 0.6, "L2": 0.4}) for i, lv in enumerate(("L3", "L4", "L5"))]
     assert name_bodies([*agreeing, bodies[-1]]).trusted
+
+
+def test_training_cohorts_can_hold_more_transitional_spines() -> None:
+    plans = [draw_fov(7, i, 0.1) for i in range(600)]
+    share = sum(p.lumbar != 5 for p in plans) / len(plans)
+    assert 0.15 < share < 0.25
+    assert [p.kind for p in plans] == [draw_fov(7, i).kind for i in range(600)]  # only the lumbar count moves
+
+
+def test_ribs_articulate_with_their_vertebra_inside_the_model_crop() -> None:
+    """The last rib is what numbers a transitional spine: its head must sit at the body, its neck along the
+    transverse process, inside the 120 mm crop round the column, on T12 and never on a lumbar vertebra."""
+    from data.synthetic.anatomy import Body, Grid, draw_spine, place_spine, rib_path
+    from data.synthetic.model import draw_patient
+
+    rng = np.random.default_rng(3)
+    patient = draw_patient(rng, 5)
+    body = Body(ax=140.0, ay=100.0, fat=15.0)
+    spine = place_spine(patient, rng, z_l5_bottom=0.0, y_spine=25.0)
+    by = {v.level: v for v in spine}
+    t12 = by["T12"]
+    path = rib_path(t12, 1, body, 0.3)
+    head = path[0]
+    assert abs(head[2] - t12.xc) < t12.width / 2 + 6 and abs(head[1] - t12.yc) < t12.depth / 2
+    inside = (np.abs(path[:, 1] - t12.yc) < 60) & (np.abs(path[:, 2] - t12.xc) < 60)
+    assert inside.sum() * 3.0 >= 40.0  # at least 40 mm of the rib inside the crop
+    grid = Grid(z=np.arange(t12.z_bottom - 60, t12.z_bottom + 40, 1.0), y=np.arange(-100.0, 101.0, 1.0),
+                x=np.arange(-140.0, 141.0, 1.0))
+    vol = np.full((len(grid.z), len(grid.y), len(grid.x)), -1000.0, dtype=np.float32)
+    draw_spine(vol, grid, spine, body, rng)
+
+    def hu_at(z: float, y: float, x: float) -> float:
+        return float(vol[np.argmin(abs(grid.z - z)), np.argmin(abs(grid.y - y)), np.argmin(abs(grid.x - x))])
+
+    assert hu_at(*head) > 300  # the rib head is bone
+    l1 = by["L1"]
+    lateral = t12.width / 2 + 3.0 + (l1.width - t12.width) / 2
+    assert hu_at(l1.z_center + 0.3 * l1.height, l1.yc + 0.32 * l1.depth, l1.xc + lateral) < 0  # no rib on L1

@@ -80,14 +80,17 @@ def synth(
     family: Annotated[str, typer.Option(help="Phantom family: a (the training generator) or b (the independent "
                                              "second generator, with its own fields of view of every kind: "
                                              "--wide and --fov are family a's).")] = "a",
+    transitional: Annotated[float | None, typer.Option(
+        help="With --fov mixed: share of four- and again of six-lumbar spines (default 0.04; training cohorts "
+             "may hold more).")] = None,
 ) -> None:
     """Write a synthetic cohort (DESIGN.md cohort layout)."""
 
     def run() -> None:
         if family == "b":
-            if wide or fov != "standard":
-                raise InputError("bad_usage", "--wide and --fov apply to family a (family b draws its own fields of "
-                                              "view of every kind)")
+            if wide or fov != "standard" or transitional is not None:
+                raise InputError("bad_usage", "--wide, --fov and --transitional apply to family a (family b draws "
+                                              "its own fields of view of every kind)")
             from data.synthetic.family_b.cohort import Options
             from data.synthetic.family_b.cohort import write_cohort as write_b
 
@@ -95,10 +98,12 @@ def synth(
             return
         if family != "a":
             raise InputError("bad_usage", f"--family must be a or b, not {family!r}")
+        if transitional is not None and (fov != "mixed" or not 0.0 <= transitional <= 0.5):
+            raise InputError("bad_usage", "--transitional needs --fov mixed and a share from 0 to 0.5")
         from data.synthetic.cohort import CohortOptions, write_cohort
 
         opts = CohortOptions(n=n, seed=seed, matrix=matrix or None, workers=workers, wide=wide, extras=extras,
-                             fov=fov)
+                             fov=fov, transitional=transitional)
         summary = write_cohort(out, opts)
         _print_json(summary)
 

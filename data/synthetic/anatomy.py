@@ -194,18 +194,37 @@ def draw_ellipsoid(vol: np.ndarray, g: Grid, center: tuple[float, float, float],
     region[(z * z + y * y + x * x) < 1.0] = hu
 
 
-def draw_rib(vol: np.ndarray, g: Grid, v: VertebraGeometry, side: int, body_ax: float, body_ay: float,
-             hu: float) -> None:
-    """Draw one rib as a chain of small spheres on an elliptical arc round the flank, sloping down."""
-    length = 0.55 if v.level in ("T11", "T12") else 0.9
-    ax, ay = body_ax * 0.82, body_ay * 0.75
-    n = max(8, int(length * math.pi * (ax + ay) / 2 / 3.0))
-    t = np.linspace(0.0, length * math.pi, n)
-    cy = v.yc + v.depth * 0.3
-    for ti in t:
-        center = (v.z_center - 25.0 * ti / math.pi, cy + ay * math.cos(ti + 0.25),
-                  v.xc + side * ax * math.sin(ti + 0.25))
-        draw_ellipsoid(vol, g, center, (4.0, 4.0, 4.0), hu)
+def rib_path(v: VertebraGeometry, side: int, body: Body, length: float) -> np.ndarray:
+    """Centres (n, 3; z, y, x mm) of one rib, 3 mm apart: the head at the back of the body's upper half (the
+    costovertebral joint), the neck along the transverse process to the tubercle at its tip, the angle behind and
+    beside it, then round the inside of the chest wall towards the front, sloping down; ``length`` is the share
+    of the half-circle from the back to the front that the rib covers (floating ribs are short)."""
+    w = v.width
+    rx, ry = 10.0 * (w / 45), 7.5 * (w / 45)
+    y_canal = v.yc + v.depth / 2 + ry + 1.5
+    tip = rx + 18.0
+    near = [(v.yc + 0.32 * v.depth, w / 2 + 3.0), (y_canal - 1.0, tip), (y_canal + 12.0, tip + 22.0)]
+    cage_x = max(body.ax - body.fat - 10.0, tip + 40.0)
+    cage_y = max(body.ay - 0.8 * body.fat - 10.0, y_canal + 20.0)
+    start = math.asin(min(0.95, (tip + 45.0) / cage_x))
+    end = start + length * (math.pi - start)
+    arc = [(cage_y * math.cos(a), cage_x * math.sin(a)) for a in np.linspace(start, end, 24)]
+    pts = np.array(near + arc)
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    dist = np.concatenate([[0.0], np.cumsum(seg)])
+    s = np.arange(0.0, dist[-1], 3.0)
+    y = np.interp(s, dist, pts[:, 0])
+    x = v.xc + side * np.interp(s, dist, pts[:, 1])
+    # the head sits on the upper half of the body; from the tubercle on the rib slopes down towards the front
+    z = v.z_center + np.interp(s, [0.0, dist[1], dist[-1]], [0.3 * v.height, 0.0, -12.0 - 28.0 * length])
+    return np.stack([z, y, x], axis=1)
+
+
+def draw_rib(vol: np.ndarray, g: Grid, v: VertebraGeometry, side: int, body: Body, hu: float,
+             length: float) -> None:
+    """Draw one rib (:func:`rib_path`) as a chain of small spheres, articulated with its vertebra."""
+    for z, y, x in rib_path(v, side, body, length):
+        draw_ellipsoid(vol, g, (float(z), float(y), float(x)), (4.0, 4.0, 4.0), hu)
 
 
 def draw_pelvis(vol: np.ndarray, g: Grid, l5: VertebraGeometry, hu: float, cortical_hu: float) -> None:
@@ -297,8 +316,9 @@ def draw_spine(vol: np.ndarray, g: Grid, spine: list[VertebraGeometry], body: Bo
         draw_posterior(vol, g, v, 0.55 * cortical, v.level.startswith("L"))
         draw_vertebra(vol, g, v, cortical, rng)
         if v.level in RIB_LEVELS:
+            length = float(rng.uniform(0.15, 0.35)) if v.level == "T12" else 0.45 if v.level == "T11" else 0.85
             for side in (-1, 1):
-                draw_rib(vol, g, v, side, body.ax, body.ay, 0.7 * cortical)
+                draw_rib(vol, g, v, side, body, 0.7 * cortical, length)
     l5 = spine[0]
     draw_pelvis(vol, g, l5, l5.trabecular_hu + 40.0, float(np.clip(480 + 2.6 * l5.trabecular_hu, 500, 1200)))
 

@@ -68,7 +68,10 @@ class CohortOptions:
     fov: str = "standard"
     """``standard``: every scan shows T11-L5 with margins; ``mixed``: fields of view of every kind (see
     :data:`FOV_KINDS`), a phantom from T4 to the sacrum, and transitional spines (four or six lumbar vertebrae,
-    :data:`TRANSITIONAL` each)."""
+    :data:`TRANSITIONAL` each unless ``transitional`` says otherwise)."""
+    transitional: float | None = None
+    """Share of four- and (again) of six-lumbar spines in a ``--fov mixed`` cohort; None: :data:`TRANSITIONAL`
+    (a training cohort may hold more of them than a test cohort, so the model sees enough to learn them)."""
 
 
 FOV_KINDS: dict[str, float] = {
@@ -95,12 +98,12 @@ class FovPlan:
     """In-plane field of view centred on the spine (lumbar-spine CTs); None: the body's."""
 
 
-def draw_fov(seed: int, index: int) -> FovPlan:
+def draw_fov(seed: int, index: int, transitional: float = TRANSITIONAL) -> FovPlan:
     """Draw the field of view from a stream of its own (the patient and scanner draws stay those of a standard
-    cohort with the same seed)."""
+    cohort with the same seed); ``transitional`` is the share of four- and again of six-lumbar spines."""
     rng = np.random.default_rng([seed, index, 18])
     u = rng.random()
-    lumbar = 4 if u < TRANSITIONAL else 6 if u < 2 * TRANSITIONAL else 5
+    lumbar = 4 if u < transitional else 6 if u < 2 * transitional else 5
     last = f"L{lumbar}"
     kind = str(rng.choice(list(FOV_KINDS), p=np.array(list(FOV_KINDS.values()))))
     fov_mm = None
@@ -309,7 +312,8 @@ def _draw(seed: int, index: int, opts: CohortOptions
           ) -> tuple[np.random.Generator, Patient, StudyPlan, FovPlan | None]:
     """The per-study generator and everything drawn before rendering."""
     rng = np.random.default_rng([seed, index])
-    fov = draw_fov(seed, index) if opts.fov == "mixed" else None
+    share = TRANSITIONAL if opts.transitional is None else opts.transitional
+    fov = draw_fov(seed, index, share) if opts.fov == "mixed" else None
     patient = draw_patient(rng, fov.lumbar if fov else 5)
     plan = draw_plan(rng, opts)
     if fov is not None:
