@@ -5,12 +5,13 @@ are found and named.
 product pipeline (:class:`inference.engine.Engine` with the bundle; default: the bundled default model), the
 reader's refusals included, and prints one row per scan and a total:
 
-- **verdict**: scored, or refused with the one-line reason (a DICOM case the reader refuses is also read with
-  relaxed coverage limits and given to the model: its anatomy verdict is the ``relaxed`` column);
+- **verdict**: scored, or refused with the one-line reason (a refused case of :data:`MUST_REFUSE` is also read
+  with relaxed coverage limits and given to the model: its anatomy verdict is the ``relaxed`` field);
 - **whole**: the vertebral bodies of T10-L6 and S1 that the scan's masks show whole;
 - **found**: of those, how many have a reported body within 10 mm of the mask's centre; **named**: how many of
   the found are reported under their own name; **sure right**: of the found whose name is reported as sure (not
-  ``name_uncertain``), how many are right; **uncertain**: how many of the found are marked uncertain;
+  ``name_uncertain``), how many are right; **uncertain**: how many of the found are marked uncertain (a refused
+  scan reports no body, so its whole bodies count as not found, as in ``training.fov_check``);
 - **HU**: where the scan has a TotalSegmentator report, the transparent trabecular HU (``measured``) against the
   report's median per level found, as the largest absolute difference over the levels measured (every level in
   the JSON, the learned HU beside it).
