@@ -56,8 +56,9 @@ def load_tables() -> None:
 
     The cyclic garbage collector is paused while the file is parsed: parsing JSON makes no reference cycles,
     but its million new containers would trigger several full collections of the whole process (about 0.2 s)."""
-    from interop.standard_table import use_lazy_table
+    from interop.standard_table import use_lazy_table, use_memoised_iod_lookup
 
+    use_memoised_iod_lookup()
     if use_lazy_table():  # each module read from the file when first asked for (interop.standard_table)
         return
     try:

@@ -276,3 +276,34 @@ def test_reports_with_the_table_read_by_module_equal_those_with_the_whole_table(
         monkeypatch.undo()
     assert set(lazy) == set(whole) and {"sr", "seg", "encapsulated_pdf", "key_image"} <= set(lazy)
     assert report_folder(tmp_path / "lazy", scored.source) == report_folder(tmp_path / "whole", scored.source)
+
+
+def test_memoised_iod_lookup_answers_as_highdicom_and_writes_the_same_reports(
+        scored: Scored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """highdicom's ``is_attribute_in_iod`` answered from a memo (``interop.standard_table``) gives highdicom's own
+    answers, and the reports written with it equal those written without it (after normalising UIDs and dates)."""
+    import highdicom._standard_utils as hd_standard
+
+    from interop import standard_table as st
+
+    memo = write_reports(scored.result, scored.study, scored.source, tmp_path / "memo")
+    lookup = hd_standard.is_attribute_in_iod
+    assert getattr(lookup, "memoised", False)
+    original = st._SAVED["iod_lookup"]
+    for sop_class in (pydicom.uid.CTImageStorage, pydicom.uid.SegmentationStorage,
+                      pydicom.uid.Comprehensive3DSRStorage, pydicom.uid.EnhancedCTImageStorage):
+        for attribute in ("PerFrameFunctionalGroupsSequence", "NumberOfFrames", "ContentDate", "PixelData"):
+            for exclude in (None, ["IconImageSequence"]):
+                assert lookup(attribute, sop_class, exclude) == original(attribute, sop_class, exclude)
+    with pytest.raises(KeyError):
+        lookup("PixelData", "1.2.3.4")
+    st.use_plain_iod_lookup()
+    monkeypatch.setattr(st, "use_memoised_iod_lookup", lambda: False)  # as with a highdicom without it
+    try:
+        plain = write_reports(scored.result, scored.study, scored.source, tmp_path / "plain")
+        assert hd_standard.is_attribute_in_iod is original
+    finally:
+        monkeypatch.undo()
+        st.use_memoised_iod_lookup()
+    assert set(plain) == set(memo) and {"sr", "seg", "encapsulated_pdf", "key_image"} <= set(memo)
+    assert report_folder(tmp_path / "memo", scored.source) == report_folder(tmp_path / "plain", scored.source)

@@ -170,3 +170,32 @@ def test_sr_states_the_training_data(reports: dict[str, Path], scored: Scored) -
     back = read_sr_measurements(reports["sr"])
     assert back["training_data"] == scored.result.training_data
     assert "synthetic phantoms" in back["training_data"]
+
+
+def test_document_is_highdicoms_comprehensive_3d_sr(scored: Scored, tmp_path: Path) -> None:
+    """The SR document is built without highdicom's re-reading of the content tree (``interop.sr._document``):
+    the file equals the one :class:`highdicom.sr.Comprehensive3DSR` writes of the same content and evidence, after
+    normalising dates and times (the UIDs are the same on both sides)."""
+    from normalise import Placeholders, dicom
+
+    from interop.seg import build_seg
+    from interop.source import study_source_series
+    from interop.sr import _document, measurement_groups
+
+    source = study_source_series(scored.study, scored.source)
+    seg = build_seg(scored.result, scored.study, source)
+    assert seg is not None
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(),
+        procedure_reported=vc.COMPUTED_TOMOGRAPHY,
+        imaging_measurements=measurement_groups(scored.result, source, seg),
+    )
+    kwargs = {"series_instance_uid": hd.UID(), "series_number": 9901, "sop_instance_uid": hd.UID(),
+              "instance_number": 1, "manufacturer": "vfrisk", "is_complete": True, "series_description": "d"}
+    evidence = [*source.datasets, seg]
+    _document(evidence, report[0], **kwargs).save_as(tmp_path / "fast.dcm", enforce_file_format=True)
+    hd.sr.Comprehensive3DSR(evidence=evidence, content=report[0], **kwargs).save_as(
+        tmp_path / "highdicom.dcm", enforce_file_format=True)
+    names = Placeholders(set())
+    assert dicom(tmp_path / "fast.dcm", names) == dicom(tmp_path / "highdicom.dcm", names)
+    assert len(hd.sr.srread(tmp_path / "fast.dcm").content.get_volumetric_roi_measurement_groups()) >= 4
