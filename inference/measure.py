@@ -407,10 +407,15 @@ class SagittalFrame:
 
     def sample(self, vol: np.ndarray, sp: tuple[float, float, float], col: float) -> np.ndarray:
         """The patch: the mid-sagittal band through column ``col`` (+-4 mm in x), resampled in this frame."""
-        sag = _band(np.moveaxis(vol, 2, 0), col, max(0.5, 4.0 / sp[2]), axis=0)  # (Z, Y)
         u = (np.arange(self.rows) - (self.rows - 1) / 2.0) * PATCH_MM
         v = (np.arange(self.cols) - (self.cols - 1) / 2.0) * PATCH_MM
         k, r = self.to_voxel(u[:, None], v[None, :], sp)
+        # the band only where the interpolation reads it: each sample's two neighbours on both axes, clamped to
+        # the volume's edge (mode "nearest") for samples beyond it
+        nz, ny = vol.shape[:2]
+        slices = (min(max(0, int(np.floor(k.min())) - 1), nz - 1), max(1, int(np.ceil(k.max())) + 2))
+        rows = (min(max(0, int(np.floor(r.min())) - 1), ny - 1), max(1, int(np.ceil(r.max())) + 2))
+        sag = sagittal_band(vol, col, max(0.5, 4.0 / sp[2]), rows=rows, slices=slices)  # (Z, Y)
         return np.asarray(ndimage.map_coordinates(sag.astype(np.float64), [k, r], order=1, mode="nearest"))
 
     def depth_extent(self, patch: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -436,6 +441,25 @@ def axial_slab(vol: np.ndarray, sp: tuple[float, float, float], k0: float, half_
     sub = vol[max(0, k - half): min(vol.shape[0], k + half + 1)].astype(np.float64)
     sigma = (max(0.0, 1.0 / sp[1]), max(0.0, 1.0 / sp[2]))
     return np.asarray(ndimage.gaussian_filter(sub.mean(axis=0), sigma))
+
+
+def sagittal_band(vol: np.ndarray, col: float, half: float, rows: tuple[int, int] | None = None,
+                  slices: tuple[int, int] | None = None) -> np.ndarray:
+    """(Z, Y) mean of ``vol`` over the columns within ``half`` voxels of column ``col`` (the mid-sagittal band),
+    computed only on the slices and rows given (inclusive-exclusive, clipped to the volume; all when None) and
+    NaN elsewhere, so that a read outside them cannot pass unseen.
+
+    Each value equals that of the band of the whole volume bit for bit (the same sums in the same order: only the
+    block read is smaller); a body's heights need a few dozen of the 512 rows, which is a tenth of the reading."""
+    nz, ny = vol.shape[:2]
+    z0, z1 = (0, nz) if slices is None else (max(0, slices[0]), min(nz, slices[1]))
+    y0, y1 = (0, ny) if rows is None else (max(0, rows[0]), min(ny, rows[1]))
+    block = _band(np.moveaxis(vol[z0:z1, y0:y1], 2, 0), col, half, axis=0)
+    if (z0, z1, y0, y1) == (0, nz, 0, ny):
+        return block
+    out = np.full((nz, ny), np.nan, dtype=np.result_type(block.dtype, np.float32))
+    out[z0:z1, y0:y1] = block
+    return out
 
 
 def _band(img: np.ndarray, centre: float, half: float, axis: int) -> np.ndarray:
@@ -536,7 +560,8 @@ def vertical_heights(vol: np.ndarray, sp: tuple[float, float, float], body: _Bod
                      ) -> tuple[tuple[float, float, float], tuple[float, float]]:
     """Anterior, middle and posterior heights (mm) on the mid-sagittal plane of the native slices (averaged
     4 mm either side of it), and the mean endplate slices; ``windows`` are slice indices."""
-    sag = _band(np.moveaxis(vol, 2, 0), body.xc, max(0.5, 4.0 / sp[2]), axis=0)  # (Z, Y) mid-sagittal
+    rows = (int(np.floor(body.y_ant)) - 2, int(np.ceil(body.y_post)) + 3)  # the profiles lie within the body
+    sag = sagittal_band(vol, body.xc, max(0.5, 4.0 / sp[2]), rows=rows)  # (Z, Y) mid-sagittal
     return profile_heights(sag, (body.y_ant, body.y_post), windows, sp[0], max(0.3, 1.0 / sp[0]), 1.0)
 
 
@@ -644,9 +669,12 @@ def trabecular_hu(vol: np.ndarray, sp: tuple[float, float, float], body: _Body,
     ks = np.arange(max(0, int(np.ceil(mid - half_z))), min(vol.shape[0], int(np.floor(mid + half_z)) + 1))
     if ry <= 0 or rx <= 0 or ks.size == 0:
         raise _FailedError("roi_too_small", "the body is too small for a trabecular ROI")
-    yy, xx = np.mgrid[0:vol.shape[1], 0:vol.shape[2]]
+    # the ellipse's bounding rows and columns (one pixel spare): the same voxels, in the same order
+    y0, y1 = max(0, int(np.floor(body.yc - ry)) - 1), min(vol.shape[1], int(np.ceil(body.yc + ry)) + 2)
+    x0, x1 = max(0, int(np.floor(body.xc - rx)) - 1), min(vol.shape[2], int(np.ceil(body.xc + rx)) + 2)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
     ellipse = ((yy - body.yc) / ry) ** 2 + ((xx - body.xc) / rx) ** 2 <= 1.0
-    values = vol[ks][:, ellipse]
+    values = vol[ks, y0:y1, x0:x1][:, ellipse]
     if values.size < MIN_ROI_VOXELS:
         raise _FailedError("roi_too_small", f"only {values.size} voxels in the trabecular ROI")
     return float(np.median(values)), int(values.size)
