@@ -3,7 +3,14 @@
 FHIR version: fhir.resources 8 defaults to R5 and ships no R4 subpackage; this module uses its ``R4B``
 subpackage (FHIR 4.3.0), whose resources used here have the R4 (4.0.1) structure. fhir.resources checks
 structure only; :func:`check_transaction` checks what a server needs beyond it (every entry has a ``urn:uuid``
-fullUrl and a request, every reference resolves inside the bundle), and :func:`write_fhir` runs both.
+fullUrl and a request, every reference resolves inside the bundle).
+
+The bundle is built as plain JSON data, each element's children written in the order of the FHIR specification
+(fhir.resources' ``elements_sequence``) and instants as fhir.resources writes them (``Z`` for UTC), so that
+:func:`bundle_json` is the text fhir.resources' ``Bundle.model_dump_json(indent=2)`` makes of it without building
+its models (about 0.2 s of a ``predict --out``, import included); :func:`write_fhir` runs
+:func:`check_transaction` on it, and the tests parse every bundle with fhir.resources and compare the two texts.
+:func:`build_bundle` (the validated ``Bundle`` model) and the readers import fhir.resources when called.
 
 Every entry is a conditional create (``POST`` with ``ifNoneExist`` on a stable identifier), so posting the same
 result twice creates nothing new. The Bundle holds:
@@ -38,9 +45,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fhir.resources.R4B.bundle import Bundle
 from pydicom.dataset import Dataset
 
 from clinical.vocabulary import category_label
@@ -48,6 +54,9 @@ from inference.errors import InputError
 from interop import codes as vc
 from interop.source import SourceSeries
 from vfrisk.result import Result
+
+if TYPE_CHECKING:
+    from fhir.resources.R4B.bundle import Bundle
 
 DICOM_UID_SYSTEM = "urn:dicom:uid"
 UCUM = "http://unitsofmeasure.org"
@@ -222,11 +231,11 @@ def patient_identifier(links: FhirLinks, config: FhirConfig) -> dict[str, Any] |
     """The Patient identifier: value from the Patient ID, system from the issuer's OID or the configuration."""
     if not links.patient_id:
         return None
-    identifier: dict[str, Any] = {"value": links.patient_id,
-                                  "type": {"coding": [{"system": V2_0203, "code": "MR"}]}}
+    identifier: dict[str, Any] = {"type": {"coding": [{"system": V2_0203, "code": "MR"}]}}
     system = links.issuer_oid or (config.patient_identifier_systems.get(links.issuer) if links.issuer else None)
     if system:
         identifier["system"] = system
+    identifier["value"] = links.patient_id
     if links.issuer:
         identifier["assigner"] = {"display": links.issuer}
     return identifier
@@ -244,11 +253,11 @@ def _patient(bundle: _Bundle, links: FhirLinks, config: FhirConfig) -> dict[str,
 def _study_identifiers(result: Result, links: FhirLinks, config: FhirConfig) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [{"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{result.study_instance_uid}"}]
     if links.accession:
-        accession: dict[str, Any] = {"type": {"coding": [{"system": V2_0203, "code": "ACSN"}]},
-                                     "value": links.accession}
+        accession: dict[str, Any] = {"type": {"coding": [{"system": V2_0203, "code": "ACSN"}]}}
         system = links.accession_oid or config.accession_system
         if system:
             accession["system"] = system
+        accession["value"] = links.accession
         out.append(accession)
     return out
 
@@ -261,21 +270,18 @@ def _imaging_study(result: Result, subject: dict[str, Any], links: FhirLinks, co
     series = [ct]
     for obj in links.objects.values():
         modality = SOP_MODALITY.get(obj.sop_class_uid, "OT")
-        entry: dict[str, Any] = {
-            "uid": obj.series_uid,
-            "modality": {"system": DCM_SYSTEM, "code": modality},
-            "numberOfInstances": 1,
-            "instance": [{"uid": obj.sop_instance_uid, "sopClass": {"system": "urn:ietf:rfc:3986",
-                                                                     "code": f"urn:oid:{obj.sop_class_uid}"}}],
-        }
+        entry: dict[str, Any] = {"uid": obj.series_uid, "modality": {"system": DCM_SYSTEM, "code": modality}}
         if obj.description:
             entry["description"] = obj.description
+        entry["numberOfInstances"] = 1
+        entry["instance"] = [{"uid": obj.sop_instance_uid, "sopClass": {"system": "urn:ietf:rfc:3986",
+                                                                         "code": f"urn:oid:{obj.sop_class_uid}"}}]
         series.append(entry)
-    study: dict[str, Any] = {"resourceType": "ImagingStudy", "status": "available",
-                             "identifier": _study_identifiers(result, links, config), "subject": subject,
-                             "series": series}
+    study: dict[str, Any] = {"resourceType": "ImagingStudy", "identifier": _study_identifiers(result, links, config),
+                             "status": "available", "subject": subject}
     if links.study_date:
         study["started"] = links.study_date
+    study["series"] = series
     return study
 
 
@@ -291,8 +297,8 @@ def _lab_observations(result: Result, subject: dict[str, Any], key: str) -> Iter
     ntx = result.labs.ntx
     if ntx is not None:
         yield {
-            "resourceType": "Observation", "status": "final", "category": _category("laboratory"),
-            "identifier": [{"system": RESULT_ID_SYSTEM, "value": f"{key}:ntx"}],
+            "resourceType": "Observation", "identifier": [{"system": RESULT_ID_SYSTEM, "value": f"{key}:ntx"}],
+            "status": "final", "category": _category("laboratory"),
             "code": {"coding": [
                 {"system": vc.LOINC_SYSTEM, "code": vc.NTX_LOINC[0], "display": vc.NTX_LOINC[1]},
                 {"system": vc.LOCAL_LAB_SYSTEM, "code": vc.NTX_LOCAL[0], "display": vc.NTX_LOCAL[1]}],
@@ -302,8 +308,8 @@ def _lab_observations(result: Result, subject: dict[str, Any], key: str) -> Iter
     tscore = result.labs.bmd_tscore
     if tscore is not None:
         yield {
-            "resourceType": "Observation", "status": "final", "category": _category("imaging"),
-            "identifier": [{"system": RESULT_ID_SYSTEM, "value": f"{key}:bmd_tscore"}],
+            "resourceType": "Observation", "identifier": [{"system": RESULT_ID_SYSTEM, "value": f"{key}:bmd_tscore"}],
+            "status": "final", "category": _category("imaging"),
             "code": {"coding": [{"system": vc.LOINC_SYSTEM, "code": vc.TSCORE_LOINC[0],
                                  "display": vc.TSCORE_LOINC[1]}], "text": "Lowest DXA T-score"},
             "subject": subject, "valueQuantity": _quantity(tscore, "T-score", "{T-score}"),
@@ -344,27 +350,28 @@ def _level_observations(result: Result, subject: dict[str, Any], key: str, links
         if level.level not in vc.LEVELS:
             continue
         obs: dict[str, Any] = {
-            "resourceType": "Observation", "status": "preliminary", "category": _category("imaging"),
+            "resourceType": "Observation",
             "identifier": [{"system": RESULT_ID_SYSTEM, "value": f"{key}:{level.level}"}],
+            "status": "preliminary", "category": _category("imaging"),
             "code": {"coding": [_coding(vc.VERTEBRAL_ASSESSMENT)], "text": f"Vertebra {level.name_label()}"},
             "subject": subject,
-            "bodySite": {"coding": [_coding(vc.vertebra(level.level))], "text": level.level},
-            "derivedFrom": [{"reference": study_url, "type": "ImagingStudy"}],
-            "device": {"reference": device_url, "type": "Device"},
-            "component": _level_components(level),
         }
         if links.study_date:
             obs["effectiveDateTime"] = links.study_date
+        obs["bodySite"] = {"coding": [_coding(vc.vertebra(level.level))], "text": level.level}
+        obs["device"] = {"reference": device_url, "type": "Device"}
+        obs["derivedFrom"] = [{"reference": study_url, "type": "ImagingStudy"}]
+        obs["component"] = _level_components(level)
         yield obs
 
 
 def _device(result: Result) -> dict[str, Any]:
     return {
         "resourceType": "Device",
-        "note": [{"text": f"Training data: {result.training_data}"}],
+        "identifier": [{"system": MODEL_ID_SYSTEM, "value": result.model.sha256 or "unknown"}],
         "deviceName": [{"name": result.model.name, "type": "model-name"}],
         "version": [{"value": result.model.version}],
-        "identifier": [{"system": MODEL_ID_SYSTEM, "value": result.model.sha256 or "unknown"}],
+        "note": [{"text": f"Training data: {result.training_data}"}],
     }
 
 
@@ -379,14 +386,14 @@ def _prediction(result: Result) -> dict[str, Any]:
     return {
         "outcome": {"coding": [_coding(vc.FRACTURE_6M)], "text": "New vertebral fracture within 6 months"},
         "probabilityDecimal": result.probability,
-        "whenRange": {
-            "low": {"value": 0, "unit": "months", "system": UCUM, "code": "mo"},
-            "high": {"value": 6, "unit": "months", "system": UCUM, "code": "mo"},
-        },
         "qualitativeRisk": {
             "coding": [{"system": RISK_PROBABILITY_SYSTEM, "code": QUALITATIVE[result.risk_category]},
                        {"system": LOCAL_RISK_SYSTEM, "code": result.risk_category}],
             "text": category,
+        },
+        "whenRange": {
+            "low": {"value": 0, "unit": "months", "system": UCUM, "code": "mo"},
+            "high": {"value": 6, "unit": "months", "system": UCUM, "code": "mo"},
         },
         "rationale": f"Calibrated probability {result.probability:.3f}, uncertainty interval {lo:.3f}-{hi:.3f}, "
                      f"from CT and labs by {result.model.name} {result.model.version}. Risk category {category}: "
@@ -401,10 +408,10 @@ def _risk_assessment(result: Result, subject: dict[str, Any], basis: list[dict[s
         "resourceType": "RiskAssessment",
         "identifier": [{"system": RESULT_ID_SYSTEM, "value": key}],
         "status": "preliminary",
+        "method": {"coding": [{"system": LOCAL_METHOD_SYSTEM, "version": result.model.version,
+                               "code": result.model.name, "display": model}], "text": model},
         "subject": subject,
         "occurrenceDateTime": when,
-        "method": {"coding": [{"system": LOCAL_METHOD_SYSTEM, "code": result.model.name,
-                               "version": result.model.version, "display": model}], "text": model},
         "performer": {"reference": device_url, "type": "Device", "display": model},
         "basis": basis,
         "prediction": [_prediction(result)],
@@ -428,6 +435,8 @@ def _diagnostic_report(result: Result, subject: dict[str, Any], refs: Mapping[st
         identifiers.append({"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{sr.sop_instance_uid}"})
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
+        "extension": [{"url": SUPPORTING_INFO,
+                       "valueReference": {"reference": refs["risk"], "type": "RiskAssessment"}}],
         "identifier": identifiers,
         "status": "preliminary",
         "category": [{"coding": [{"system": V2_0074, "code": "RAD"}]}],
@@ -435,30 +444,38 @@ def _diagnostic_report(result: Result, subject: dict[str, Any], refs: Mapping[st
                              "display": "Vertebral fracture risk from CT (decision support)"}],
                  "text": "Vertebral fracture risk from CT (decision support)"},
         "subject": subject,
-        "issued": when,
-        "imagingStudy": [{"reference": refs["study"], "type": "ImagingStudy"}],
-        "result": [{"reference": url, "type": "Observation"} for url in refs["levels"]],
-        "extension": [{"url": SUPPORTING_INFO,
-                       "valueReference": {"reference": refs["risk"], "type": "RiskAssessment"}}],
-        "conclusion": _conclusion(result),
     }
     if links.study_date:
         report["effectiveDateTime"] = links.study_date
+    report["issued"] = when
+    report["result"] = [{"reference": url, "type": "Observation"} for url in refs["levels"]]
+    report["imagingStudy"] = [{"reference": refs["study"], "type": "ImagingStudy"}]
+    report["conclusion"] = _conclusion(result)
     if links.pdf:
         report["presentedForm"] = [{
-            "contentType": "application/pdf", "language": "en", "title": "vfrisk report (PDF)",
+            "contentType": "application/pdf", "language": "en",
             "data": base64.b64encode(links.pdf).decode("ascii"), "size": len(links.pdf),
             "hash": base64.b64encode(hashlib.sha1(links.pdf).digest()).decode("ascii"),  # FHIR: SHA-1
-            "creation": when,
+            "title": "vfrisk report (PDF)", "creation": when,
         }]
     return report
 
 
-def build_bundle(result: Result, links: FhirLinks | None = None, config: FhirConfig | None = None, *,
-                 when: datetime | None = None) -> Bundle:
-    """The transaction Bundle for ``result``, validated by fhir.resources (R4B) and :func:`check_transaction`."""
+def fhir_instant(when: datetime) -> str:
+    """An instant as fhir.resources writes it: ISO 8601 to the second, ``Z`` for UTC. ``ValueError`` for a
+    time without a zone (FHIR requires one: fhir.resources refuses it)."""
+    if when.utcoffset() is None:
+        raise ValueError("a FHIR instant needs a time zone")
+    text = when.isoformat(timespec="seconds")
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def bundle_data(result: Result, links: FhirLinks | None = None, config: FhirConfig | None = None, *,
+                when: datetime | None = None) -> dict[str, Any]:
+    """The transaction Bundle for ``result`` as JSON data (every element in FHIR order), checked by
+    :func:`check_transaction`."""
     links, config = links or FhirLinks(), config or FhirConfig.from_env()
-    when_text = (when or datetime.now(UTC)).isoformat(timespec="seconds")
+    when_text = fhir_instant(when or datetime.now(UTC))
     key = result_key(result)
     bundle = _Bundle()
     subject = _patient(bundle, links, config)
@@ -479,7 +496,22 @@ def build_bundle(result: Result, links: FhirLinks | None = None, config: FhirCon
     bundle.add(report, _identifier_query(report["identifier"][0]))
     data = {"resourceType": "Bundle", "type": "transaction", "timestamp": when_text, "entry": bundle.entries}
     check_transaction(data)
-    return Bundle.model_validate(data)
+    return data
+
+
+def bundle_json(result: Result, links: FhirLinks | None = None, config: FhirConfig | None = None, *,
+                when: datetime | None = None) -> str:
+    """The transaction Bundle for ``result`` as JSON text: what fhir.resources' ``model_dump_json(indent=2)``
+    writes of it (see the module's docstring), without fhir.resources."""
+    return json.dumps(bundle_data(result, links, config, when=when), indent=2, ensure_ascii=False)
+
+
+def build_bundle(result: Result, links: FhirLinks | None = None, config: FhirConfig | None = None, *,
+                 when: datetime | None = None) -> Bundle:
+    """The transaction Bundle for ``result``, validated by fhir.resources (R4B) and :func:`check_transaction`."""
+    from fhir.resources.R4B.bundle import Bundle
+
+    return Bundle.model_validate(bundle_data(result, links, config, when=when))
 
 
 def _references(node: Any) -> Iterator[str]:
@@ -520,11 +552,9 @@ def check_transaction(data: Mapping[str, Any]) -> None:
 
 
 def write_fhir(result: Result, path: Path, *, links: FhirLinks | None = None, config: FhirConfig | None = None) -> Path:
-    """Write the transaction Bundle as JSON to ``path`` after parsing the text back (validation round trip)."""
-    text = build_bundle(result, links, config).model_dump_json(indent=2)
-    check_transaction(json.loads(text))
-    Bundle.model_validate_json(text)
-    path.write_text(text + "\n", encoding="utf-8")
+    """Write the transaction Bundle as JSON to ``path`` (:func:`bundle_json`, checked by
+    :func:`check_transaction`)."""
+    path.write_text(bundle_json(result, links, config) + "\n", encoding="utf-8")
     return path
 
 
@@ -536,6 +566,8 @@ def read_risk_assessment(path: Path) -> dict[str, Any]:
 def read_resources(path: Path) -> dict[str, list[dict[str, Any]]]:
     """Parse and validate a Bundle written by :func:`write_fhir`: resource type -> resources (each with its
     ``fullUrl`` added), in bundle order."""
+    from fhir.resources.R4B.bundle import Bundle
+
     bundle = Bundle.model_validate_json(path.read_text(encoding="utf-8"))
     out: dict[str, list[dict[str, Any]]] = {}
     for entry in bundle.entry or []:

@@ -222,3 +222,52 @@ def test_method_performer_and_notes(reports: dict[str, Path], scored: Scored) ->
     assert risk["note"][0]["text"].startswith("Decision support for clinicians; not a diagnosis.")
     notes = [n["text"] for n in risk["note"]]
     assert f"Model training data: {scored.result.training_data}" in notes
+
+
+def _fhir_resources_text(text: str) -> str:
+    """What fhir.resources writes of a bundle's JSON: the models parsed and dumped as the FHIR writer did before
+    issue 20 (``Bundle.model_validate(data).model_dump_json(indent=2)``)."""
+    return Bundle.model_validate_json(text).model_dump_json(indent=2)
+
+
+def test_written_bundle_is_what_fhir_resources_writes_of_it(reports: dict[str, Path]) -> None:
+    """The bundle is built as plain JSON (no fhir.resources models on the reports' path); fhir.resources parses
+    it, its RiskAssessment included, and writes back the same text, key for key and byte for byte."""
+    from fhir.resources.R4B.riskassessment import RiskAssessment
+
+    text = reports["fhir"].read_text(encoding="utf-8")
+    assert text == _fhir_resources_text(text) + "\n"
+    data = _data(reports["fhir"])
+    (risk,) = [e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "RiskAssessment"]
+    parsed = RiskAssessment.model_validate(risk)
+    assert json.loads(parsed.model_dump_json()) == risk
+    assert parsed.prediction is not None and parsed.prediction[0].probabilityDecimal is not None
+
+
+def test_bundle_json_equals_fhir_resources_for_every_branch(scored: Scored) -> None:
+    """Every optional element (patient with an issuer's OID, a configured system or none, accession with and
+    without a system, objects with and without a description, PDF, study date or none) and instants in UTC,
+    another offset or none: the plain-JSON bundle is the text fhir.resources makes of it."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from interop.fhir import DicomObject, bundle_json
+
+    objects = {"sr": DicomObject("1.2.3.1", "1.2.840.10008.5.1.4.1.1.88.34", "1.2.3.1.1", "vfrisk SR"),
+               "seg": DicomObject("1.2.3.2", "1.2.840.10008.5.1.4.1.1.66.4", "1.2.3.2.1")}
+    config = FhirConfig({"HOSP A": "https://hospital-a.example/mrn"}, "https://hospital-a.example/accession")
+    cases = [
+        (FhirLinks(), FhirConfig(), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        (FhirLinks(patient_id="P1", issuer="HOSP A", accession="ACC1", study_date="2020-01-01", n_instances=300,
+                   objects=objects, pdf=b"%PDF-1.4\x00\xff"), config,
+         datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=timezone(timedelta(hours=1)))),
+        (FhirLinks(patient_id="P2", issuer="OTHER", issuer_oid="urn:oid:1.2.3", accession="ACC2",
+                   accession_oid="urn:oid:1.2.4", objects={"sr": objects["sr"]}), FhirConfig(),
+         datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-5, minutes=-30)))),
+        (FhirLinks(patient_id="P3", accession="ACC3", study_date="2021-12-31"), FhirConfig(), None),
+    ]
+    for links, conf, when in cases:
+        text = bundle_json(scored.result, links, conf, when=when)
+        assert text == _fhir_resources_text(text)
+        check_transaction(json.loads(text))
+    with pytest.raises(ValueError, match="time zone"):  # FHIR instants have one; fhir.resources refused it too
+        bundle_json(scored.result, when=datetime(2026, 1, 2, 3, 4, 5))
