@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from reportlab.lib import colors
+import numpy as np
+from reportlab.lib import colors, rl_accel
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
@@ -46,6 +47,56 @@ _TABLE_STYLE = TableStyle(
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
     ]
 )
+
+
+_PY_ASCII85 = rl_accel.asciiBase85Encode
+"""reportlab's own ASCII85 encoder: pure Python when its C accelerator (the ``rl-accel`` package) is not
+installed, as here (about 0.08 s per report, most of it the key image)."""
+_ASCII85_USERS = ("reportlab.pdfbase.pdfdoc", "reportlab.pdfgen.pdfimages", "reportlab.pdfbase.pdfutils")
+"""The reportlab modules that import the encoder by name (each has its own reference to replace)."""
+
+
+def ascii85(data: bytes | str) -> str:
+    """ASCII85 (PDF ``ASCII85Decode``) of ``data``, character for character what reportlab's pure-Python
+    encoder writes: each 4-byte big-endian word as five digits ``!``..``u``, a zero word as ``z``, the last
+    1-3 bytes zero-padded and written as 2-4 digits (never ``z``), then ``~>``. Computed on whole arrays of
+    words; text (reportlab also encodes ``str``, one byte per character) goes to reportlab's own encoder."""
+    if isinstance(data, str):
+        return str(_PY_ASCII85(data))
+    whole, rest = divmod(len(data), 4)
+    words = np.frombuffer(data, dtype=">u4", count=whole).astype(np.uint64)
+    digits = np.empty((whole, 5), dtype=np.uint8)
+    left = words.copy()
+    for i in range(4, -1, -1):
+        digits[:, i] = left % 85 + 33
+        left //= 85
+    zero = words == 0
+    if zero.any():
+        digits[zero, 0] = ord("z")
+        keep = np.ones(digits.shape, dtype=bool)
+        keep[zero, 1:] = False
+        body = digits[keep].tobytes()
+    else:
+        body = digits.tobytes()
+    tail = b""
+    if rest:
+        num = int.from_bytes(bytes(data[4 * whole:]) + b"\0" * (4 - rest), "big")
+        tail = bytes(num // 85 ** (4 - i) % 85 + 33 for i in range(5))[:rest + 1]
+    return (body + tail).decode("ascii") + "~>"
+
+
+def use_fast_ascii85() -> None:
+    """Have reportlab encode with :func:`ascii85` (the same text, about 50 times faster) unless its C
+    accelerator is installed; idempotent."""
+    import sys
+
+    if getattr(_PY_ASCII85, "__name__", "") != "_py_asciiBase85Encode":
+        return  # the C accelerator: faster still
+    rl_accel.asciiBase85Encode = ascii85
+    for name in _ASCII85_USERS:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "asciiBase85Encode", None) is _PY_ASCII85:
+            module.asciiBase85Encode = ascii85  # type: ignore[attr-defined]
 
 
 def _p(text: str, style: ParagraphStyle = _BODY) -> Paragraph:
@@ -239,5 +290,6 @@ def write_pdf(
         bottomMargin=15 * mm,
     )
     notes = overrides(result, *header) if header is not None else []
+    use_fast_ascii85()
     doc.build(story(result, patient or {}, key_image, notes))
     return path
