@@ -185,6 +185,21 @@ def test_bone_count_is_the_mask_sum(scored: Scored) -> None:
     np.testing.assert_array_equal(spine.bone_count(volume), (volume > spine.BONE_HU).sum(axis=0))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int16"])
+def test_one_pass_count_and_mean_are_the_two_passes(scored: Scored, dtype: str) -> None:
+    """The column search reads the volume once for the bone count and the mean image (issue 20): the same
+    count as :func:`bone_count` and the same mean as numpy's, bit for bit, on the study and on noise."""
+    from interop import spine
+
+    rng = np.random.default_rng(20)
+    for volume in (scored.study.volume.astype(dtype), rng.normal(0.0, 600.0, (301, 37, 53)).astype(dtype)):
+        count, mean = spine.bone_count_and_mean(volume)
+        np.testing.assert_array_equal(count, spine.bone_count(volume))
+        assert mean.dtype == volume.mean(axis=0).dtype
+        np.testing.assert_array_equal(mean, volume.mean(axis=0))
+        assert mean.tobytes() == volume.mean(axis=0).tobytes()
+
+
 def test_kept_column_searches_write_the_same_reports(scored: Scored, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The reports written with every column search done afresh equal those written with the searches the
