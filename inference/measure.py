@@ -242,7 +242,7 @@ def _locate(study: Study, level: str, z_mm: float, centre_rc: tuple[int, int]) -
     k0 = slice_index(study, z_mm, centre_rc)
     if not 0.0 <= k0 <= study.volume.shape[0] - 1:
         raise _FailedError("outside_volume", f"{level}: z {z_mm:.1f} mm is outside the scan")
-    return k0, find_body(axial_slab(study.volume, study.spacing_mm, k0), study.spacing_mm, centre_rc)
+    return k0, find_body(AxialBands(study.volume, study.spacing_mm, k0), study.spacing_mm, centre_rc)
 
 
 def body_tilts(study: Study, bodies: dict[int, tuple[float, _Body]]) -> dict[int, float]:
@@ -436,11 +436,61 @@ class SagittalFrame:
 
 def axial_slab(vol: np.ndarray, sp: tuple[float, float, float], k0: float, half_mm: float = 4.0) -> np.ndarray:
     """Mean of the slices within ``half_mm`` of slice ``k0`` (at least the nearest one), lightly smoothed."""
+    return _smoothed(_slab_mean(vol, sp, k0, half_mm), sp)
+
+
+def _slab_mean(vol: np.ndarray, sp: tuple[float, float, float], k0: float, half_mm: float,
+               rows: slice = slice(None), columns: slice = slice(None)) -> np.ndarray:
+    """Float64 mean of the slices within ``half_mm`` of slice ``k0`` on ``rows`` and ``columns``: the slices
+    summed one after the other, as numpy's mean of the float64 copy does (the same sums, without the copy)."""
     half = max(0, int(half_mm / sp[0]))
     k = round(k0)
-    sub = vol[max(0, k - half): min(vol.shape[0], k + half + 1)].astype(np.float64)
+    sub = vol[max(0, k - half): min(vol.shape[0], k + half + 1), rows, columns]
+    total = np.zeros(sub.shape[1:], dtype=np.float64)
+    for plane in sub:
+        total += plane
+    return np.true_divide(total, np.intp(sub.shape[0]), out=total, casting="unsafe")
+
+
+def _smoothing(sp: tuple[float, float, float]) -> tuple[tuple[float, float], tuple[int, int]]:
+    """The in-plane Gaussian of :func:`axial_slab` (sigma per axis, pixels) and how far it reaches (scipy's
+    radius, ``int(4 * sigma + 0.5)``, plus one)."""
     sigma = (max(0.0, 1.0 / sp[1]), max(0.0, 1.0 / sp[2]))
-    return np.asarray(ndimage.gaussian_filter(sub.mean(axis=0), sigma))
+    return sigma, (int(4.0 * sigma[0] + 0.5) + 1, int(4.0 * sigma[1] + 0.5) + 1)
+
+
+def _smoothed(mean: np.ndarray, sp: tuple[float, float, float]) -> np.ndarray:
+    return np.asarray(ndimage.gaussian_filter(mean, _smoothing(sp)[0]))
+
+
+@dataclass(frozen=True)
+class AxialBands:
+    """The bands :func:`find_body` reads of the :func:`axial_slab` at ``k0``: each computed on the rows or
+    columns it covers and the margin the smoothing reaches (or up to the slab's edge, where it reflects as on
+    the whole slab), so that each equals the band of the whole slab bit for bit (the Gaussian is separable and
+    each output is the same sum of the same inputs). Two bands of a 512 x 512 slab are a tenth of it."""
+
+    vol: np.ndarray
+    sp: tuple[float, float, float]
+    k0: float
+    half_mm: float = 4.0
+
+    def band(self, centre: float, half: float, axis: int) -> np.ndarray:
+        """``_band(axial_slab(vol, sp, k0, half_mm), centre, half, axis)``."""
+        n = self.vol.shape[1 + axis]
+        lo, hi = _band_range(n, centre, half)
+        reach = _smoothing(self.sp)[1][axis]
+        a, b = max(0, lo - reach), min(n, hi + reach)
+        cut = slice(a, b)
+        mean = _slab_mean(self.vol, self.sp, self.k0, self.half_mm, *((cut, slice(None)) if axis == 0
+                                                                      else (slice(None), cut)))
+        slab = _smoothed(mean, self.sp)
+        return np.asarray(slab[lo - a:hi - a].mean(axis=0) if axis == 0 else slab[:, lo - a:hi - a].mean(axis=1))
+
+
+def _profile(slab: np.ndarray | AxialBands, centre: float, half: float, axis: int) -> np.ndarray:
+    """:func:`_band` of the slab, or of the slab an :class:`AxialBands` stands for."""
+    return _band(slab, centre, half, axis) if isinstance(slab, np.ndarray) else slab.band(centre, half, axis)
 
 
 def sagittal_band(vol: np.ndarray, col: float, half: float, rows: tuple[int, int] | None = None,
@@ -462,13 +512,19 @@ def sagittal_band(vol: np.ndarray, col: float, half: float, rows: tuple[int, int
     return out
 
 
-def _band(img: np.ndarray, centre: float, half: float, axis: int) -> np.ndarray:
-    """Mean of ``img`` over the rows (axis 0) or columns (axis 1) within ``half`` voxels of ``centre``."""
-    n = img.shape[axis]
+def _band_range(n: int, centre: float, half: float) -> tuple[int, int]:
+    """The indices (inclusive-exclusive) of the band of :func:`_band` among ``n``: within ``half`` of ``centre``,
+    at least the nearest one."""
     lo = max(0, int(np.floor(centre - half + 0.5)))
     hi = min(n, int(np.floor(centre + half + 0.5)) + 1)
     if hi <= lo:
         lo, hi = max(0, min(n - 1, round(centre))), max(0, min(n - 1, round(centre))) + 1
+    return lo, hi
+
+
+def _band(img: np.ndarray, centre: float, half: float, axis: int) -> np.ndarray:
+    """Mean of ``img`` over the rows (axis 0) or columns (axis 1) within ``half`` voxels of ``centre``."""
+    lo, hi = _band_range(img.shape[axis], centre, half)
     return np.asarray(img[lo:hi].mean(axis=0) if axis == 0 else img[:, lo:hi].mean(axis=1))
 
 
@@ -510,10 +566,11 @@ def _canal_row(ap: np.ndarray, dy: float, row: int) -> int:
     return end + int(np.argmin(smooth[end:stop]))
 
 
-def find_body(slab: np.ndarray, sp: tuple[float, float, float], centre_rc: tuple[int, int]) -> _Body:
-    """Delineate the vertebral body on an axial slab: the bony block just anterior to the spinal canal."""
+def find_body(slab: np.ndarray | AxialBands, sp: tuple[float, float, float], centre_rc: tuple[int, int]) -> _Body:
+    """Delineate the vertebral body on an axial slab (or on the bands of it it reads, :class:`AxialBands`): the
+    bony block just anterior to the spinal canal."""
     row, col = centre_rc
-    ap = _band(slab, col, 4.0 / sp[2], axis=1)  # AP profile through the column
+    ap = _profile(slab, col, 4.0 / sp[2], axis=1)  # AP profile through the column
     canal = _canal_row(ap, sp[1], row)
     front = ap[max(0, canal - round(35.0 / sp[1])): canal]
     if front.size < 3:
@@ -531,7 +588,7 @@ def find_body(slab: np.ndarray, sp: tuple[float, float, float], centre_rc: tuple
     if not DEPTH_RANGE_MM[0] <= depth <= DEPTH_RANGE_MM[1]:
         raise _FailedError("body_not_found", f"body depth {depth:.0f} mm is implausible")
     yc = (y_ant + y_post) / 2.0
-    lr = _band(slab, yc, (y_post - y_ant) / 6.0, axis=0)
+    lr = _profile(slab, yc, (y_post - y_ant) / 6.0, axis=0)
     near = round(10.0 / sp[2])
     c_lo, c_hi = max(0, col - near), min(lr.size, col + near + 1)
     core_lr = ndimage.median_filter(lr, size=max(3, 2 * round(3.5 / sp[2]) + 1), mode="nearest")

@@ -225,6 +225,15 @@ def _whole_grid_trabecular_hu(vol: np.ndarray, sp: tuple[float, float, float], b
     return float(np.median(values)), int(values.size)
 
 
+def _whole_slab_bands(vol: np.ndarray, sp: tuple[float, float, float], k0: float) -> np.ndarray:
+    """The axial slab as :func:`inference.measure.find_body` read it before (issue 20): all of it, smoothed."""
+    from scipy import ndimage
+
+    half, k = max(0, int(4.0 / sp[0])), round(k0)
+    sub = vol[max(0, k - half): min(vol.shape[0], k + half + 1)].astype(np.float64)
+    return np.asarray(ndimage.gaussian_filter(sub.mean(axis=0), (1.0 / sp[1], 1.0 / sp[2])))
+
+
 def test_measurement_on_the_slabs_equals_the_whole_volume_one(synthetic: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The heights and the ROI read only the block of the volume each level needs (issue 20: the reports'
@@ -242,6 +251,7 @@ def test_measurement_on_the_slabs_equals_the_whole_volume_one(synthetic: Path,
             with monkeypatch.context() as m:
                 m.setattr(measure, "sagittal_band", _whole_band)
                 m.setattr(measure, "trabecular_hu", _whole_grid_trabecular_hu)
+                m.setattr(measure, "AxialBands", _whole_slab_bands)
                 old = measure_levels(study, levels)
             assert new == old
             counts[path] += sum(x.quality == "ok" for x in new)
@@ -268,3 +278,23 @@ def test_sagittal_patch_on_a_block_equals_the_whole_volume_one(dtype: type,
             old = frame.sample(vol, sp, col)
         assert not np.isnan(new).any()
         np.testing.assert_array_equal(new, old)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+def test_axial_bands_equal_the_whole_slabs(dtype: type) -> None:
+    """Each band find_body reads, computed on its rows or columns and the smoothing's reach, equals the band of
+    the whole smoothed slab bit for bit: in the middle, at the slab's edges (where the smoothing reflects) and
+    for bands of one pixel; the slab itself is the one of numpy's float64 mean."""
+    from inference import measure
+
+    rng = np.random.default_rng(21)
+    vol = rng.normal(100.0, 300.0, (30, 96, 80)).astype(dtype)
+    for sp in [(1.0, 0.78125, 0.78125), (2.5, 0.7, 1.3), (0.6, 2.0, 0.5)]:
+        for k0 in (0.0, 14.4, 29.0):
+            whole = _whole_slab_bands(vol, sp, k0)
+            np.testing.assert_array_equal(measure.axial_slab(vol, sp, k0), whole)
+            bands = measure.AxialBands(vol, sp, k0)
+            for axis in (0, 1):
+                for centre, half in [(40.3, 5.1), (0.0, 3.0), (1.2, 0.2), (95.0, 6.0), (79.0, 7.5), (50.0, 0.0)]:
+                    np.testing.assert_array_equal(bands.band(centre, half, axis),
+                                                  measure._band(whole, centre, half, axis))
