@@ -109,6 +109,36 @@ def release_tables() -> None:
         clear()
 
 
+def _datasets(ds: Dataset) -> Iterator[Dataset]:
+    """``ds`` and every item of its sequences, at any depth."""
+    stack = [ds]
+    while stack:
+        item = stack.pop()
+        yield item
+        stack.extend(child for elem in item if elem.VR == "SQ" for child in elem.value)
+
+
+def save_dicom(ds: Dataset, path: Path) -> None:
+    """``ds.save_as(path, enforce_file_format=True)``, the same bytes, with pydicom's ambiguous-VR correction
+    run once over the whole object instead of again for each sequence item it writes.
+
+    pydicom corrects the VRs of a dataset whose encoding differs from its original one, and a dataset built in
+    memory has none: so it corrects the whole tree, then each item again as it writes it (an item at depth d is
+    walked d times; about a tenth of writing a SEG or an SR). Here the tree is corrected once, as pydicom's first
+    pass does, and each dataset is then marked as encoded in the file's transfer syntax and its own character set
+    (:meth:`~pydicom.dataset.Dataset.set_original_encoding`, meant for this), so the repeats are skipped."""
+    from pydicom.filewriter import correct_ambiguous_vr
+
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax is None or not syntax.is_transfer_syntax:
+        ds.save_as(path, enforce_file_format=True)
+        return
+    correct_ambiguous_vr(ds, syntax.is_little_endian)
+    for item in _datasets(ds):
+        item.set_original_encoding(syntax.is_implicit_VR, syntax.is_little_endian, item._character_set)
+    ds.save_as(path, enforce_file_format=True)
+
+
 def _check_formats(formats: Iterable[str]) -> list[str]:
     chosen = list(dict.fromkeys(formats))
     unknown = [f for f in chosen if f not in FORMATS]
@@ -165,7 +195,7 @@ class _Writers:
     def _save(self, fmt: str, ds: Dataset | None, path: Path) -> Path | None:
         if ds is None:
             return None
-        ds.save_as(path, enforce_file_format=True)
+        save_dicom(ds, path)
         self.made[fmt] = ds
         return path
 

@@ -322,3 +322,29 @@ def test_memoised_iod_lookup_answers_as_highdicom_and_writes_the_same_reports(
         st.use_memoised_iod_lookup()
     assert set(plain) == set(memo) and {"sr", "seg", "encapsulated_pdf", "key_image"} <= set(memo)
     assert report_folder(tmp_path / "memo", scored.source) == report_folder(tmp_path / "plain", scored.source)
+
+
+def test_save_dicom_writes_what_pydicom_writes(scored: Scored, tmp_path: Path) -> None:
+    """The DICOM reports are saved with the ambiguous-VR correction run once (issue 20): each file is byte for
+    byte what ``save_as`` writes of the same object, SEG, SR, Encapsulated PDF and key image."""
+    import copy
+
+    from interop.encapsulated import build_encapsulated_pdf
+    from interop.keyimage import build_key_image
+    from interop.reports import save_dicom
+    from interop.seg import body_segments, build_seg
+    from interop.source import study_source_series
+    from interop.sr import build_sr
+
+    source = study_source_series(scored.study, scored.source)
+    bodies = body_segments(scored.result, scored.study)
+    seg = build_seg(scored.result, scored.study, source, bodies)
+    assert seg is not None
+    made = {"seg": seg, "sr": build_sr(scored.result, source, seg),
+            "encapsulated_pdf": build_encapsulated_pdf(scored.result, source, b"%PDF-1.4\n%%EOF\n"),
+            "key_image": build_key_image(scored.result, scored.study, source, bodies)}
+    for name, ds in made.items():
+        twin = copy.deepcopy(ds)
+        save_dicom(ds, tmp_path / f"{name}.dcm")
+        twin.save_as(tmp_path / f"{name}.plain.dcm", enforce_file_format=True)
+        assert (tmp_path / f"{name}.dcm").read_bytes() == (tmp_path / f"{name}.plain.dcm").read_bytes(), name
