@@ -15,6 +15,7 @@ import numpy as np
 
 from inference.spec import PreprocessSpec
 from inference.study import Study
+from inference.trunk import TISSUE_HU, Sections, section_width_mm
 
 
 class Volume(Protocol):
@@ -55,6 +56,9 @@ class Crop:
     offsets: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     """(D, 2) int: study (row, column) index of voxel (0, 0) of each crop slice; empty means ``start_index``
     for every slice (an unstraightened crop)."""
+    sections: Sections | None = None
+    """The patient's section width through the column along the crop (:mod:`inference.trunk`); None: not
+    measured."""
 
     def slice_origin(self, j: float) -> tuple[int, int]:
         """Study (row, column) index of voxel (0, 0) of crop slice ``j`` (clipped to the crop)."""
@@ -307,6 +311,7 @@ def crop_volume(vol: np.ndarray | Volume, sp: tuple[float, float, float], spec: 
         box.append((max(0, lo), min(vol.shape[axis + 1], hi)))
     if any(b1 <= b0 for b0, b1 in box):
         return Crop(out, sp, start, centre_mm, offsets)
+    secs = _sections(vol, sp, track, a0, a1, z0)
     region = vol[a0:a1, box[0][0]:box[0][1], box[1][0]:box[1][1]]
     for k in range(a0, a1):
         j = k - z0
@@ -320,4 +325,24 @@ def crop_volume(vol: np.ndarray | Volume, sp: tuple[float, float, float], spec: 
             dst.append(slice(s0 - o, s1 - o))
         else:
             out[j][dst[0], dst[1]] = region[k - a0][src[0], src[1]]
-    return Crop(out, sp, start, centre_mm, offsets)
+    return Crop(out, sp, start, centre_mm, offsets, secs)
+
+
+def _sections(vol: np.ndarray | Volume, sp: tuple[float, float, float], track: np.ndarray, a0: int, a1: int,
+              z0: int) -> Sections:
+    """The section's width through the column (:func:`inference.trunk.section_width_mm`) on the slices from
+    ``a0`` to ``a1`` that the column search sampled, at least :data:`inference.trunk.SAMPLE_MM` apart; indices
+    relative to the crop's first slice ``z0``."""
+    from inference.trunk import SAMPLE_MM
+
+    step = max(1, vol.shape[0] // 64)  # the column search's sampled slices (_sample)
+    every = max(step, step * round(SAMPLE_MM / sp[0] / step))
+    index, width = [], []
+    for k in range(0, vol.shape[0], every):
+        if not a0 <= k < a1:
+            continue
+        tissue = _above(vol, k, (TISSUE_HU,))[0]
+        w = section_width_mm(tissue, sp[2], round(float(track[k, 0])), round(float(track[k, 1])))
+        index.append(k - z0)
+        width.append(np.nan if w is None else w)
+    return Sections(np.array(index, dtype=np.float64), np.array(width, dtype=np.float64))

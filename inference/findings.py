@@ -429,20 +429,26 @@ def recentre_target(levels: tuple[str, ...], outputs: dict[str, np.ndarray], cro
     return target
 
 
-def coverage(vertebrae: list[Vertebra]) -> list[str]:
-    """Refuse a scan showing fewer than :data:`MIN_BODIES` whole bodies of T10-L5; return the warning naming
-    the levels of T10-L5 not seen."""
-    require_levels(counted_levels(vertebrae))
+def coverage(vertebrae: list[Vertebra], narrow: dict[str, float] | None = None) -> list[str]:
+    """Refuse a scan showing fewer than :data:`MIN_BODIES` whole bodies of T10-L5 in the trunk (``narrow``: the
+    levels found in a section too narrow for the trunk, :mod:`inference.trunk`); return the warning naming the
+    levels of T10-L5 not seen."""
+    require_levels(counted_levels(vertebrae), narrow)
     missing = [v.level for v in vertebrae if not v.present and v.level in COUNTED_LEVELS and v.level != "L6"]
     return [f"levels not seen: {', '.join(missing)}; scored on the levels found, with an interval widened for "
             "what is missing"] if missing else []
 
 
-def require_levels(found: list[str]) -> None:
+def require_levels(found: list[str], narrow: dict[str, float] | None = None) -> None:
     """The coverage rule of ``vfrisk predict`` and ``vfrisk score``: refuse (``spine_not_covered``, naming the
-    levels found) a scan in which fewer than :data:`MIN_BODIES` whole bodies of T10-L5 were found."""
-    if len(found) < MIN_BODIES:
-        listed = ", ".join(found) if found else "none"
+    levels found) a scan in which fewer than :data:`MIN_BODIES` whole bodies of T10-L5 were found in the trunk;
+    ``narrow`` maps the levels found in a section narrower than the trunk to that section's width (mm)."""
+    narrow = narrow or {}
+    counted = [lv for lv in found if lv not in narrow]
+    if len(counted) < MIN_BODIES:
+        listed = ", ".join(counted) if counted else "none"
+        outside = "".join(f"; {lv} found in a section {w:.0f} mm wide (a neck or a limb, not the trunk)"
+                          for lv, w in narrow.items() if lv in found)
         raise InputError("spine_not_covered",
                          f"fewer than {MIN_BODIES} whole vertebral bodies of T10-L5 in the field: levels found: "
-                         f"{listed}")
+                         f"{listed}{outside}")

@@ -329,3 +329,55 @@ def test_ribs_articulate_with_their_vertebra_inside_the_model_crop() -> None:
     l1 = by["L1"]
     lateral = t12.width / 2 + 3.0 + (l1.width - t12.width) / 2
     assert hu_at(l1.z_center + 0.3 * l1.height, l1.yc + 0.32 * l1.depth, l1.xc + lateral) < 0  # no rib on L1
+
+
+def test_section_width_is_the_tissue_holding_the_column_and_unknown_where_the_field_cuts_it() -> None:
+    from inference.trunk import TISSUE_HU, section_width_mm
+
+    y, x = np.mgrid[0:256, 0:256]
+    neck = np.where(((x - 128) / 75.0) ** 2 + ((y - 128) / 60.0) ** 2 < 1, 40.0, -1000.0)  # 150 voxels wide
+    neck[120:136, 100:110] = -900.0  # the airway: a hole does not split the section
+    tissue = neck > TISSUE_HU
+    assert abs(section_width_mm(tissue, 1.0, 150, 128) - 150.0) <= 2.0
+    assert abs(section_width_mm(tissue, 0.8, 150, 128) - 120.0) <= 2.0
+    assert section_width_mm(tissue, 1.0, 5, 5) is None  # the column is not in tissue
+    tissue[240:250, 20:236] = True  # a table, wider than the neck but smaller
+    assert abs(section_width_mm(tissue, 1.0, 150, 128) - 150.0) <= 2.0
+    assert section_width_mm(tissue, 1.0, 245, 128) is None  # a column estimate on the table says nothing
+    trunk = np.where(((x - 128) / 200.0) ** 2 + ((y - 128) / 90.0) ** 2 < 1, 40.0, -1000.0)
+    assert section_width_mm(trunk > TISSUE_HU, 1.0, 128, 128) is None  # the field of view cuts the body
+
+
+def test_bodies_in_a_section_narrower_than_the_trunk_do_not_count() -> None:
+    from inference.trunk import TRUNK_MIN_WIDTH_MM, Sections
+
+    require_levels(["L1", "L2"], {})
+    with pytest.raises(InputError, match="L1 found in a section 150 mm wide") as err:
+        require_levels(["L1", "L2"], {"L1": 150.0})
+    assert err.value.code == "spine_not_covered" and "levels found: L2;" in err.value.message
+    secs = Sections(np.array([5.0, 15.0, 25.0]), np.array([150.0, np.nan, TRUNK_MIN_WIDTH_MM + 50]))
+    assert secs.narrow(5.0 * 2.0, 2.0) == 150.0  # crop z 10 mm = slice 4.5: the first sample
+    assert secs.narrow(15.5 * 2.0, 2.0) is None  # unknown width: the body counts
+    assert secs.narrow(25.5 * 2.0, 2.0) is None  # a trunk
+    assert Sections(np.array([]), np.array([])).narrow(10.0, 2.0) is None
+    assert Sections(np.array([5.0]), np.array([150.0])).narrow(40.0 * 2.0, 2.0) is None  # no sample near
+
+
+def test_the_crop_measures_the_section_through_the_column() -> None:
+    """A narrow section (a neck) is measured along the crop; a wide phantom trunk is not narrow anywhere."""
+    from inference.crop import crop_volume
+    from inference.trunk import TRUNK_MIN_WIDTH_MM
+
+    spec = PreprocessSpec()
+    _z, y, x = np.mgrid[0:120, 0:200, 0:200]
+    vol = np.where(((x - 100) / 70.0) ** 2 + ((y - 100) / 55.0) ** 2 < 1, 40.0, -1000.0).astype(np.float32)
+    vol[((x - 100) / 8.0) ** 2 + ((y - 120) / 8.0) ** 2 < 1] = 600.0  # a column of bone
+    crop = crop_volume(vol, (2.0, 1.0, 1.0), spec)
+    assert crop.sections is not None and crop.sections.index.size >= 5
+    assert np.allclose(crop.sections.width_mm, 140.0, atol=2.0)
+    at = (float(crop.sections.index[3]) + 0.5) * 2.0  # crop z (mm) of a sampled slice
+    assert crop.sections.narrow(at, 2.0) == pytest.approx(140.0, abs=2.0)
+    wide = np.where(((x - 100) / 60.0) ** 2 + ((y - 100) / 40.0) ** 2 < 1, 40.0, -1000.0).astype(np.float32)
+    wide[((x - 100) / 8.0) ** 2 + ((y - 120) / 8.0) ** 2 < 1] = 600.0
+    secs = crop_volume(wide, (2.0, 2.0, 2.0), spec).sections
+    assert secs is not None and secs.index.size and np.all(secs.width_mm >= TRUNK_MIN_WIDTH_MM)  # 240 mm
