@@ -303,7 +303,7 @@ def test_training_cohorts_can_hold_more_transitional_spines() -> None:
 def test_ribs_articulate_with_their_vertebra_inside_the_model_crop() -> None:
     """The last rib is what numbers a transitional spine: its head must sit at the body, its neck along the
     transverse process, inside the 120 mm crop round the column, on T12 and never on a lumbar vertebra."""
-    from data.synthetic.anatomy import Body, Grid, draw_spine, place_spine, rib_path
+    from data.synthetic.anatomy import Body, Grid, draw_spine, place_spine, rib_centres
     from data.synthetic.model import draw_patient
 
     rng = np.random.default_rng(3)
@@ -312,7 +312,7 @@ def test_ribs_articulate_with_their_vertebra_inside_the_model_crop() -> None:
     spine = place_spine(patient, rng, z_l5_bottom=0.0, y_spine=25.0)
     by = {v.level: v for v in spine}
     t12 = by["T12"]
-    path = rib_path(t12, 1, body, 0.3)
+    path = rib_centres(t12, 1, body, 0.3)
     head = path[0]
     assert abs(head[2] - t12.xc) < t12.width / 2 + 6 and abs(head[1] - t12.yc) < t12.depth / 2
     inside = (np.abs(path[:, 1] - t12.yc) < 60) & (np.abs(path[:, 2] - t12.xc) < 60)

@@ -194,7 +194,7 @@ def draw_ellipsoid(vol: np.ndarray, g: Grid, center: tuple[float, float, float],
     region[(z * z + y * y + x * x) < 1.0] = hu
 
 
-def rib_path(v: VertebraGeometry, side: int, body: Body, length: float) -> np.ndarray:
+def rib_centres(v: VertebraGeometry, side: int, body: Body, length: float) -> np.ndarray:
     """Centres (n, 3; z, y, x mm) of one rib, 3 mm apart: the head at the back of the body's upper half (the
     costovertebral joint), the neck along the transverse process to the tubercle at its tip, the angle behind and
     beside it, then round the inside of the chest wall towards the front, sloping down; ``length`` is the share
@@ -222,8 +222,8 @@ def rib_path(v: VertebraGeometry, side: int, body: Body, length: float) -> np.nd
 
 def draw_rib(vol: np.ndarray, g: Grid, v: VertebraGeometry, side: int, body: Body, hu: float,
              length: float) -> None:
-    """Draw one rib (:func:`rib_path`) as a chain of small spheres, articulated with its vertebra."""
-    for z, y, x in rib_path(v, side, body, length):
+    """Draw one rib (:func:`rib_centres`) as a chain of small spheres, articulated with its vertebra."""
+    for z, y, x in rib_centres(v, side, body, length):
         draw_ellipsoid(vol, g, (float(z), float(y), float(x)), (4.0, 4.0, 4.0), hu)
 
 
