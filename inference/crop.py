@@ -15,7 +15,7 @@ import numpy as np
 
 from inference.spec import PreprocessSpec
 from inference.study import Study
-from inference.trunk import TISSUE_HU, Sections, section_width_mm
+from inference.trunk import SAMPLE_MM, TISSUE_HU, Sections, section_width_mm
 
 
 class Volume(Protocol):
@@ -96,10 +96,15 @@ class _Sampled:
     """Share of the sampled non-empty slices in which each (row, column) lies inside the body."""
 
 
+def _sample_step(n_slices: int) -> int:
+    """Step between the slices the column search thresholds (at most 127 of them)."""
+    return max(1, n_slices // 64)
+
+
 def _sample(volume: np.ndarray | Volume, spec: PreprocessSpec) -> _Sampled:
     """Threshold at most 127 evenly spaced slices (empty slices, as in zero-padded research volumes, are skipped
     so that they do not dilute the body outline)."""
-    step = max(1, volume.shape[0] // 64)
+    step = _sample_step(volume.shape[0])
     ks, bone = [], []
     body_n = np.zeros(volume.shape[1:], dtype=np.int32)
     for k in range(0, volume.shape[0], step):
@@ -333,9 +338,7 @@ def _sections(vol: np.ndarray | Volume, sp: tuple[float, float, float], track: n
     """The section's width through the column (:func:`inference.trunk.section_width_mm`) on the slices from
     ``a0`` to ``a1`` that the column search sampled, at least :data:`inference.trunk.SAMPLE_MM` apart; indices
     relative to the crop's first slice ``z0``."""
-    from inference.trunk import SAMPLE_MM
-
-    step = max(1, vol.shape[0] // 64)  # the column search's sampled slices (_sample)
+    step = _sample_step(vol.shape[0])
     every = max(step, step * round(SAMPLE_MM / sp[0] / step))
     index, width = [], []
     for k in range(0, vol.shape[0], every):

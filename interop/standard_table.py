@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -176,30 +176,28 @@ def use_memoised_iod_lookup() -> bool:
     return True
 
 
-def use_plain_iod_lookup() -> None:
-    """Give highdicom its own ``is_attribute_in_iod`` back (tests compare the reports written with each)."""
-    if "iod_lookup" not in _SAVED:
+def _restore(saved: str, modules: tuple[str, ...], attribute: str, ours: Callable[[object], bool]) -> None:
+    """Put highdicom's own function (kept under ``saved``) back as ``attribute`` of each of ``modules`` where
+    ``ours`` says ours stands in for it."""
+    if saved not in _SAVED:
         return
     import importlib
 
-    original = _SAVED.pop("iod_lookup")
-    for name in _IOD_LOOKUP:
+    original = _SAVED.pop(saved)
+    for name in modules:
         module = importlib.import_module(name)
-        if getattr(getattr(module, "is_attribute_in_iod", None), "memoised", False):
-            setattr(module, "is_attribute_in_iod", original)  # noqa: B010
+        if ours(getattr(module, attribute, None)):
+            setattr(module, attribute, original)
+
+
+def use_plain_iod_lookup() -> None:
+    """Give highdicom its own ``is_attribute_in_iod`` back (tests compare the reports written with each)."""
+    _restore("iod_lookup", _IOD_LOOKUP, "is_attribute_in_iod", lambda f: bool(getattr(f, "memoised", False)))
 
 
 def use_full_table() -> None:
     """Give highdicom its own whole table back (tests compare the reports written with each)."""
-    if "original" not in _SAVED:
-        return
-    import importlib
-
-    original = _SAVED.pop("original")
-    for name in _PATCHED:
-        module = importlib.import_module(name)
-        if getattr(module, "get_module_attribute_map", None) is _lazy_table:
-            setattr(module, "get_module_attribute_map", original)  # noqa: B010
+    _restore("original", _PATCHED, "get_module_attribute_map", lambda f: f is _lazy_table)
 
 
 def main() -> None:

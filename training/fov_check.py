@@ -30,12 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from inference.errors import InputError
 from inference.spec import COUNTED_LEVELS, LEVELS
 from training import metrics as M
+from training.command import run_check
 from training.data import read_manifest, read_truth
 from training.evaluate_bundle import Scored, _score_all
-from training.prune import usage_error
 
 FOUND_MM = 10.0
 """A true body counts as found when a reported body lies within this distance of its centre."""
@@ -206,18 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, default=0, help="only the first N studies of the manifest")
     ap.add_argument("--out", type=Path, default=None, help="also write the table as JSON here")
     args = ap.parse_args(argv)
-    try:
-        result = check(args.cohort, args.model, args.workers, args.limit)
-    except InputError as exc:
-        usage_error(exc.one_line())
-    except SystemExit as exc:
-        if not isinstance(exc.code, str):
-            raise
-        usage_error(exc.code.removeprefix("error: "))
-    print_table(result)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    run_check(lambda: check(args.cohort, args.model, args.workers, args.limit), print_table, args.out)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from inference.errors import InputError
 from inference.spec import PreprocessSpec
+from training.command import one_line_errors
 from training.data import read_index, read_manifest
 
 
@@ -38,26 +38,14 @@ def prune(cohort: Path, cache_dir: Path | None = None) -> int:
     return done
 
 
-def usage_error(message: str) -> None:
-    """Exit 2 with the one line ``error: <message>`` on stderr (the project's bad-input convention)."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cohort", type=Path, required=True)
     ap.add_argument("--cache", type=Path, default=None)
     args = ap.parse_args(argv)
-    try:
-        print(json.dumps({"cohort": str(args.cohort), "deleted_studies": prune(args.cohort, args.cache)}))
-    except InputError as exc:
-        usage_error(exc.one_line())
-    except SystemExit as exc:
-        if not isinstance(exc.code, str):
-            raise
-        usage_error(exc.code.removeprefix("error: "))
+    deleted = one_line_errors(lambda: prune(args.cohort, args.cache))
+    print(json.dumps({"cohort": str(args.cohort), "deleted_studies": deleted}))
 
 
 if __name__ == "__main__":

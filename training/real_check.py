@@ -41,7 +41,7 @@ import numpy as np
 from inference.errors import InputError
 from inference.labs import Labs
 from inference.spec import LEVELS
-from training.prune import usage_error
+from training.command import run_check
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 """The shared read-only material (``../shared`` beside the checkout); absent in a user's clone."""
@@ -343,18 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="*", default=(), help="only the scans with these image stems or case names")
     ap.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
-    try:
-        result = check(args.model, args.shared, tuple(args.only))
-    except InputError as exc:
-        usage_error(exc.one_line())
-    except SystemExit as exc:
-        if not isinstance(exc.code, str):
-            raise
-        usage_error(exc.code.removeprefix("error: "))
-    print_table(result)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    run_check(lambda: check(args.model, args.shared, tuple(args.only)), print_table, args.out)
 
 
 if __name__ == "__main__":
