@@ -73,9 +73,8 @@ class Engine:
         whole bodies of T10-L5 are found."""
         t0 = time.perf_counter()
         crop, out = self.locate(study, labs, crop)
-        vertebrae, naming = level_findings(self.spec.levels, out, crop, study)
+        vertebrae, naming, narrow = level_findings(self.spec.levels, out, crop, study)
         named = [v.level for v in vertebrae if v.present]
-        narrow = narrow_levels(study, crop, vertebrae)
         warnings = list(study.warnings) + coverage(vertebrae, narrow) + naming.warnings(named)
         unsure = [v.level for v in vertebrae if v.present and v.name_uncertain]
         if unsure and naming.anchors:
@@ -126,26 +125,6 @@ def column_at(crop: Crop, study: Study, z_mm: float) -> tuple[int, int]:
         r0, c0 = crop.slice_origin(k - crop.start_index[0])
         r, c = r0 + crop.image.shape[1] // 2, c0 + crop.image.shape[2] // 2
     return r, c
-
-
-def narrow_levels(study: Study, crop: Crop, vertebrae: list[Vertebra]) -> dict[str, float]:
-    """The counted levels found in a section narrower than the trunk, with its width (:mod:`inference.trunk`)."""
-    from inference.spec import COUNTED_LEVELS
-
-    secs = crop.sections
-    a = study.affine
-    if secs is None:
-        return {}
-    out: dict[str, float] = {}
-    for v in vertebrae:
-        if not v.present or v.z_mm is None or v.level not in COUNTED_LEVELS or abs(a[2, 0]) < 1e-6:
-            continue
-        r, c = column_at(crop, study, v.z_mm)
-        j = (v.z_mm - a[2, 3] - a[2, 1] * r - a[2, 2] * c) / a[2, 0] - crop.start_index[0]
-        w = secs.narrow((j + 0.5) * crop.spacing_mm[0], crop.spacing_mm[0])
-        if w is not None:
-            out[v.level] = w
-    return out
 
 
 def transparent_measurements(study: Study, vertebrae: list[Vertebra], centre_rc: tuple[int, int] | None = None,

@@ -12,6 +12,7 @@ every name is marked uncertain, and the result says so. Names never repeat or br
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -350,13 +351,25 @@ def _anchors(bodies: list[Body], names: tuple[str, ...],
     return anchors, transitional
 
 
+def narrow_levels(found: Iterable[tuple[str, float]], crop: Crop) -> dict[str, float]:
+    """Of the bodies ``found`` (name, centre in mm from the crop's first slice), the counted levels that lie in a
+    section narrower than the trunk, with that section's width (:attr:`Crop.sections`, :mod:`inference.trunk`):
+    what :func:`require_levels` does not count."""
+    if crop.sections is None:
+        return {}
+    return {name: w for name, z_mm in found if name in COUNTED_LEVELS
+            and (w := crop.sections.narrow(z_mm, crop.spacing_mm[0])) is not None}
+
+
 def level_findings(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop,
-                   study: Study) -> tuple[list[Vertebra], Naming]:
+                   study: Study) -> tuple[list[Vertebra], Naming, dict[str, float]]:
     """The levels of the spec as reported: each body found under its name (:func:`name_bodies`), in patient
     coordinates, with its name confidence and whether the name is uncertain; levels not found listed as not
-    present (L6 only when found); S1 without findings."""
+    present (L6 only when found); S1 without findings. Third, the levels found in a section narrower than the
+    trunk (:func:`narrow_levels`)."""
     bodies = find_bodies(outputs, (*levels, OTHER), scanned_mm(crop))
     naming = name_bodies(bodies, levels)
+    narrow = narrow_levels(((nm, b.z_mm) for b, nm in zip(bodies, naming.names, strict=True)), crop)
     at = {nm: i for i, nm in enumerate(naming.names) if nm != OTHER}
     out = []
     for level in levels:
@@ -382,7 +395,7 @@ def level_findings(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop
             trabecular_hu=round(b.hu, 1) if body else None,
             z_mm=round(float(lps[2]), 1), name_confidence=round(conf, 3), name_uncertain=uncertain,
         ))
-    return out, naming
+    return out, naming, narrow
 
 
 def counted_levels(vertebrae: list[Vertebra] | tuple[Vertebra, ...]) -> list[str]:

@@ -22,10 +22,10 @@ from inference.crop import Crop
 from inference.dicom.limits import Limits
 from inference.engine import crop_sha256
 from inference.errors import InputError
-from inference.findings import find_bodies, found_levels, recentre_target, require_levels, scanned_mm
+from inference.findings import find_bodies, found_levels, narrow_levels, recentre_target, require_levels, scanned_mm
 from inference.io import load_crop_any
 from inference.labs import LabInput, Labs, resolve_labs
-from inference.spec import COUNTED_LEVELS, LEVELS, OTHER, PreprocessSpec
+from inference.spec import LEVELS, OTHER, PreprocessSpec
 
 
 def worker_limits() -> Limits:
@@ -159,7 +159,8 @@ def score(run: Callable[[Crop, Labs], dict[str, np.ndarray]], item: Prepared | O
     seconds["inference"] = time.perf_counter() - t0
     present = found_levels(LEVELS, out, item.crop)  # the counted bodies, as `vfrisk predict` counts them
     recentre = None if item.second_pass else recentre_target(LEVELS, out, item.crop)
-    narrow = narrow_found(out, item.crop)
+    bodies = find_bodies(out, (*LEVELS, OTHER), scanned_mm(item.crop))
+    narrow = narrow_levels(((b.name, b.z_mm) for b in bodies), item.crop)
     try:
         require_levels(present, narrow)  # the same anatomy-coverage rule as `vfrisk predict`
     except InputError as exc:
@@ -170,16 +171,6 @@ def score(run: Callable[[Crop, Labs], dict[str, np.ndarray]], item: Prepared | O
     return Outcome(key=item.key, status="ok", probability=probability,
                    series_instance_uid=item.series_instance_uid, input_sha256=item.input_sha256,
                    seconds=seconds, worker=item.worker, levels_found=len(present), recentre_at=recentre)
-
-
-def narrow_found(out: dict[str, np.ndarray], crop: Crop) -> dict[str, float]:
-    """The counted levels found in a section narrower than the trunk, with its width (:mod:`inference.trunk`)."""
-    secs = crop.sections
-    if secs is None:
-        return {}
-    bodies = find_bodies(out, (*LEVELS, OTHER), scanned_mm(crop))
-    return {b.name: w for b in bodies if b.name in COUNTED_LEVELS
-            and (w := secs.narrow(b.z_mm, crop.spacing_mm[0])) is not None}
 
 
 _ENGINES: dict[str, Any] = {}
