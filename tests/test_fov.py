@@ -4,6 +4,7 @@ and the training targets that teach them."""
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,23 @@ def test_the_coverage_rule_needs_two_whole_bodies() -> None:
         require_levels([])
 
 
+def test_a_refusal_for_too_few_bodies_carries_the_bodies_it_found() -> None:
+    """``coverage`` refuses with :class:`NotCoveredError`: the same one-line refusal, plus the bodies found (their
+    names and positions), so that a check can tell a body found in a refused scan from one missed."""
+    from inference.findings import NotCoveredError, Vertebra, coverage
+
+    l3 = Vertebra("L3", True, 0, 1.0, 120.0, -68.7, name_confidence=0.55, name_uncertain=True)
+    others = [Vertebra(lv, False, None, None, None, None) for lv in ("T10", "L2", "L4", "S1")]
+    with pytest.raises(NotCoveredError) as err:
+        coverage([l3, *others])
+    assert err.value.one_line() == ("spine_not_covered: fewer than 2 whole vertebral bodies of T10-L5 in the "
+                                    "field: levels found: L3")
+    assert err.value.found == (l3,)
+    l4 = Vertebra("L4", True, 0, 1.0, 110.0, -100.0)
+    assert coverage([l3, l4, *others[:2], others[3]]) == [  # two bodies: scored, the missing levels named
+        "levels not seen: T10, L2; scored on the levels found, with an interval widened for what is missing"]
+
+
 def test_fov_draws_cover_every_kind_and_transitional_spines() -> None:
     plans = [draw_fov(7, i) for i in range(600)]
     kinds = {p.kind for p in plans}
@@ -185,7 +203,8 @@ def test_a_standard_cohort_is_drawn_as_before(tmp_path: Path) -> None:
 
 
 def test_name_targets_label_centres_of_whole_bodies_and_leave_cut_ones_alone() -> None:
-    from training.train import CENTRE_MM, augment, name_targets
+    from training.augment import augment
+    from training.train import CENTRE_MM, name_targets
 
     n = len(LEVELS)
     z = torch.full((1, n), float("nan"))
@@ -258,7 +277,7 @@ def test_an_uncertain_l1_does_not_give_the_suggestion_engine_its_hu() -> None:
 def test_a_stretched_crop_keeps_its_level_truth_on_its_bodies() -> None:
     """``vary_look``: a crop stretched or squeezed along the spine carries its level centres with it (the bright
     bodies stay where the truth says), slices it empties stay padding, and noise never touches the padding."""
-    from training.train import vary_look
+    from training.augment import vary_look
 
     x = torch.zeros(6, 1, 200, 8, 8)
     x[:, :, 50:150] = 0.3
@@ -278,6 +297,29 @@ def test_a_stretched_crop_keeps_its_level_truth_on_its_bodies() -> None:
     noisy, same = vary_look(x, z, torch.Generator().manual_seed(4), 2.0, (0.0, 0.02, 1.0))
     assert torch.equal(same, z) and bool((noisy[:, :, :49] == 0).all()) and not torch.equal(noisy, x)
     assert vary_look(x, z, torch.Generator(), 2.0, (0.0, 0.0, 0.0))[0] is x  # nothing asked: unchanged
+
+
+def test_a_tilted_crop_keeps_its_bodies_centres_and_tilts_their_endplates() -> None:
+    """``tilt``: the bodies and discs of a crop lean front to back (an endplate is no longer one axial slice), the
+    middle row (the column, where the level truth lies) does not move, the padding stays padding, and nothing
+    changes when it is off."""
+    from training.augment import tilt
+
+    x = torch.zeros(4, 1, 200, 48, 48)
+    x[:, :, 40:160] = 0.2
+    x[:, :, 98:103] = 0.9  # an endplate-like bright slab across the whole plane
+    y = tilt(x, torch.Generator().manual_seed(5), (2.0, 2.5), 30.0, prob=1.0)
+    leans = []
+    for i in range(4):
+        plane = y[i, 0, :, :, 20]  # one sagittal plane: (z, row)
+        first = [int((plane[:, r] > 0.6).nonzero()[0]) for r in (0, 23, 24, 47)]
+        assert abs(first[1] - 98) <= 1 and abs(first[2] - 98) <= 1  # the middle rows stay put
+        leans.append(abs(first[0] - first[3]))  # front and back of the slab at different heights
+        assert leans[-1] <= 2 * math.tan(math.radians(30.0)) * 47 * 2.5 / 2.0 + 2  # at most 30 degrees
+        assert bool((y[i, 0, :30] == 0).all())  # padding stays air
+    assert sum(lean >= 3 for lean in leans) >= 2, leans  # most lean (an angle near 0 can be drawn)
+    assert tilt(x, torch.Generator(), (2.0, 2.5), 0.0) is x
+    assert torch.equal(tilt(x, torch.Generator(), (2.0, 2.5), 30.0, prob=0.0), x)
 
 
 def test_a_count_the_bodies_own_names_do_not_corroborate_is_not_trusted() -> None:

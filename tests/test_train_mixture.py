@@ -59,7 +59,7 @@ def test_train_run_on_a_mixture_describes_it(two_families: tuple[Path, Path], tm
 
 
 def test_in_plane_shift_moves_the_image_only() -> None:
-    from training.train import augment
+    from training.augment import augment
 
     x = torch.zeros((1, 1, 20, 16, 16))
     x[0, 0, :, 8, 8] = 1.0

@@ -45,6 +45,9 @@ class TrainConfig:
     z_stretch: float = 0.0
     """Largest relative stretch or squeeze of a crop along the spine (0.15: 0.85-1.15x), its level truth moving
     with it: level spacing and body heights differ between generators and between patients."""
+    tilt_deg: float = 0.0
+    """Largest tilt (degrees, front to back) of the vertebral bodies in a crop (:func:`training.augment.tilt`;
+    0: off): real lordosis and kyphosis tilt the bodies against the axial plane, a flat-stacked phantom does not."""
     noise_sd_hu: float = 0.0
     """Largest SD (HU) of Gaussian noise added to a crop (each crop draws its own SD up to this)."""
     blur_prob: float = 0.0

@@ -24,6 +24,7 @@ from inference.findings import Body, find_bodies, name_bodies
 from inference.spec import OTHER, RISK_LEVELS, PreprocessSpec
 from models.full import VfriskModel
 from models.risk import RiskHead
+from training.augment import augment, vary_spine
 from training.config import TrainConfig
 from training.data import HALF_BODY_MM, Row, build_cache, patient_split, read_manifest, read_truth, to_row
 from training.distributed import DistInfo, shard
@@ -106,89 +107,6 @@ def load_splits(cohort: Path | Sequence[Path], cfg: TrainConfig, spec: Preproces
         seen = torch.tensor([m["in_view"] for _, m in sel], dtype=torch.float32)
         out[name] = Split([row for row, _ in sel], imgs, z, seen)
     return out
-
-
-def augment(x: torch.Tensor, z: torch.Tensor, seen: torch.Tensor, shifts: tuple[int, int, float],
-            gen: torch.Generator, mm_per_voxel: float, cut_prob: float = 0.0, xy_shift: int = 0
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random z shift (near, or far with some probability; padding with air), a random cut of the top and/or
-    bottom of the field (with ``cut_prob``: the scan ends at a random height, through bodies or between them), a
-    random in-plane shift of up to ``xy_shift`` grid voxels each way (edges replicated) and a left-right flip; the
-    level truth moves with the image and a body the cut leaves partly outside is no longer whole in view."""
-    near, far, far_prob = shifts
-    out = torch.zeros_like(x)
-    z, seen = z.clone(), seen.clone()
-    n_d = x.shape[2]
-    for i in range(x.shape[0]):
-        limit = far if bool(torch.rand(1, generator=gen) < far_prob) else near
-        s = int(torch.randint(-limit, limit + 1, (1,), generator=gen))
-        src = x[i]
-        if s > 0:
-            out[i, :, s:] = src[:, :-s]
-        elif s < 0:
-            out[i, :, :s] = src[:, -s:]
-        else:
-            out[i] = src
-        z[i] += s * mm_per_voxel
-        if bool(torch.rand(1, generator=gen) < cut_prob):
-            lo, hi = 0, n_d
-            which = int(torch.randint(0, 3, (1,), generator=gen))  # 0 top, 1 bottom, 2 both
-            length = int(torch.randint(int(50 / mm_per_voxel), n_d, (1,), generator=gen))
-            start = int(torch.randint(0, n_d - length + 1, (1,), generator=gen))
-            if which in (1, 2):
-                lo = start
-            if which in (0, 2):
-                hi = start + length
-            out[i, :, :lo] = 0.0
-            out[i, :, hi:] = 0.0
-            inside = (z[i] - HALF_BODY_MM >= lo * mm_per_voxel) & (z[i] + HALF_BODY_MM <= hi * mm_per_voxel)
-            seen[i] = torch.where(torch.isfinite(seen[i]), seen[i] * inside.float(), seen[i])
-        if xy_shift > 0:
-            dy, dx = (int(v) for v in torch.randint(-xy_shift, xy_shift + 1, (2,), generator=gen))
-            rows = (torch.arange(out.shape[3]) - dy).clamp(0, out.shape[3] - 1)
-            cols = (torch.arange(out.shape[4]) - dx).clamp(0, out.shape[4] - 1)
-            out[i] = out[i][:, :, rows][:, :, :, cols]
-        if bool(torch.rand(1, generator=gen) < 0.5):
-            out[i] = out[i].flip(-1)
-    return out, z, seen
-
-
-def vary_look(x: torch.Tensor, z: torch.Tensor, gen: torch.Generator, mm_per_voxel: float,
-              look: tuple[float, float, float]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each crop of ``x`` (N, 1, D, H, W; windowed, air and padding 0) stretched or squeezed along z about its
-    centre by up to ``look[0]`` (trilinear; the level centres ``z`` (N, L, mm from the first slice) move with it,
-    the slices it empties are padding), Gaussian noise of SD up to ``look[1]`` window units on the slices holding
-    data, and with probability ``look[2]`` a 3 x 3 in-plane smoothing of random strength (all zero: unchanged)."""
-    stretch, noise, blur = look
-    if not any(look):
-        return x, z
-    out, z = x.clone(), z.clone()
-    n_d = x.shape[2]
-    for i in range(x.shape[0]):
-        if stretch > 0:
-            s = 1.0 + (2.0 * float(torch.rand(1, generator=gen)) - 1.0) * stretch
-            depth = max(2, round(n_d * s))
-            res = F.interpolate(x[i: i + 1].float(), size=(depth, *x.shape[3:]), mode="trilinear",
-                                align_corners=False)[0]
-            start = (depth - n_d) // 2  # > 0: crop the stretched one about its centre; < 0: pad it with air
-            canvas = torch.zeros_like(out[i])
-            lo, hi = max(0, start), min(depth, start + n_d)
-            canvas[:, lo - start: hi - start] = res[:, lo:hi].to(canvas.dtype)
-            out[i] = canvas
-            z[i] = z[i] * depth / n_d - start * mm_per_voxel  # z: mm from the first slice's edge
-        if noise > 0 or blur > 0:
-            img = out[i].float()
-            data = img.flatten(2).amax(2) > 0  # (1, D): slices holding data (padding must stay exactly 0)
-            if blur > 0 and bool(torch.rand(1, generator=gen) < blur):
-                a = float(torch.rand(1, generator=gen))
-                soft = F.avg_pool2d(img, 3, stride=1, padding=1, count_include_pad=False)
-                img = (1 - a) * img + a * soft
-            if noise > 0:
-                sd = float(torch.rand(1, generator=gen)) * noise
-                img = img + sd * torch.randn(img.shape, generator=gen)
-            img = img.clamp(0.0, 1.0) * data[..., None, None]
-            out[i] = img.to(out.dtype)
-    return out, z
 
 
 CENTRE_MM = 4.0
@@ -336,7 +254,8 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
             if len(idx) < 2:
                 continue
             # what generators and scanners vary (level spacing and body height, noise, kernel), then the field
-            x, z = vary_look(tr.images[idx].float(), tr.z_mm[idx], gen, mm_vox, look)
+            x, z = vary_spine(tr.images[idx].float(), tr.z_mm[idx], gen,
+                              (mm_vox, model.spec.crop_mm[1] / model.spec.grid[1]), look, cfg.tilt_deg)
             x, z, seen = augment(x, z, tr.in_view[idx], shifts, gen, mm_vox, cfg.cut_prob, xy_shift)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 raw = net(x.to(device))

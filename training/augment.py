@@ -1,0 +1,147 @@
+"""Training-time augmentation of the cached crops: what scans, scanners and spines vary that one phantom
+generator does not.
+
+- :func:`augment`: the field of view (z shifts near and far, random cuts through bodies, in-plane shifts, a
+  left-right flip), the level truth moving with it;
+- :func:`vary_look`: stretch along the spine, noise, in-plane smoothing;
+- :func:`tilt`: vertebral bodies tilted in the sagittal plane, as lordosis and kyphosis tilt them in real
+  spines (a generator that stacks flat bodies teaches a finder that a tilted body is not one).
+
+Every function takes windowed crops ``x`` (N, 1, D, H, W; canonical Z=+S, Y=+P, X=+L; air and padding 0) and a
+seeded :class:`torch.Generator`, and changes nothing where its strength is 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from training.data import HALF_BODY_MM
+
+
+def augment(x: torch.Tensor, z: torch.Tensor, seen: torch.Tensor, shifts: tuple[int, int, float],
+            gen: torch.Generator, mm_per_voxel: float, cut_prob: float = 0.0, xy_shift: int = 0
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random z shift (near, or far with some probability; padding with air), a random cut of the top and/or
+    bottom of the field (with ``cut_prob``: the scan ends at a random height, through bodies or between them), a
+    random in-plane shift of up to ``xy_shift`` grid voxels each way (edges replicated) and a left-right flip; the
+    level truth moves with the image and a body the cut leaves partly outside is no longer whole in view."""
+    near, far, far_prob = shifts
+    out = torch.zeros_like(x)
+    z, seen = z.clone(), seen.clone()
+    n_d = x.shape[2]
+    for i in range(x.shape[0]):
+        limit = far if bool(torch.rand(1, generator=gen) < far_prob) else near
+        s = int(torch.randint(-limit, limit + 1, (1,), generator=gen))
+        src = x[i]
+        if s > 0:
+            out[i, :, s:] = src[:, :-s]
+        elif s < 0:
+            out[i, :, :s] = src[:, -s:]
+        else:
+            out[i] = src
+        z[i] += s * mm_per_voxel
+        if bool(torch.rand(1, generator=gen) < cut_prob):
+            lo, hi = 0, n_d
+            which = int(torch.randint(0, 3, (1,), generator=gen))  # 0 top, 1 bottom, 2 both
+            length = int(torch.randint(int(50 / mm_per_voxel), n_d, (1,), generator=gen))
+            start = int(torch.randint(0, n_d - length + 1, (1,), generator=gen))
+            if which in (1, 2):
+                lo = start
+            if which in (0, 2):
+                hi = start + length
+            out[i, :, :lo] = 0.0
+            out[i, :, hi:] = 0.0
+            inside = (z[i] - HALF_BODY_MM >= lo * mm_per_voxel) & (z[i] + HALF_BODY_MM <= hi * mm_per_voxel)
+            seen[i] = torch.where(torch.isfinite(seen[i]), seen[i] * inside.float(), seen[i])
+        if xy_shift > 0:
+            dy, dx = (int(v) for v in torch.randint(-xy_shift, xy_shift + 1, (2,), generator=gen))
+            rows = (torch.arange(out.shape[3]) - dy).clamp(0, out.shape[3] - 1)
+            cols = (torch.arange(out.shape[4]) - dx).clamp(0, out.shape[4] - 1)
+            out[i] = out[i][:, :, rows][:, :, :, cols]
+        if bool(torch.rand(1, generator=gen) < 0.5):
+            out[i] = out[i].flip(-1)
+    return out, z, seen
+
+
+def vary_look(x: torch.Tensor, z: torch.Tensor, gen: torch.Generator, mm_per_voxel: float,
+              look: tuple[float, float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each crop of ``x`` (N, 1, D, H, W; windowed, air and padding 0) stretched or squeezed along z about its
+    centre by up to ``look[0]`` (trilinear; the level centres ``z`` (N, L, mm from the first slice) move with it,
+    the slices it empties are padding), Gaussian noise of SD up to ``look[1]`` window units on the slices holding
+    data, and with probability ``look[2]`` a 3 x 3 in-plane smoothing of random strength (all zero: unchanged)."""
+    stretch, noise, blur = look
+    if not any(look):
+        return x, z
+    out, z = x.clone(), z.clone()
+    n_d = x.shape[2]
+    for i in range(x.shape[0]):
+        if stretch > 0:
+            s = 1.0 + (2.0 * float(torch.rand(1, generator=gen)) - 1.0) * stretch
+            depth = max(2, round(n_d * s))
+            res = F.interpolate(x[i: i + 1].float(), size=(depth, *x.shape[3:]), mode="trilinear",
+                                align_corners=False)[0]
+            start = (depth - n_d) // 2  # > 0: crop the stretched one about its centre; < 0: pad it with air
+            canvas = torch.zeros_like(out[i])
+            lo, hi = max(0, start), min(depth, start + n_d)
+            canvas[:, lo - start: hi - start] = res[:, lo:hi].to(canvas.dtype)
+            out[i] = canvas
+            z[i] = z[i] * depth / n_d - start * mm_per_voxel  # z: mm from the first slice's edge
+        if noise > 0 or blur > 0:
+            img = out[i].float()
+            data = img.flatten(2).amax(2) > 0  # (1, D): slices holding data (padding must stay exactly 0)
+            if blur > 0 and bool(torch.rand(1, generator=gen) < blur):
+                a = float(torch.rand(1, generator=gen))
+                soft = F.avg_pool2d(img, 3, stride=1, padding=1, count_include_pad=False)
+                img = (1 - a) * img + a * soft
+            if noise > 0:
+                sd = float(torch.rand(1, generator=gen)) * noise
+                img = img + sd * torch.randn(img.shape, generator=gen)
+            img = img.clamp(0.0, 1.0) * data[..., None, None]
+            out[i] = img.to(out.dtype)
+    return out, z
+
+
+def tilt(x: torch.Tensor, gen: torch.Generator, voxel_mm: tuple[float, float], max_deg: float,
+         prob: float = 0.8) -> torch.Tensor:
+    """Each crop of ``x``, with probability ``prob``, sheared in the sagittal plane so that its vertebral bodies
+    and discs tilt front to back by an angle that varies smoothly along the spine (up to ``max_deg`` either way:
+    a constant part plus a sinusoid of random period 250-600 mm and phase, as a lordotic or kyphotic curve tilts
+    each body by a different angle). The shear is about the crop's middle row (the column the crop follows), so
+    the body centres, and with them the level truth, stay where they are. ``voxel_mm``: (z, y) voxel size.
+
+    Family A stacks flat, untilted bodies; real lumbar endplates lie up to about 25 degrees off the axial plane
+    (L5-S1 the most), where an axial slice cuts through body and disc at once."""
+    if max_deg <= 0 or prob <= 0:
+        return x
+    n, _, n_d, n_h, n_w = x.shape
+    out = x.clone()
+    zs = torch.arange(n_d, dtype=torch.float32) * voxel_mm[0]
+    rows = torch.arange(n_h, dtype=torch.float32) - (n_h - 1) / 2.0  # rows from the column
+    for i in range(n):
+        if not bool(torch.rand(1, generator=gen) < prob):
+            continue
+        a, b, period, phase = (float(v) for v in torch.rand(4, generator=gen))
+        base = (2 * a - 1) * 0.5 * max_deg
+        swing = (2 * b - 1) * 0.5 * max_deg
+        deg = base + swing * torch.sin(2 * math.pi * (zs / (250.0 + 350.0 * period) + phase))
+        shift = torch.tan(torch.deg2rad(deg))[:, None] * rows[None, :] * (voxel_mm[1] / voxel_mm[0])  # (D, H)
+        src_z = torch.arange(n_d, dtype=torch.float32)[:, None] + shift  # where each output voxel reads from
+        # grid_sample in (x = z as read along the spine, y = row): normalised to [-1, 1] over the crop
+        gz = (2 * src_z + 1) / n_d - 1
+        gy = (2 * torch.arange(n_h, dtype=torch.float32)[None, :].expand(n_d, n_h) + 1) / n_h - 1
+        grid = torch.stack([gz, gy], dim=-1)[None]  # (1, D, H, 2): sample (z, row) for every (z, row)
+        planes = x[i, 0].float().permute(2, 1, 0)[:, None]  # (W, 1, H, D): each sagittal plane an image
+        sheared = F.grid_sample(planes, grid.permute(0, 2, 1, 3).expand(n_w, -1, -1, -1), mode="bilinear",
+                                padding_mode="zeros", align_corners=False)  # (W, 1, H, D)
+        out[i, 0] = sheared[:, 0].permute(2, 1, 0).to(out.dtype)
+    return out
+
+
+def vary_spine(x: torch.Tensor, z: torch.Tensor, gen: torch.Generator, voxel_mm: tuple[float, float],
+               look: tuple[float, float, float], tilt_deg: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """What spines, generators and scanners vary, before the field of view is drawn (:func:`augment`): the
+    bodies' tilt (:func:`tilt`), then the stretch, noise and smoothing of :func:`vary_look`."""
+    return vary_look(tilt(x, gen, voxel_mm, tilt_deg), z, gen, voxel_mm[0], look)
