@@ -442,11 +442,24 @@ def recentre_target(levels: tuple[str, ...], outputs: dict[str, np.ndarray], cro
     return target
 
 
+class NotCoveredError(InputError):
+    """``spine_not_covered`` raised by :func:`coverage`, with the bodies that were found (``found``: the present
+    levels as they would have been reported, names and positions), for a caller that shows or checks where they
+    are; its message is the one-line refusal."""
+
+    def __init__(self, message: str, found: tuple[Vertebra, ...]) -> None:
+        super().__init__("spine_not_covered", message)
+        self.found = found
+
+
 def coverage(vertebrae: list[Vertebra], narrow: dict[str, float] | None = None) -> list[str]:
     """Refuse a scan showing fewer than :data:`MIN_BODIES` whole bodies of T10-L5 in the trunk (``narrow``: the
-    levels found in a section too narrow for the trunk, :mod:`inference.trunk`); return the warning naming the
-    levels of T10-L5 not seen."""
-    require_levels(counted_levels(vertebrae), narrow)
+    levels found in a section too narrow for the trunk, :mod:`inference.trunk`) with :class:`NotCoveredError`; return
+    the warning naming the levels of T10-L5 not seen."""
+    try:
+        require_levels(counted_levels(vertebrae), narrow)
+    except InputError as exc:
+        raise NotCoveredError(exc.message, tuple(v for v in vertebrae if v.present)) from None
     missing = [v.level for v in vertebrae if not v.present and v.level in COUNTED_LEVELS and v.level != "L6"]
     return [f"levels not seen: {', '.join(missing)}; scored on the levels found, with an interval widened for "
             "what is missing"] if missing else []

@@ -39,7 +39,7 @@ def _show(name: str, result: dict[str, Any] | str) -> None:
         print(f"  warning: {w}")
 
 
-def _check_bodies(scan_name: str, result: dict[str, Any]) -> None:
+def _check_bodies(scan_name: str, result: dict[str, Any] | str) -> None:
     """Every whole body of the masks is found within 10 mm and named right or marked uncertain."""
     row = check_scan(scan_named(scan_name), result)
     for body in row.bodies:
@@ -80,7 +80,8 @@ def test_contrast_enhanced_chest_crop_by_the_rule(engine) -> None:  # type: igno
 
 def test_tptbox_lumbar_crop_shows_one_whole_body_and_is_refused(engine) -> None:  # type: ignore[no-untyped-def]
     """A 70 mm real lumbar crop: L3 whole, L2 and L4 cut. One whole body is fewer than two: refused
-    (`spine_not_covered`, naming what was seen)."""
+    (`spine_not_covered`, naming what was seen), and the body the refusal found is the masks' L3, within 10 mm,
+    named right or marked uncertain."""
     scan = scan_named("sub-ct_label-22_ct")
     result = predict(engine, scan)
     _show("TPTBox lumbar crop", result)
@@ -89,3 +90,5 @@ def test_tptbox_lumbar_crop_shows_one_whole_body_and_is_refused(engine) -> None:
     assert set(centres) == {"L3"}
     assert isinstance(result, str) and result.startswith("spine_not_covered: "), result
     assert "levels found" in result
+    print(f"  found by the refusal: {[(v['level'], v['z_mm']) for v in getattr(result, 'found', ())]}")
+    _check_bodies("sub-ct_label-22_ct", result)

@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from inference.errors import InputError
+from inference.findings import NotCoveredError, Vertebra
 from inference.result import Prediction
 from inference.spec import LEVELS
 from inference.workers import init_worker
@@ -43,6 +44,8 @@ class Scored:
     """Each baseline bundle's probability for the same study."""
     refusal: str = ""
     """One line ``code: message`` when the pipeline refused the study."""
+    refused_found: tuple[Vertebra, ...] = ()
+    """The bodies a ``spine_not_covered`` refusal found (too few to score): where they are and their names."""
 
 
 def _engine(bundle: str) -> Any:
@@ -64,6 +67,8 @@ def score_row(args: tuple[str, str, dict[str, str], tuple[str, ...]]) -> Scored:
         given = LabInput.from_cells(row)
         study = read_study(Path(path))
         prediction = score_study(study, given, _engine(bundles[0]))
+    except NotCoveredError as exc:
+        return Scored(key, refusal=exc.one_line(), refused_found=exc.found)
     except InputError as exc:
         return Scored(key, refusal=exc.one_line())
     baselines = []

@@ -8,7 +8,8 @@ runs) and prints, per kind of field of view and over all:
 - **studies**: total; *eligible* (two or more whole bodies of T10-L5/L6 in view) and how many of them were scored;
   *not eligible* and how many of them were refused (the coverage rule);
 - **per vertebra** (every body of T10-L6 and S1 wholly in view): found (a reported body within 10 mm of its
-  centre; over all studies, a refused study reporting none, and over the *eligible* studies the rule must score),
+  centre; over all studies, those a ``spine_not_covered`` refusal found among them, and over the *eligible*
+  studies the rule must score),
   named right, marked uncertain, and of the names reported as sure (confidence >= 0.9, an anchor of the numbering
   in view, no confident name overruled by the count), how many are right;
 - **showing none**: studies with no whole body of T10-L5/L6 in view, and how many were refused;
@@ -50,7 +51,8 @@ def study_counts(truth: dict[str, Any], scored: Scored) -> dict[str, int]:
     an anchor in view) and how many of them are right."""
     out = dict.fromkeys(("bodies", "found", "named", "uncertain", "sure", "sure_right"), 0)
     pred = scored.predictions[0] if scored.predictions else None
-    reported = [] if pred is None else [v for v in pred.vertebrae if v.present and v.z_mm is not None]
+    bodies = scored.refused_found if pred is None else pred.vertebrae  # a refusal's too few bodies count too
+    reported = [v for v in bodies if v.present and v.z_mm is not None]
     for lv in in_view(truth):
         zc = float(truth[f"{lv}_z_mm"])
         out["bodies"] += 1

@@ -10,8 +10,9 @@ reader's refusals included, and prints one row per scan and a total:
 - **whole**: the vertebral bodies of T10-L6 and S1 that the scan's masks show whole;
 - **found**: of those, how many have a reported body within 10 mm of the mask's centre; **named**: how many of
   the found are reported under their own name; **sure right**: of the found whose name is reported as sure (not
-  ``name_uncertain``), how many are right; **uncertain**: how many of the found are marked uncertain (a refused
-  scan reports no body, so its whole bodies count as not found, as in ``training.fov_check``);
+  ``name_uncertain``), how many are right; **uncertain**: how many of the found are marked uncertain (a scan
+  refused as ``spine_not_covered`` counts the bodies its refusal found, as in ``training.fov_check``; any
+  other refusal none);
 - **HU**: where the scan has a TotalSegmentator report, the transparent trabecular HU (``measured``) against the
   report's median per level found, as the largest absolute difference over the levels measured (every level in
   the JSON, the learned HU beside it).
@@ -208,10 +209,19 @@ def mask_bodies(scan: RealScan) -> list[MaskBody]:
     return sorted(bodies, key=lambda b: -b.z_mm)
 
 
+class Refused(str):
+    """A one-line refusal; ``found``: the result-JSON form of the bodies a ``spine_not_covered`` refusal found
+    (too few to score), empty for any other refusal."""
+
+    found: tuple[dict[str, Any], ...] = ()
+
+
 def predict(engine: Any, scan: RealScan, relaxed: bool = False) -> dict[str, Any] | str:
-    """The product's result JSON for the scan, or its one-line refusal (the reader's or the model's); with
-    ``relaxed``, read with relaxed coverage limits (no minimum extent, slices or body part)."""
+    """The product's result JSON for the scan, or its one-line refusal (the reader's or the model's:
+    :class:`Refused`); with ``relaxed``, read with relaxed coverage limits (no minimum extent, slices or body
+    part)."""
     from inference.dicom import Limits
+    from inference.findings import NotCoveredError
     from inference.io import load_any
 
     limits = Limits(min_slices=1, min_extent_mm=0.0, check_body_part=False) if relaxed else None
@@ -219,7 +229,10 @@ def predict(engine: Any, scan: RealScan, relaxed: bool = False) -> dict[str, Any
         result: dict[str, Any] = engine.predict(load_any(scan.image, limits=limits), LABS).to_json()
         return result
     except InputError as exc:
-        return exc.one_line()
+        refused = Refused(exc.one_line())
+        if isinstance(exc, NotCoveredError):
+            refused.found = tuple(v.to_json() for v in exc.found)
+        return refused
 
 
 def body_at(vertebrae: list[dict[str, Any]], z_mm: float) -> dict[str, Any] | None:
@@ -244,7 +257,8 @@ def check_scan(scan: RealScan, result: dict[str, Any] | str, bodies: list[MaskBo
                   result if isinstance(result, str) else None)
     if scan.contrast is not None:
         row.contrast_phase = str(json.loads(scan.contrast.read_text()).get("phase"))
-    vertebrae = [] if isinstance(result, str) else result["vertebrae"]
+    # a refused scan: the bodies its refusal found (too few to score), none for any other refusal
+    vertebrae = list(getattr(result, "found", ())) if isinstance(result, str) else result["vertebrae"]
     if not isinstance(result, str):
         row.phase_told = (result.get("contrast") or {}).get("phase")
     reference = report_hu(scan)
