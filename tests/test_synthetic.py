@@ -14,7 +14,7 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_modality_lut
 
-from data.synthetic.anatomy import Grid, VertebraGeometry, draw_vertebra, render
+from data.synthetic.anatomy import BODY_MM, Grid, VertebraGeometry, draw_posterior, draw_vertebra, render
 from data.synthetic.cohort import CohortOptions, draw_plan, write_cohort
 from data.synthetic.model import GRADE_LOSS, ODDS_RATIOS, draw_patient, risk_logit
 
@@ -105,6 +105,27 @@ def test_fracture_geometry_matches_grade(shape: str, grade: int) -> None:
         assert ha < hm < hp
     if shape == "biconcave":
         assert hm < ha and hm < hp
+
+
+def _process_reach(level: str) -> float:
+    """How far (mm) the bone of one vertebra's posterior elements reaches left or right of the midline."""
+    w, d, h, _ = BODY_MM[level]
+    v = VertebraGeometry(level, 0.0, 0.0, 0.0, h, w, d, 0.0, "none", 150.0)
+    g = Grid(z=np.arange(-15.0, h + 10.0, 1.0), y=np.arange(0.0, 90.0, 1.0), x=np.arange(-70.0, 70.5, 1.0))
+    vol = np.zeros(g.shape, dtype=np.float32)
+    draw_posterior(vol, g, v, 400.0, level.startswith("L"))
+    cols = np.where((vol > 300).any(axis=(0, 1)))[0]
+    return float(max(abs(g.x[cols[0]]), abs(g.x[cols[-1]])))
+
+
+def test_lumbar_transverse_processes_are_long_and_thoracic_ones_short() -> None:
+    """Family A's lumbar transverse processes reach as far as real ones (L3's the longest, about 40-48 mm from the
+    midline), further than a thoracic vertebra's processes (where the ribs attach): a model must not learn that
+    any long bony process beside a body is a rib."""
+    reach = {lv: _process_reach(lv) for lv in ("T10", "T11", "L1", "L3", "L5")}
+    assert 40.0 <= reach["L3"] <= 48.0, reach
+    assert reach["L3"] >= max(reach["L1"], reach["L5"]), reach
+    assert max(reach["T10"], reach["T11"]) <= 32.0 < reach["L1"], reach
 
 
 def _logistic_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -36,6 +36,9 @@ BODY_MM: dict[str, tuple[float, float, float, float]] = {
     "L4": (48, 34, 28, 11.5), "L5": (50, 34, 27, 12.0), "L6": (51, 34, 27, 12.0),
 }
 RIB_LEVELS = ("T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12")
+LUMBAR_PROCESS_MM: dict[str, float] = {"L1": 34.0, "L2": 40.0, "L3": 45.0, "L4": 43.0, "L5": 40.0, "L6": 40.0}
+"""Reach of a lumbar transverse process from the midline to its tip (mm, for a body of :data:`BODY_MM`'s width;
+L3's is the longest, about 80-95 mm tip to tip in adults): long, flat processes beside a body without a rib."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,7 @@ def draw_posterior(vol: np.ndarray, g: Grid, v: VertebraGeometry, hu: float, lum
     yc_canal = v.yc + v.depth / 2 + ry + 1.5
     zs = _sl(g.z, zc - h / 2 - 12, zc + h / 2 + 4)
     ys = _sl(g.y, v.yc, yc_canal + ry + 45)
-    xs = _sl(g.x, v.xc - rx - 40, v.xc + rx + 40)
+    xs = _sl(g.x, v.xc - rx - 50, v.xc + rx + 50)
     z = g.z[zs][:, None, None]
     y = g.y[ys][None, :, None]
     x = g.x[xs][None, None, :] - v.xc
@@ -161,9 +164,14 @@ def draw_posterior(vol: np.ndarray, g: Grid, v: VertebraGeometry, hu: float, lum
     slope = 0.0 if lumbar else 0.35
     spinous = (np.abs(x) < 3.5) & (y > yc_canal + ry) & (y < yc_canal + ry + (30 if lumbar else 38)) & (
         np.abs(z - (zc - 2 - slope * (y - yc_canal - ry))) < (6 if lumbar else 4))
-    tlen = 22.0 if lumbar else 18.0
-    transverse = (np.abs(x) > rx) & (np.abs(x) < rx + tlen) & (np.abs(y - yc_canal + 2) < 4) & (
-        np.abs(z - zc) < 4)
+    if lumbar:  # long flat processes, slightly backwards towards the tip (taller and thicker than thoracic ones)
+        tip = LUMBAR_PROCESS_MM.get(v.level, 40.0) * v.width / BODY_MM.get(v.level, BODY_MM["L3"])[0]
+        back = 0.15 * np.clip(np.abs(x) - rx, 0.0, None)
+        transverse = (np.abs(x) > rx) & (np.abs(x) < tip) & (np.abs(y - yc_canal + 2 - back) < 4.5) & (
+            np.abs(z - zc) < 5.5)
+    else:
+        transverse = (np.abs(x) > rx) & (np.abs(x) < rx + 18.0) & (np.abs(y - yc_canal + 2) < 4) & (
+            np.abs(z - zc) < 4)
     region = vol[zs, ys, xs]
     region[np.broadcast_to(((ring < 1) & zin), region.shape)] = 15.0  # CSF
     region[np.broadcast_to(lamina | spinous | transverse, region.shape)] = hu
