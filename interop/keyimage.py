@@ -48,8 +48,13 @@ def _window(plane: np.ndarray) -> np.ndarray:
 def sagittal_png(study: Study, levels: Sequence[LevelFinding] = (), bodies: Sequence[BodySegment] = ()) -> bytes:
     """PNG bytes of the midline sagittal slice with ``levels`` (those with a z position) marked and the ``bodies``
     (the SEG's segments) outlined."""
+    return png_bytes(sagittal_image(study, levels, bodies))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """``image`` as PNG bytes."""
     buffer = io.BytesIO()
-    sagittal_image(study, levels, bodies).save(buffer, format="PNG")
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -101,13 +106,14 @@ def _mark_levels(image: Image.Image, study: Study, levels: Sequence[LevelFinding
 
 
 def build_key_image(result: Result, study: Study, source: SourceSeries,
-                    bodies: Sequence[BodySegment] = ()) -> Dataset:
+                    bodies: Sequence[BodySegment] = (), image: Image.Image | None = None) -> Dataset:
     """The key image as a DICOM Secondary Capture (RGB) in the scored study: patient and study copied from the
     scored series, its own series, pixel spacing and patient orientation (rows run posterior, columns to the
-    feet) of the rendered sagittal plane."""
+    feet) of the rendered sagittal plane; ``image``: that plane already rendered by :func:`sagittal_image` with
+    the result's found levels and ``bodies`` (rendered here when not given)."""
     import highdicom as hd
 
-    image = sagittal_image(study, result.found_levels(), bodies)
+    image = image if image is not None else sagittal_image(study, result.found_levels(), bodies)
     sz = study.spacing_mm[0]
     mm_per_px = (study.volume.shape[0] * sz) / image.height
     sc = hd.sc.SCImage.from_ref_dataset(

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING
 
 from inference.errors import InputError
 from inference.study import Study
-from interop.keyimage import sagittal_png
+from interop.keyimage import png_bytes, sagittal_image
 from interop.source import SourceSeries, patient_header, study_source_series
 from vfrisk.result import Result
 
 if TYPE_CHECKING:
+    from PIL import Image
     from pydicom.dataset import Dataset
 
     from interop.seg import BodySegment
@@ -179,6 +180,7 @@ class _Writers:
         """The DICOM objects written so far, by format."""
         self._pdf: bytes | None = None
         self._bodies: list[BodySegment] | None = None
+        self._sagittal: Image.Image | None = None
 
     def bodies(self) -> list[BodySegment]:
         """The delineated bodies (the SEG's segments, outlined on the key image), measured once."""
@@ -187,6 +189,14 @@ class _Writers:
         if self._bodies is None:
             self._bodies = body_segments(self.result, self.study)
         return self._bodies
+
+    def sagittal(self) -> Image.Image:
+        """The sagittal key image (the found levels marked, the delineated bodies outlined), rendered once for the
+        PDF and the DICOM key image."""
+        if self._sagittal is None:
+            bodies = self.bodies() if self.source is not None else ()
+            self._sagittal = sagittal_image(self.study, self.result.found_levels(), bodies)
+        return self._sagittal
 
     def json(self, path: Path) -> Path:
         path.write_text(json.dumps(self.result.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -222,7 +232,7 @@ class _Writers:
     def _write_pdf(self, path: Path) -> None:
         from interop.pdf import write_pdf
 
-        png = sagittal_png(self.study, self.result.vertebrae, self.bodies() if self.source is not None else ())
+        png = png_bytes(self.sagittal())
         patient = patient_header(self.source.first) if self.source is not None else {}
         write_pdf(self.result, path, patient=patient, key_image=png, header=(self.study.age, self.study.sex))
         self._pdf = path.read_bytes()
@@ -252,7 +262,8 @@ class _Writers:
 
         if self.source is None:
             return None
-        return self._save("key_image", build_key_image(self.result, self.study, self.source, self.bodies()), path)
+        return self._save("key_image", build_key_image(self.result, self.study, self.source, self.bodies(),
+                                                       self.sagittal()), path)
 
 
 def _source_headers(
