@@ -406,7 +406,11 @@ def counted_levels(vertebrae: list[Vertebra] | tuple[Vertebra, ...]) -> list[str
 def found_levels(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop | None = None) -> list[str]:
     """The counted levels (T10-L6) of the bodies found on one study's outputs (whole in ``crop``'s scanned range
     when given): what ``vfrisk predict`` and ``vfrisk score`` compare crops by and apply the coverage rule to."""
-    bodies = find_bodies(outputs, (*levels, OTHER), None if crop is None else scanned_mm(crop))
+    return counted_names(levels, find_bodies(outputs, (*levels, OTHER), None if crop is None else scanned_mm(crop)))
+
+
+def counted_names(levels: tuple[str, ...], bodies: Iterable[Body]) -> list[str]:
+    """The counted levels (T10-L6) among the bodies' own names, in the spec's order, each once."""
     return sorted({b.name for b in bodies if b.name in COUNTED_LEVELS}, key=levels.index)
 
 
