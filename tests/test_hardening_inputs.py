@@ -99,3 +99,28 @@ def test_predict_out_that_is_a_file_is_refused_before_any_work(tmp_path: Path, m
         P.predict_cli(tmp_path / "missing-study", labs=LabInput(), context=None, model=None, out=target)
     assert err.value.code == "bad_usage" and "is not one" in str(err.value)
     assert target.read_text() == "keep me"
+
+
+def test_a_command_that_ends_leaves_its_objects_to_the_process_not_to_the_final_collections(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vfrisk`` freezes what a command leaves before the interpreter shuts down, whether it succeeded or
+    failed, so that the final collections do not walk it (``bench/bench_commands.py`` measures the gain)."""
+    import gc
+
+    from vfrisk import cli
+
+    gc.unfreeze()
+    try:
+        for argv, status in ((["vfrisk", "--help"], 0), (["vfrisk", "predict", "--ntx", "4_0", "x"], 2)):
+            monkeypatch.setattr(sys, "argv", argv)
+            assert gc.get_freeze_count() == 0
+            code = 0
+            try:
+                cli.main()
+            except SystemExit as ended:
+                code = ended.code or 0
+            assert code == status
+            assert gc.get_freeze_count() > 0
+            gc.unfreeze()
+    finally:
+        gc.unfreeze()
