@@ -322,6 +322,38 @@ def test_a_tilted_crop_keeps_its_bodies_centres_and_tilts_their_endplates() -> N
     assert torch.equal(tilt(x, torch.Generator(), (2.0, 2.5), 30.0, prob=0.0), x)
 
 
+def test_warped_discs_thin_or_thicken_between_fixed_body_centres() -> None:
+    """``warp_discs``: bodies (bright, centred on the level truth) and discs (dark) between them; a negative
+    amount thins the disc, a positive one thickens it, the centres keep their value and place, nothing beyond the
+    outer centres changes, and it is off at strength 0."""
+    from training.augment import disc_map, warp_discs
+
+    mm = 2.0
+    z = torch.arange(100, dtype=torch.float32)
+    centres = torch.tensor([40.0, 100.0, 160.0])  # mm; bodies 40 mm tall, discs 20 mm between them
+    bright = ((((z + 0.5) * mm)[:, None] - centres[None, :]).abs() < 20).any(1)
+    x = torch.where(bright, 0.8, 0.1)[None, None, :, None, None].expand(1, 1, 100, 4, 4).clone()
+    levels = torch.tensor([[40.0, 100.0, 160.0, float("nan")]])
+
+    def disc_mm(amount: float) -> float:
+        src = disc_map((z + 0.5) * mm, centres, torch.tensor([amount, amount]))
+        assert bool((src[1:] >= src[:-1]).all())  # monotone
+        assert torch.allclose(src[(z + 0.5) * mm < 40], ((z + 0.5) * mm)[(z + 0.5) * mm < 40])
+        return float(((src > 100) & (src < 160) & ~(((src[:, None] - centres).abs() < 20).any(1))).sum()) * mm
+
+    assert disc_mm(-0.8) < 20.0 * 0.7 < 20.0 * 1.3 < disc_mm(0.8)
+    y = warp_discs(x, levels, torch.Generator().manual_seed(1), mm, 0.8, prob=1.0)
+    for c in (40.0, 100.0, 160.0):
+        k = int(c / mm)
+        assert float(y[0, 0, k, 0, 0]) == pytest.approx(0.8)
+    assert torch.equal(y[0, 0, :15], x[0, 0, :15]) and torch.equal(y[0, 0, 85:], x[0, 0, 85:])
+    def dark(v: torch.Tensor) -> list[int]:
+        return [int((v[0, 0, 20:50, 0, 0] < 0.45).sum()), int((v[0, 0, 50:80, 0, 0] < 0.45).sum())]
+
+    assert dark(x) == [10, 10] and dark(y) != [10, 10]  # the discs are 10 slices each before; warped, changed
+    assert warp_discs(x, levels, torch.Generator(), mm, 0.0) is x
+
+
 def test_a_count_the_bodies_own_names_do_not_corroborate_is_not_trusted() -> None:
     """A sure sacrum under bodies whose own names all say something else (a model out of its domain, sure of one
     wrong anchor): the count names them from the sacrum, but trusts none of it."""

@@ -5,7 +5,9 @@ generator does not.
   left-right flip), the level truth moving with it;
 - :func:`vary_look`: stretch along the spine, noise, in-plane smoothing;
 - :func:`tilt`: vertebral bodies tilted in the sagittal plane, as lordosis and kyphosis tilt them in real
-  spines (a generator that stacks flat bodies teaches a finder that a tilted body is not one).
+  spines (a generator that stacks flat bodies teaches a finder that a tilted body is not one);
+- :func:`warp_discs`: discs thinned or thickened between the body centres, as degeneration narrows real discs
+  (a generator with one disc height per level teaches a finder that a thin disc is bone).
 
 Every function takes windowed crops ``x`` (N, 1, D, H, W; canonical Z=+S, Y=+P, X=+L; air and padding 0) and a
 seeded :class:`torch.Generator`, and changes nothing where its strength is 0.
@@ -140,8 +142,55 @@ def tilt(x: torch.Tensor, gen: torch.Generator, voxel_mm: tuple[float, float], m
     return out
 
 
+def disc_map(z_out: torch.Tensor, centres: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    """Where (mm) each output position ``z_out`` reads from when the span between each pair of neighbouring body
+    ``centres`` (sorted, mm) is warped by ``amount`` (one per span, in (-1, 1)): within a span, at fraction u of
+    the way, ``u + amount * sin(2 pi u) / (2 pi)``, so the centres stay fixed and the map is monotone; the disc
+    half-way reads a span ``1 - amount`` times as long (amount > 0: a thicker disc, < 0: a thinner one, the body
+    around each centre the other way). Outside the first and last centre: unchanged."""
+    out = z_out.clone()
+    for k in range(centres.numel() - 1):
+        lo, hi = float(centres[k]), float(centres[k + 1])
+        inside = (z_out >= lo) & (z_out < hi)
+        u = (z_out[inside] - lo) / (hi - lo)
+        out[inside] = lo + (hi - lo) * (u + float(amount[k]) * torch.sin(2 * math.pi * u) / (2 * math.pi))
+    return out
+
+
+def warp_discs(x: torch.Tensor, z: torch.Tensor, gen: torch.Generator, mm_per_voxel: float, strength: float,
+               prob: float = 0.8) -> torch.Tensor:
+    """Each crop of ``x`` (N, 1, D, H, W), with probability ``prob``, resampled along z by :func:`disc_map`
+    between its level centres ``z`` (N, L, mm from the first slice; NaN where a level is absent), each span by
+    its own amount drawn from (-``strength``, ``strength``): discs thinned or thickened and the bodies the other
+    way, the centres (the level truth) fixed. Linear interpolation between slices; nothing outside the first and
+    last centre changes.
+
+    Family A draws one disc height per level (7-12 mm); real discs narrow with age and degeneration, and an
+    independently built phantom's thin discs made a family-A model see one long body across two."""
+    if strength <= 0 or prob <= 0:
+        return x
+    n_d = x.shape[2]
+    out = x.clone()
+    z_out = (torch.arange(n_d, dtype=torch.float32) + 0.5) * mm_per_voxel
+    for i in range(x.shape[0]):
+        centres = torch.sort(z[i][torch.isfinite(z[i])].float()).values
+        if centres.numel() < 2 or not bool(torch.rand(1, generator=gen) < prob):
+            continue
+        amount = (2 * torch.rand(centres.numel() - 1, generator=gen) - 1) * min(strength, 0.95)
+        src = (disc_map(z_out, centres, amount) / mm_per_voxel - 0.5).clamp(0, n_d - 1)
+        lo = src.floor().long()
+        hi = (lo + 1).clamp(max=n_d - 1)
+        w = (src - lo.float())[None, :, None, None]
+        img = x[i].float()
+        out[i] = ((1 - w) * img[:, lo] + w * img[:, hi]).to(out.dtype)
+    return out
+
+
 def vary_spine(x: torch.Tensor, z: torch.Tensor, gen: torch.Generator, voxel_mm: tuple[float, float],
-               look: tuple[float, float, float], tilt_deg: float) -> tuple[torch.Tensor, torch.Tensor]:
+               look: tuple[float, float, float], tilt_deg: float,
+               disc_warp: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """What spines, generators and scanners vary, before the field of view is drawn (:func:`augment`): the
-    bodies' tilt (:func:`tilt`), then the stretch, noise and smoothing of :func:`vary_look`."""
+    discs' height (:func:`warp_discs`), the bodies' tilt (:func:`tilt`), then the stretch, noise and smoothing
+    of :func:`vary_look`."""
+    x = warp_discs(x, z, gen, voxel_mm[0], disc_warp)
     return vary_look(tilt(x, gen, voxel_mm, tilt_deg), z, gen, voxel_mm[0], look)

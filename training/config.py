@@ -48,6 +48,10 @@ class TrainConfig:
     tilt_deg: float = 0.0
     """Largest tilt (degrees, front to back) of the vertebral bodies in a crop (:func:`training.augment.tilt`;
     0: off): real lordosis and kyphosis tilt the bodies against the axial plane, a flat-stacked phantom does not."""
+    disc_warp: float = 0.0
+    """Largest relative thinning or thickening of the discs between the body centres
+    (:func:`training.augment.warp_discs`; 0: off): real discs narrow with degeneration, a phantom's keep one
+    height per level."""
     noise_sd_hu: float = 0.0
     """Largest SD (HU) of Gaussian noise added to a crop (each crop draws its own SD up to this)."""
     blur_prob: float = 0.0
