@@ -127,8 +127,13 @@ def save_dicom(ds: Dataset, path: Path) -> None:
     memory has none: so it corrects the whole tree, then each item again as it writes it (an item at depth d is
     walked d times; about a tenth of writing a SEG or an SR). Here the tree is corrected once, as pydicom's first
     pass does, and each dataset is then marked as encoded in the file's transfer syntax and its own character set
-    (:meth:`~pydicom.dataset.Dataset.set_original_encoding`, meant for this), so the repeats are skipped."""
+    (:meth:`~pydicom.dataset.Dataset.set_original_encoding`, meant for this), so the repeats are skipped.
+    In Explicit VR Little Endian the sequences are then encoded by
+    :func:`interop.dicom_encode.sequences_encoded` (pydicom's bytes, four to five times faster) and copied by
+    pydicom as they stand."""
     from pydicom.filewriter import correct_ambiguous_vr
+
+    from interop.dicom_encode import sequences_encoded
 
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if syntax is None or not syntax.is_transfer_syntax:
@@ -137,7 +142,11 @@ def save_dicom(ds: Dataset, path: Path) -> None:
     correct_ambiguous_vr(ds, syntax.is_little_endian)
     for item in _datasets(ds):
         item.set_original_encoding(syntax.is_implicit_VR, syntax.is_little_endian, item._character_set)
-    ds.save_as(path, enforce_file_format=True)
+    if syntax.is_implicit_VR or not syntax.is_little_endian or syntax.is_deflated:
+        ds.save_as(path, enforce_file_format=True)
+        return
+    with sequences_encoded(ds):  # the same bytes, the sequences encoded in one pass (interop.dicom_encode)
+        ds.save_as(path, enforce_file_format=True)
 
 
 def _check_formats(formats: Iterable[str]) -> list[str]:
