@@ -128,6 +128,42 @@ def test_lumbar_transverse_processes_are_long_and_thoracic_ones_short() -> None:
     assert max(reach["T10"], reach["T11"]) <= 32.0 < reach["L1"], reach
 
 
+def _air_beside(vol: np.ndarray, g: Grid, v: VertebraGeometry, reach: float = 70.0) -> tuple[float, float]:
+    """Share of air (< -500 HU) within ``reach`` mm right and left of body ``v``, at its centre slice."""
+    sl = vol[int(np.argmin(np.abs(g.z - v.z_center)))]
+    near = np.abs(g.y - v.yc)[:, None] < 40
+    out = []
+    for side in (-1, 1):
+        band = (side * (g.x - v.xc) > v.width / 2 + 3) & (side * (g.x - v.xc) < reach)
+        out.append(float((sl[near & band[None, :]] < -500).mean()))
+    return out[0], out[1]
+
+
+def test_a_chest_shows_lungs_beside_the_thoracic_spine_down_to_the_diaphragm() -> None:
+    """Family A draws both lungs: air beside every thoracic body above the domes (T6-T9), crescents of the
+    posterior recesses at most beside T12, none beside a lumbar body below L1; the bodies stay bone."""
+    from dataclasses import replace
+
+    from data.synthetic.anatomy import ScanRange
+    from data.synthetic.cohort import spine_levels
+
+    for index in range(3):
+        rng = np.random.default_rng([9, index])
+        patient = draw_patient(rng)
+        plan = draw_plan(rng, CohortOptions(n=1, seed=9, matrix=128, extras=False))
+        acq = replace(plan.acq, scan=ScanRange("T6", 10.0, "L3", -10.0), pixel_spacing=3.0)
+        vol, g, spine = render(patient, acq, plan.body, rng, spine_levels(5))
+        air = {v.level: _air_beside(vol, g, v) for v in spine}
+        for level in ("T6", "T7", "T8", "T9"):
+            assert min(air[level]) > 0.2, (index, level, air[level])
+        assert max(air["L2"]) == 0.0 and max(air["L3"]) == 0.0
+        assert max(air["L1"]) < min(air["T8"])
+        for v in spine:
+            if v.level in ("T7", "T12", "L2"):
+                k, j, i = (int(np.argmin(np.abs(a - c))) for a, c in ((g.z, v.z_center), (g.y, v.yc), (g.x, v.xc)))
+                assert vol[k, j, i] > 0.0, v.level  # the body (trabecular bone) is drawn over the lungs
+
+
 def _logistic_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Plain IRLS logistic regression (intercept first)."""
     xx = np.column_stack([np.ones(len(x)), x])

@@ -286,7 +286,7 @@ class Body:
 
 def draw_soft_tissue(vol: np.ndarray, g: Grid, body: Body, spine: list[VertebraGeometry],
                      acq: Acquisition, rng: np.random.Generator) -> None:
-    """Body outline, subcutaneous fat, viscera, organs, muscles, vessels and bowel gas."""
+    """Body outline, subcutaneous fat, viscera, organs, lungs and heart, muscles, vessels and bowel gas."""
     y = g.y[:, None]
     x = g.x[None, :]
     outer = (x / body.ax) ** 2 + (y / body.ay) ** 2 < 1.0
@@ -296,13 +296,17 @@ def draw_soft_tissue(vol: np.ndarray, g: Grid, body: Body, spine: list[VertebraG
     by_level = {v.level: v for v in spine}
     l1, l5, t11 = by_level["L1"], spine[0], by_level["T11"]  # spine[0]: the lowest lumbar vertebra
     big = 2000.0
+    draw_ellipsoid(vol, g, (t11.z_center + 10, -15.0, -70.0), (85.0, 70.0, 70.0), 56.0)  # liver
+    vessel_hu = float(rng.uniform(160, 320)) if acq.contrast else 42.0
+    dome = draw_lungs(vol, g, body, by_level, rng)
+    draw_ellipsoid(vol, g, (dome + 50.0, -0.3 * (body.ay - body.fat), 0.15 * (body.ax - body.fat)),
+                   (55.0, 0.33 * (body.ay - body.fat), 0.38 * (body.ax - body.fat)),
+                   vessel_hu * 0.9 if acq.contrast else 40.0)  # heart, on the diaphragm
     for side in (-1, 1):
         draw_ellipsoid(vol, g, (0.0, l1.yc + 48, side * 33.0), (big, 20.0, 24.0), 52.0)  # erector spinae
         draw_ellipsoid(vol, g, (l5.z_bottom, l1.yc - 2, side * (l5.width / 2 + 16)),
                        (l5.z_bottom - l1.z_center + 20, 16.0, 17.0), 50.0)  # psoas
         draw_ellipsoid(vol, g, (l1.z_center + 5 * side, l1.yc, side * 72.0), (55.0, 24.0, 30.0), 32.0)
-    draw_ellipsoid(vol, g, (t11.z_center + 10, -15.0, -70.0), (85.0, 70.0, 70.0), 56.0)  # liver
-    vessel_hu = float(rng.uniform(160, 320)) if acq.contrast else 42.0
     draw_ellipsoid(vol, g, (0.0, l1.yc - l1.depth / 2 - 14, 16.0), (big, 11.0, 11.0), vessel_hu)
     draw_ellipsoid(vol, g, (0.0, l1.yc - l1.depth / 2 - 12, -22.0), (big, 10.0, 13.0), vessel_hu * 0.8)
     for _ in range(int(rng.integers(3, 9))):
@@ -311,6 +315,36 @@ def draw_soft_tissue(vol: np.ndarray, g: Grid, body: Body, spine: list[VertebraG
                   float(rng.uniform(-body.ax * 0.6, body.ax * 0.6)))
         radii = tuple(float(r) for r in rng.uniform(6.0, 22.0, 3))
         draw_ellipsoid(vol, g, center, radii, float(rng.choice([-920.0, -100.0, 20.0])))  # type: ignore[arg-type]
+
+
+LUNG_HU = (-880.0, -820.0)
+"""Range of the lungs' mean HU (aerated parenchyma at full inspiration)."""
+
+
+def draw_lungs(vol: np.ndarray, g: Grid, body: Body, by_level: dict[str, VertebraGeometry],
+               rng: np.random.Generator) -> float:
+    """Both lungs, in the chest cavity beside and in front of the spine, down to the diaphragm: two domes (the
+    right one's top drawn near T10, the left one lower) falling to the posterior costophrenic recesses beside
+    T12-L1, so a scan of the chest shows lung beside every thoracic body above the domes, and less of it towards
+    T12. Returns the right dome's top (z, mm). Drawn over the organs (the liver stays under the dome), under the
+    muscles, vessels and bones drawn after it."""
+    t10, t12 = by_level["T10"], by_level["T12"]
+    ax, ay = body.ax - body.fat - 12.0, body.ay - 0.8 * body.fat - 12.0  # inside the chest wall and ribs
+    top_r = t10.z_center + float(rng.uniform(-15.0, 20.0))
+    top_l = top_r - float(rng.uniform(5.0, 25.0))
+    recess = t12.z_center - float(rng.uniform(0.0, 30.0))
+    hu = float(rng.uniform(*LUNG_HU))
+    y, x = g.y[:, None], g.x[None, :]
+    above = np.nonzero(g.z > recess)[0]
+    if above.size == 0:
+        return top_r
+    for side, top in ((-1.0, top_r), (1.0, top_l)):  # LPS: the right lung at -x
+        lung = ((x - side * 0.5 * ax) / (0.45 * ax)) ** 2 + ((y - 0.05 * ay) / (0.8 * ay)) ** 2 < 1.0
+        d2 = ((x - side * 0.45 * ax) / (0.75 * ax)) ** 2 + ((y + 0.1 * ay) / (0.9 * ay)) ** 2
+        floor = recess + (top - recess) * np.clip(1.0 - d2, 0.0, 1.0)
+        for k in above:
+            vol[k][lung & (floor < g.z[k])] = hu
+    return top_r
 
 
 def draw_spine(vol: np.ndarray, g: Grid, spine: list[VertebraGeometry], body: Body,
