@@ -414,6 +414,18 @@ def counted_names(levels: tuple[str, ...], bodies: Iterable[Body]) -> list[str]:
     return sorted({b.name for b in bodies if b.name in COUNTED_LEVELS}, key=levels.index)
 
 
+def coverage_levels(levels: tuple[str, ...], bodies: list[Body],
+                    crop: Crop) -> tuple[list[str], dict[str, float]]:
+    """What the coverage rule (:func:`require_levels`) is given for the bodies found (superior first): the
+    counted levels (T10-L6) under the names the count along the spine gives them (:func:`name_bodies`, as
+    :func:`level_findings` reports them to ``vfrisk predict``), in the spec's order, and those of them found in a
+    section narrower than the trunk (:func:`narrow_levels`). ``vfrisk score`` refuses and scores by this, so that
+    a batch row and ``vfrisk predict`` on the same study agree."""
+    names = name_bodies(bodies, levels).names
+    present = sorted({nm for nm in names if nm in COUNTED_LEVELS}, key=levels.index)
+    return present, narrow_levels(((nm, b.z_mm) for b, nm in zip(bodies, names, strict=True)), crop)
+
+
 def spine_midpoint_index(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop) -> float | None:
     """Slice index where the midpoint of ``levels`` should be, estimated from the bodies found in ``crop``.
 

@@ -190,3 +190,47 @@ def test_a_scan_without_the_spine_is_an_error_row(tmp_path: Path) -> None:
     item = Prepared("k", crop, Labs(40.0, -1.0, 70.0, "F"), "1.2.3", "sha", {}, None)  # type: ignore[arg-type]
     out = score(engine.run, item)
     assert out.status == "error" and out.error.startswith("spine_not_covered")
+
+
+def test_a_batch_row_counts_the_bodies_by_the_names_predict_reports() -> None:
+    """Two bodies the model itself calls L3: the count along the spine names them L3 and L4 (two levels), as
+    ``vfrisk predict`` reports them, so the batch scores the row too (by the bodies' own names it saw one level
+    and refused it) and both say the same."""
+    import numpy as np
+
+    from inference.batch.work import Prepared, score
+    from inference.crop import spine_crop
+    from inference.findings import coverage_levels, find_bodies, level_findings, scanned_mm
+    from inference.labs import Labs
+    from inference.spec import LEVELS, OTHER, PreprocessSpec
+
+    spec = PreprocessSpec()
+
+    class _Study:
+        volume = np.full((120, 64, 64), 40.0, dtype=np.float32)  # tissue everywhere: no edge cuts a body
+        spacing_mm = (3.0, 2.0, 2.0)
+        affine = np.diag([3.0, 2.0, 2.0, 1.0])[[2, 1, 0, 3]]
+
+    crop = spine_crop(_Study(), spec)  # type: ignore[arg-type]
+    classes = (*LEVELS, OTHER)
+    n_z = int(crop.image.shape[0] * crop.spacing_mm[0] / 4.0)
+    probs = np.zeros((len(classes) + 1, n_z))
+    probs[-1] = 1.0
+    pos = (np.arange(n_z) + 0.5) * 4.0
+    for zc in (pos[n_z // 2] + 18.0, pos[n_z // 2] - 18.0):
+        w = np.exp(-0.5 * ((pos - zc) / 3.0) ** 2)
+        probs[classes.index("L3")] += 0.6 * w
+        probs[classes.index("L2")] += 0.2 * w
+        probs[classes.index("L4")] += 0.2 * w
+        probs[-1] -= w
+    out = {"name_probs": probs, "hu_profile": np.full(n_z, 120.0), "ratio_profile": np.full(n_z, 0.98),
+           "profile_step_mm": np.asarray(4.0), "probability": np.asarray(0.05)}
+    bodies = find_bodies(out, classes, scanned_mm(crop))
+    assert [b.name for b in bodies] == ["L3", "L3"]
+    present, narrow = coverage_levels(LEVELS, bodies, crop)
+    assert len(present) == 2 and "L3" in present and narrow == {}
+    reported, _, _ = level_findings(LEVELS, out, crop, _Study())  # type: ignore[arg-type]
+    assert sorted(v.level for v in reported if v.present) == sorted(present)
+    item = Prepared("k", crop, Labs(40.0, -1.0, 70.0, "F"), "1.2.3", "sha", {}, None)  # type: ignore[arg-type]
+    row = score(lambda c, labs: out, item)
+    assert row.status == "ok" and row.levels_found == 2

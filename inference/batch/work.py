@@ -22,7 +22,7 @@ from inference.crop import Crop
 from inference.dicom.limits import Limits
 from inference.engine import crop_sha256
 from inference.errors import InputError
-from inference.findings import counted_names, find_bodies, narrow_levels, recentre_target, require_levels, scanned_mm
+from inference.findings import coverage_levels, find_bodies, recentre_target, require_levels, scanned_mm
 from inference.io import load_crop_any
 from inference.labs import LabInput, Labs, resolve_labs
 from inference.spec import LEVELS, OTHER, PreprocessSpec
@@ -157,10 +157,9 @@ def score(run: Callable[[Crop, Labs], dict[str, np.ndarray]], item: Prepared | O
         return error_outcome(item.key, "inference_failed", type(exc).__name__, series_instance_uid=
                              item.series_instance_uid, input_sha256=item.input_sha256, worker=item.worker)
     seconds["inference"] = time.perf_counter() - t0
-    bodies = find_bodies(out, (*LEVELS, OTHER), scanned_mm(item.crop))  # found once for both rules
-    present = counted_names(LEVELS, bodies)  # the counted bodies, as `vfrisk predict` counts them (found_levels)
+    bodies = find_bodies(out, (*LEVELS, OTHER), scanned_mm(item.crop))
+    present, narrow = coverage_levels(LEVELS, bodies, item.crop)  # named by the count, as `vfrisk predict`
     recentre = None if item.second_pass else recentre_target(LEVELS, out, item.crop)
-    narrow = narrow_levels(((b.name, b.z_mm) for b in bodies), item.crop)
     try:
         require_levels(present, narrow)  # the same anatomy-coverage rule as `vfrisk predict`
     except InputError as exc:
