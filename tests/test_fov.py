@@ -354,6 +354,31 @@ def test_warped_discs_thin_or_thicken_between_fixed_body_centres() -> None:
     assert warp_discs(x, levels, torch.Generator(), mm, 0.0) is x
 
 
+def test_a_zoomed_crop_scales_its_bodies_and_their_centres_together() -> None:
+    """``zoom``: a body (a bright block) grows or shrinks about the crop's centre by the drawn factor in every axis,
+    its level centre moves with it, the factor stays within its range, and nothing changes at strength 0."""
+    from training.augment import zoom
+
+    mm = 2.0
+    x = torch.zeros(6, 1, 100, 40, 40)
+    x[:, :, 60:70, 15:25, 15:25] = 0.8  # a 20 mm tall body centred at 130 mm, 10 voxels wide in plane
+    z = torch.tensor([[130.0, float("nan")]]).repeat(6, 1)
+    y, z2 = zoom(x, z, torch.Generator().manual_seed(3), mm, 0.25, prob=1.0)
+    scales = []
+    for i in range(6):
+        s = (float(z2[i, 0]) - 100.0) / 30.0  # the centre moved from 30 mm above the middle
+        assert 1 / 1.25 - 1e-6 <= s <= 1.25 + 1e-6 and math.isnan(float(z2[i, 1]))
+        scales.append(s)
+        body = y[i, 0] > 0.4
+        rows = body.any(dim=2).any(dim=1).nonzero()
+        zc = (float(rows.float().mean()) + 0.5) * mm
+        assert abs(zc - float(z2[i, 0])) <= 1.0  # the label sits on the body
+        assert abs(int(body.any(dim=2).any(dim=1).sum()) * mm - 20.0 * s) <= 2 * mm  # height scaled by s
+        assert abs(int(body.any(dim=0).any(dim=0).sum()) - 10.0 * s) <= 2  # width scaled by s too
+    assert max(scales) - min(scales) > 0.1  # different draws
+    assert zoom(x, z, torch.Generator(), mm, 0.0)[0] is x
+
+
 def test_a_count_the_bodies_own_names_do_not_corroborate_is_not_trusted() -> None:
     """A sure sacrum under bodies whose own names all say something else (a model out of its domain, sure of one
     wrong anchor): the count names them from the sacrum, but trusts none of it."""

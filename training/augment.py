@@ -7,7 +7,9 @@ generator does not.
 - :func:`tilt`: vertebral bodies tilted in the sagittal plane, as lordosis and kyphosis tilt them in real
   spines (a generator that stacks flat bodies teaches a finder that a tilted body is not one);
 - :func:`warp_discs`: discs thinned or thickened between the body centres, as degeneration narrows real discs
-  (a generator with one disc height per level teaches a finder that a thin disc is bone).
+  (a generator with one disc height per level teaches a finder that a thin disc is bone);
+- :func:`zoom`: the whole spine larger or smaller, as spines differ between people (a generator with one size
+  table teaches a finder to name a body by its size).
 
 Every function takes windowed crops ``x`` (N, 1, D, H, W; canonical Z=+S, Y=+P, X=+L; air and padding 0) and a
 seeded :class:`torch.Generator`, and changes nothing where its strength is 0.
@@ -186,11 +188,36 @@ def warp_discs(x: torch.Tensor, z: torch.Tensor, gen: torch.Generator, mm_per_vo
     return out
 
 
+def zoom(x: torch.Tensor, z: torch.Tensor, gen: torch.Generator, mm_per_voxel: float, max_scale: float,
+         prob: float = 0.8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each crop of ``x`` (N, 1, D, H, W), with probability ``prob``, scaled about its centre by one factor in all
+    three axes, drawn log-uniformly from 1 / (1 + ``max_scale``) to 1 + ``max_scale`` (trilinear; what leaves the
+    crop is lost, what comes in is padding); the level centres ``z`` (N, L, mm from the first slice) move with
+    it. Family A draws every body from one size table scaled by a few percent per patient, so a finder trained on
+    it names a body by its size; real spines (and family B's, from real masks) differ by more than a level's
+    step in size between people, and only the anatomy that fixes the numbering names a body for sure."""
+    if max_scale <= 0 or prob <= 0:
+        return x, z
+    n = x.shape[0]
+    top = math.log1p(max_scale)
+    scale = torch.ones(n)
+    for i in range(n):
+        if bool(torch.rand(1, generator=gen) < prob):
+            scale[i] = math.exp((2 * float(torch.rand(1, generator=gen)) - 1) * top)
+    theta = torch.zeros(n, 3, 4)
+    theta[:, 0, 0] = theta[:, 1, 1] = theta[:, 2, 2] = 1.0 / scale  # output point p reads the input at p / s
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    half = x.shape[2] * mm_per_voxel / 2.0
+    return out.to(x.dtype), half + (z - half) * scale[:, None]
+
+
 def vary_spine(x: torch.Tensor, z: torch.Tensor, gen: torch.Generator, voxel_mm: tuple[float, float],
-               look: tuple[float, float, float], tilt_deg: float,
-               disc_warp: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+               look: tuple[float, float, float], tilt_deg: float, disc_warp: float = 0.0,
+               max_zoom: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """What spines, generators and scanners vary, before the field of view is drawn (:func:`augment`): the
-    discs' height (:func:`warp_discs`), the bodies' tilt (:func:`tilt`), then the stretch, noise and smoothing
-    of :func:`vary_look`."""
+    discs' height (:func:`warp_discs`), the spine's size (:func:`zoom`), the bodies' tilt (:func:`tilt`), then
+    the stretch, noise and smoothing of :func:`vary_look`."""
     x = warp_discs(x, z, gen, voxel_mm[0], disc_warp)
+    x, z = zoom(x, z, gen, voxel_mm[0], max_zoom)
     return vary_look(tilt(x, gen, voxel_mm, tilt_deg), z, gen, voxel_mm[0], look)

@@ -52,6 +52,9 @@ class TrainConfig:
     """Largest relative thinning or thickening of the discs between the body centres
     (:func:`training.augment.warp_discs`; 0: off): real discs narrow with degeneration, a phantom's keep one
     height per level."""
+    zoom: float = 0.0
+    """Largest relative enlargement of a crop's content, and of its reduction as 1 / (1 + zoom), about its centre
+    (:func:`training.augment.zoom`; 0: off): spines differ in size between people by more than a level's step."""
     noise_sd_hu: float = 0.0
     """Largest SD (HU) of Gaussian noise added to a crop (each crop draws its own SD up to this)."""
     blur_prob: float = 0.0

@@ -256,7 +256,7 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
             # what generators and scanners vary (level spacing and body height, noise, kernel), then the field
             x, z = vary_spine(tr.images[idx].float(), tr.z_mm[idx], gen,
                               (mm_vox, model.spec.crop_mm[1] / model.spec.grid[1]), look, cfg.tilt_deg,
-                              cfg.disc_warp)
+                              cfg.disc_warp, cfg.zoom)
             x, z, seen = augment(x, z, tr.in_view[idx], shifts, gen, mm_vox, cfg.cut_prob, xy_shift)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 raw = net(x.to(device))
