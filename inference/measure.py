@@ -77,6 +77,11 @@ WIDTH_RANGE_MM = (15.0, 80.0)
 """Plausible LR width of a vertebral body."""
 HEIGHT_RANGE_MM = (6.0, 50.0)
 """Plausible height of a vertebral body, fractured ones included."""
+MIDDLE_EXCESS_MM = 4.0
+"""Most the middle height may exceed both the anterior and the posterior one: a body's middle is never taller
+than both its edges (its endplates are flat or concave, and a fracture lowers the middle or one edge), so a taller
+middle means an endplate was missed on the middle profile (a neighbour's endplate taken for it), and a height
+ratio from it would call an intact body deformed."""
 ROI_FRACTION = 0.6
 """Semi-axes of the trabecular ROI as a fraction of the body's half extents."""
 CORTEX_MARGIN_MM = 4.0
@@ -531,7 +536,9 @@ def _band(img: np.ndarray, centre: float, half: float, axis: int) -> np.ndarray:
 def _run_end(profile: np.ndarray, start: int, step: int, threshold: float, gap: int = 0) -> float:
     """Fractional index where ``profile`` falls below ``threshold`` walking from ``start`` by ``step``.
 
-    Dips below the threshold of at most ``gap`` samples (noise in trabecular bone) do not end the run.
+    Dips below the threshold of at most ``gap`` samples (noise in trabecular bone) do not end the run. The end
+    lies between the last sample of the run and the next one (a profile already below the threshold at ``start``
+    ends there: interpolating between two nearly equal samples below it would put the end anywhere).
     """
     i = start
     while True:
@@ -543,8 +550,10 @@ def _run_end(profile: np.ndarray, start: int, step: int, threshold: float, gap: 
     if not 0 <= i + step < profile.size:
         return float(i)
     a, b = profile[i], profile[i + step]
+    if a < threshold:  # no run: it ends where it started
+        return float(i)
     frac = (a - threshold) / (a - b) if a != b else 0.5
-    return float(i + step * frac)
+    return float(i + step * min(1.0, max(0.0, frac)))
 
 
 def _canal_row(ap: np.ndarray, dy: float, row: int) -> int:
@@ -652,6 +661,9 @@ def profile_heights(image: np.ndarray, extent: tuple[float, float],
     for h in heights:
         if not HEIGHT_RANGE_MM[0] <= h <= HEIGHT_RANGE_MM[1]:
             raise _FailedError("endplates_not_found", f"body height {h:.0f} mm is implausible")
+    if heights[1] > max(heights[0], heights[2]) + MIDDLE_EXCESS_MM:
+        raise _FailedError("endplates_not_found", f"middle height {heights[1]:.0f} mm exceeds the anterior and "
+                           f"posterior ones ({heights[0]:.0f}, {heights[2]:.0f} mm): an endplate was missed")
     return (heights[0], heights[1], heights[2]), (float(np.mean(lows)), float(np.mean(highs)))
 
 

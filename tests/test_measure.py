@@ -155,6 +155,51 @@ def test_disc_edge_refuses_when_only_a_brighter_dip_remains() -> None:
         disc_edge(q, (2.0, 9.5), +1, 3.0)
 
 
+def test_a_run_that_never_starts_ends_where_it_starts_and_a_canal_search_fails_cleanly() -> None:
+    """A profile already below the threshold at the start, its next sample a hair different: the run ends at the
+    start (interpolating between the two put it 450,000 samples away), and the canal search through it fails
+    as a body not found instead of crashing on an empty slice (a study of the family-A test cohort did)."""
+    from inference.measure import _canal_row, _FailedError, _run_end
+
+    flat = -50.0 - 1e-4 * np.arange(60)
+    assert _run_end(flat, 0, 1, -5.0, gap=1) == 0.0
+    assert _run_end(flat, 30, -1, -5.0) == 30.0
+    ramp = np.r_[np.full(10, 400.0), np.linspace(400.0, 0.0, 5), np.zeros(10)]
+    assert 10.0 < _run_end(ramp, 0, 1, 200.0) < 14.0  # an ordinary crossing is interpolated as before
+    try:
+        row = _canal_row(flat, 1.0, 30)
+    except _FailedError as exc:
+        assert exc.code == "body_not_found"
+    else:
+        assert 0 <= row < flat.size
+
+
+def test_a_middle_taller_than_both_edges_is_an_endplate_missed_not_a_deformity() -> None:
+    """A sagittal patch of three bodies whose middle band's upper endplate lies 6 mm above the anterior and
+    posterior ones (a neighbour's endplate taken on the middle profile): no height ratio is made of it (an intact
+    phantom body measured 0.66 this way on a coarse 3.6 mm study); the same bodies with flat endplates measure."""
+    from inference.measure import PROFILE_AT, _FailedError, profile_heights
+
+    img = np.zeros((110, 40))
+
+    def body(lo: int, hi: int, cols: slice = slice(None)) -> None:
+        img[lo:hi, cols] = 250.0
+        img[lo:lo + 2, cols] = img[hi - 2:hi, cols] = 600.0
+
+    for lo, hi in ((10, 40), (48, 78), (86, 106)):
+        body(lo, hi)
+    heights, _ = profile_heights(img, (5.0, 35.0), ((48, 63), (63, 86)), 1.0, 1.0, 1.0)
+    assert heights == pytest.approx((30.6, 28.9, 30.6), abs=0.5)
+    mid = round(PROFILE_AT[1] * 30 + 5)
+    cols = slice(mid - 4, mid + 5)
+    img[78:92, cols] = 0.0
+    body(48, 84, cols)
+    body(90, 106, cols)
+    with pytest.raises(_FailedError, match="middle height 35 mm exceeds") as err:
+        profile_heights(img, (5.0, 35.0), ((48, 63), (63, 86)), 1.0, 1.0, 1.0)
+    assert err.value.code == "endplates_not_found"
+
+
 def test_disc_edge_finds_an_ordinary_disc() -> None:
     """Intact body between two discs: the lower endplate is where the profile climbs out of the lower disc."""
     from inference.measure import disc_edge
