@@ -140,8 +140,9 @@ def _air_beside(vol: np.ndarray, g: Grid, v: VertebraGeometry, reach: float = 70
 
 
 def test_a_chest_shows_lungs_beside_the_thoracic_spine_down_to_the_diaphragm() -> None:
-    """Family A draws both lungs: air beside every thoracic body above the domes (T6-T9), crescents of the
-    posterior recesses at most beside T12, none beside a lumbar body below L1; the bodies stay bone."""
+    """Family A's ``--lungs`` variant draws both lungs: air beside every thoracic body above the domes (T6-T9),
+    crescents of the posterior recesses at most beside T12, none beside a lumbar body below L1; the bodies stay
+    bone. Without the option there is no lung (the cohorts stay as they were)."""
     from dataclasses import replace
 
     from data.synthetic.anatomy import ScanRange
@@ -152,12 +153,14 @@ def test_a_chest_shows_lungs_beside_the_thoracic_spine_down_to_the_diaphragm() -
         patient = draw_patient(rng)
         plan = draw_plan(rng, CohortOptions(n=1, seed=9, matrix=128, extras=False))
         acq = replace(plan.acq, scan=ScanRange("T6", 10.0, "L3", -10.0), pixel_spacing=3.0)
-        vol, g, spine = render(patient, acq, plan.body, rng, spine_levels(5))
+        vol, g, spine = render(patient, acq, plan.body, rng, spine_levels(5), lungs=True)
         air = {v.level: _air_beside(vol, g, v) for v in spine}
         for level in ("T6", "T7", "T8", "T9"):
             assert min(air[level]) > 0.2, (index, level, air[level])
         assert max(air["L2"]) == 0.0 and max(air["L3"]) == 0.0
         assert max(air["L1"]) < min(air["T8"])
+        plain, g0, spine0 = render(patient, acq, plan.body, np.random.default_rng([9, index, 1]), spine_levels(5))
+        assert all(max(_air_beside(plain, g0, v)) == 0.0 for v in spine0 if v.level in ("T6", "T8"))
         for v in spine:
             if v.level in ("T7", "T12", "L2"):
                 k, j, i = (int(np.argmin(np.abs(a - c))) for a, c in ((g.z, v.z_center), (g.y, v.yc), (g.x, v.xc)))

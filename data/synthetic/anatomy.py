@@ -285,8 +285,10 @@ class Body:
 
 
 def draw_soft_tissue(vol: np.ndarray, g: Grid, body: Body, spine: list[VertebraGeometry],
-                     acq: Acquisition, rng: np.random.Generator) -> None:
-    """Body outline, subcutaneous fat, viscera, organs, lungs and heart, muscles, vessels and bowel gas."""
+                     acq: Acquisition, rng: np.random.Generator, lungs: bool = False) -> None:
+    """Body outline, subcutaneous fat, viscera, organs, muscles, vessels and bowel gas; with ``lungs`` (the
+    ``--lungs`` variant of family A, off by default so that a cohort is the same as before) the lungs and heart
+    too, drawn after the liver and before the muscles."""
     y = g.y[:, None]
     x = g.x[None, :]
     outer = (x / body.ax) ** 2 + (y / body.ay) ** 2 < 1.0
@@ -296,17 +298,24 @@ def draw_soft_tissue(vol: np.ndarray, g: Grid, body: Body, spine: list[VertebraG
     by_level = {v.level: v for v in spine}
     l1, l5, t11 = by_level["L1"], spine[0], by_level["T11"]  # spine[0]: the lowest lumbar vertebra
     big = 2000.0
+
+    def muscles() -> None:
+        for side in (-1, 1):
+            draw_ellipsoid(vol, g, (0.0, l1.yc + 48, side * 33.0), (big, 20.0, 24.0), 52.0)  # erector spinae
+            draw_ellipsoid(vol, g, (l5.z_bottom, l1.yc - 2, side * (l5.width / 2 + 16)),
+                           (l5.z_bottom - l1.z_center + 20, 16.0, 17.0), 50.0)  # psoas
+            draw_ellipsoid(vol, g, (l1.z_center + 5 * side, l1.yc, side * 72.0), (55.0, 24.0, 30.0), 32.0)
+
+    if not lungs:
+        muscles()
     draw_ellipsoid(vol, g, (t11.z_center + 10, -15.0, -70.0), (85.0, 70.0, 70.0), 56.0)  # liver
     vessel_hu = float(rng.uniform(160, 320)) if acq.contrast else 42.0
-    dome = draw_lungs(vol, g, body, by_level, rng)
-    draw_ellipsoid(vol, g, (dome + 50.0, -0.3 * (body.ay - body.fat), 0.15 * (body.ax - body.fat)),
-                   (55.0, 0.33 * (body.ay - body.fat), 0.38 * (body.ax - body.fat)),
-                   vessel_hu * 0.9 if acq.contrast else 40.0)  # heart, on the diaphragm
-    for side in (-1, 1):
-        draw_ellipsoid(vol, g, (0.0, l1.yc + 48, side * 33.0), (big, 20.0, 24.0), 52.0)  # erector spinae
-        draw_ellipsoid(vol, g, (l5.z_bottom, l1.yc - 2, side * (l5.width / 2 + 16)),
-                       (l5.z_bottom - l1.z_center + 20, 16.0, 17.0), 50.0)  # psoas
-        draw_ellipsoid(vol, g, (l1.z_center + 5 * side, l1.yc, side * 72.0), (55.0, 24.0, 30.0), 32.0)
+    if lungs:
+        dome = draw_lungs(vol, g, body, by_level, rng)
+        draw_ellipsoid(vol, g, (dome + 50.0, -0.3 * (body.ay - body.fat), 0.15 * (body.ax - body.fat)),
+                       (55.0, 0.33 * (body.ay - body.fat), 0.38 * (body.ax - body.fat)),
+                       vessel_hu * 0.9 if acq.contrast else 40.0)  # heart, on the diaphragm
+        muscles()
     draw_ellipsoid(vol, g, (0.0, l1.yc - l1.depth / 2 - 14, 16.0), (big, 11.0, 11.0), vessel_hu)
     draw_ellipsoid(vol, g, (0.0, l1.yc - l1.depth / 2 - 12, -22.0), (big, 10.0, 13.0), vessel_hu * 0.8)
     for _ in range(int(rng.integers(3, 9))):
@@ -426,11 +435,13 @@ def apply_scanner(vol: np.ndarray, acq: Acquisition, rng: np.random.Generator) -
 
 
 def render(patient: Patient, acq: Acquisition, body: Body, rng: np.random.Generator,
-           levels: tuple[str, ...] = ALL_LEVELS) -> tuple[np.ndarray, Grid, list[VertebraGeometry]]:
-    """Render one study: canonical HU volume, its grid and where each vertebra went."""
+           levels: tuple[str, ...] = ALL_LEVELS, lungs: bool = False
+           ) -> tuple[np.ndarray, Grid, list[VertebraGeometry]]:
+    """Render one study: canonical HU volume, its grid and where each vertebra went (``lungs``: the
+    ``--lungs`` variant, :func:`draw_soft_tissue`)."""
     spine = place_spine(patient, rng, z_l5_bottom=acq.table_z, y_spine=body.ay * 0.25, levels=levels)
     grid = make_grid(acq, spine)
     vol = np.full(grid.shape, -1000.0, dtype=np.float32)
-    draw_soft_tissue(vol, grid, body, spine, acq, rng)
+    draw_soft_tissue(vol, grid, body, spine, acq, rng, lungs)
     draw_spine(vol, grid, spine, body, rng)
     return apply_scanner(vol, acq, rng), grid, spine

@@ -72,6 +72,10 @@ class CohortOptions:
     transitional: float | None = None
     """Share of four- and (again) of six-lumbar spines in a ``--fov mixed`` cohort; None: :data:`TRANSITIONAL`
     (a training cohort may hold more of them than a test cohort, so the model sees enough to learn them)."""
+    lungs: bool = False
+    """Family A's ``--lungs`` variant: lungs under two diaphragm domes and a heart (off: the cohort is the same as
+    before the option existed; the default model is trained without it, see README "Cross-family
+    generalisation")."""
 
 
 FOV_KINDS: dict[str, float] = {
@@ -365,7 +369,7 @@ def make_study(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Generate and write study ``index``; return its manifest row and truth row."""
     rng, patient, plan, fov = _draw(seed, index, opts)
-    vol, grid, spine = render(patient, plan.acq, plan.body, rng, _levels(fov))
+    vol, grid, spine = render(patient, plan.acq, plan.body, rng, _levels(fov), lungs=opts.lungs)
     plan = _fit_orientation(plan, len(grid.z))
     folder = root / "studies" / f"S{index:05d}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -438,7 +442,10 @@ def _check_resume(out: Path, opts: CohortOptions) -> None:
     """Record the options of this run; an interrupted run resumes only with the same ones."""
     progress = out / ".progress"
     progress.mkdir(exist_ok=True)
-    mine = json.dumps({k: v for k, v in asdict(opts).items() if k not in ("workers", "n")}, sort_keys=True)
+    kept = {k: v for k, v in asdict(opts).items() if k not in ("workers", "n")}
+    if not kept["lungs"]:
+        del kept["lungs"]  # the options of a cohort begun before the option existed
+    mine = json.dumps(kept, sort_keys=True)
     saved = progress / "options.json"
     if saved.is_file() and saved.read_text() != mine:
         raise InputError("bad_usage", f"{out.name} holds an interrupted cohort made with other options")
