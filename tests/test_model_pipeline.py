@@ -38,6 +38,8 @@ def test_run_folder_is_complete(tiny_run: Path) -> None:
 
 def test_export_embeds_card_and_matches_torch(tiny_bundle: Path) -> None:
     card = json.loads((tiny_bundle / "model.json").read_text())
+    day, spec_hash, weights = card["version"].split("-")  # the same day and spec, other weights: another version
+    assert len(day) == 10 and spec_hash == card["preprocessing"]["sha256"][:8] and len(weights) == 8
     assert card["export_check"]["max_abs_dp"] <= 1e-5 and card["export_check"]["studies"] >= 1
     sess = ort.InferenceSession(str(tiny_bundle / "model.onnx"), providers=["CPUExecutionProvider"])
     embedded = json.loads(sess.get_modelmeta().custom_metadata_map[CARD_KEY])
@@ -237,3 +239,20 @@ def test_a_tracking_failure_keeps_the_run(tiny_run: Path, tmp_path: Path) -> Non
     report = train_run(tiny_run.parent / "cohort", tmp_path / "run", cfg)
     assert report["mlflow_error"] and "mlflow_run_id" not in report
     assert (tmp_path / "run" / "checkpoint.pt").is_file() and (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_a_bundle_version_changes_with_the_weights() -> None:
+    """The version's last part hashes the parameters: the same weights give the same hash, one changed weight
+    another (a retrain on the same day with the same spec is no longer the same version)."""
+    import torch
+
+    from inference.spec import PreprocessSpec
+    from models.full import VfriskModel
+    from training.export import weights_sha256
+
+    model = VfriskModel(PreprocessSpec())
+    first = weights_sha256(model)
+    assert weights_sha256(model) == first
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1e-3
+    assert weights_sha256(model) != first

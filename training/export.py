@@ -4,6 +4,7 @@ studies before the bundle is written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -81,13 +82,24 @@ def check_inputs(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def weights_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 of the model's parameters and buffers (names, shapes and float32 values, in state-dict order): the
+    part of a bundle's version that tells two models of the same day and preprocessing spec apart."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        values = tensor.detach().to("cpu", torch.float32).contiguous().numpy()
+        digest.update(f"{name}:{tuple(values.shape)}".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
 def model_card(model: VfriskModel, ckpt: dict[str, Any], run: Path, variant: str = "fused") -> dict[str, Any]:
     """The card: identity, preprocessing spec and hash, inputs/outputs, calibration, data, metrics, use."""
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     spec = model.spec
     return {
         "name": MODEL_NAME if variant == "fused" else f"{MODEL_NAME}-baseline-{variant}",
-        "version": datetime.now(UTC).strftime("%Y.%m.%d") + f"-{spec.sha256()[:8]}",
+        "version": datetime.now(UTC).strftime("%Y.%m.%d") + f"-{spec.sha256()[:8]}-{weights_sha256(model)[:8]}",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "preprocessing": {"spec": spec.to_dict(), "sha256": spec.sha256(),
                           "crop": "inference.crop.spine_crop (numpy, shared by training and inference)",
