@@ -369,7 +369,7 @@ def level_findings(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop
     trunk (:func:`narrow_levels`)."""
     bodies = find_bodies(outputs, (*levels, OTHER), scanned_mm(crop))
     naming = name_bodies(bodies, levels)
-    narrow = narrow_levels(((nm, b.z_mm) for b, nm in zip(bodies, naming.names, strict=True)), crop)
+    narrow = _narrow_named(bodies, naming.names, crop)
     at = {nm: i for i, nm in enumerate(naming.names) if nm != OTHER}
     out = []
     for level in levels:
@@ -406,12 +406,13 @@ def counted_levels(vertebrae: list[Vertebra] | tuple[Vertebra, ...]) -> list[str
 def found_levels(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop | None = None) -> list[str]:
     """The counted levels (T10-L6) of the bodies found on one study's outputs (whole in ``crop``'s scanned range
     when given): what ``vfrisk predict`` and ``vfrisk score`` compare crops by and apply the coverage rule to."""
-    return counted_names(levels, find_bodies(outputs, (*levels, OTHER), None if crop is None else scanned_mm(crop)))
-
-
-def counted_names(levels: tuple[str, ...], bodies: Iterable[Body]) -> list[str]:
-    """The counted levels (T10-L6) among the bodies' own names, in the spec's order, each once."""
+    bodies = find_bodies(outputs, (*levels, OTHER), None if crop is None else scanned_mm(crop))
     return sorted({b.name for b in bodies if b.name in COUNTED_LEVELS}, key=levels.index)
+
+
+def _narrow_named(bodies: list[Body], names: tuple[str, ...], crop: Crop) -> dict[str, float]:
+    """:func:`narrow_levels` of the bodies under the names the count gave them."""
+    return narrow_levels(((nm, b.z_mm) for b, nm in zip(bodies, names, strict=True)), crop)
 
 
 def coverage_levels(levels: tuple[str, ...], bodies: list[Body],
@@ -423,7 +424,7 @@ def coverage_levels(levels: tuple[str, ...], bodies: list[Body],
     a batch row and ``vfrisk predict`` on the same study agree."""
     names = name_bodies(bodies, levels).names
     present = sorted({nm for nm in names if nm in COUNTED_LEVELS}, key=levels.index)
-    return present, narrow_levels(((nm, b.z_mm) for b, nm in zip(bodies, names, strict=True)), crop)
+    return present, _narrow_named(bodies, names, crop)
 
 
 def spine_midpoint_index(levels: tuple[str, ...], outputs: dict[str, np.ndarray], crop: Crop) -> float | None:

@@ -38,7 +38,8 @@ _BINARY = {"US": "H", "UL": "L", "SS": "h", "SL": "l", "FL": "f", "FD": "d", "SV
 _BYTES = frozenset(("OB", "OD", "OF", "OL", "OV", "OW"))
 _LUT_DESCRIPTORS = frozenset((0x00281101, 0x00281102, 0x00281103, 0x00283002))
 """US or SS descriptors whose first value pydicom always writes unsigned: left to pydicom."""
-_ITEM = struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF)[:4]
+_ITEM = struct.pack("<HH", 0xFFFE, 0xE000)
+"""An item's tag; its 4-byte length follows."""
 _ITEM_END = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
 _SEQUENCE_END = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
 _UNDEFINED = 0xFFFFFFFF
