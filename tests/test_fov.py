@@ -392,6 +392,34 @@ def test_a_count_the_bodies_own_names_do_not_corroborate_is_not_trusted() -> Non
     assert name_bodies([*agreeing, bodies[-1]]).trusted
 
 
+def test_several_less_sure_names_the_count_overrules_make_every_name_uncertain() -> None:
+    """The bodies of the real reference CT as a retrained model named them (a sure last-rib pair one level too high,
+    then L3 0.62 and L4 0.87 that the count must lower by one, a sacrum far below): no single name overruled is sure
+    (< 0.9) and five of seven own names agree with the count, but together the overruled names weigh as much as
+    one sure name overruled, and the two anchors cannot check each other across the body missed between the last
+    lumbar body and the "sacrum", so nothing is reported as sure; one weakly overruled name alone does not do that."""
+    bodies = [_body(348, T11=0.99, T12=0.01), _body(321, T12=0.96, T11=0.02, L1=0.02),
+              _body(287, L1=0.93, L2=0.06, T12=0.01), _body(251, L3=0.62, L2=0.31, L4=0.07),
+              _body(214, L4=0.87, L3=0.12, L5=0.01), _body(176, L4=0.78, L5=0.18, L3=0.04),
+              _body(64, S1=0.97, other=0.03)]
+    naming = name_bodies(bodies)
+    assert naming.names == ("T11", "T12", "L1", "L2", "L3", "L4", "S1")
+    assert naming.anchors == ("sacrum", "last rib") and not naming.overruled and naming.agreement >= 0.7
+    assert naming.conflict == pytest.approx(math.log(0.62 / 0.31) + math.log(0.87 / 0.12), abs=1e-6)
+    assert not naming.trusted
+    assert any("as strongly as it would overrule a sure name" in w for w in naming.warnings(["T11", "T12"]))
+    mild = [*bodies[:3], _body(251, L3=0.5, L2=0.45, L4=0.05), _body(214, L3=0.8, L4=0.2),
+            _body(176, L4=0.78, L5=0.18, L3=0.04), bodies[-1]]
+    calm = name_bodies(mild)
+    assert calm.names == naming.names and 0.0 < calm.conflict < math.log(9.0) and calm.trusted
+    # the same bodies with the sacrum one pitch under the last lumbar body: both anchors check the count with no
+    # body missed between them (a four-lumbar spine), so the renamed names do not cast doubt on it
+    checked = name_bodies([*bodies[:-1], _body(140, S1=0.97, other=0.03)])
+    assert naming.gapless is False and checked.gapless and checked.cross_checked
+    assert checked.conflict == pytest.approx(naming.conflict) and checked.trusted
+    assert checked.transitional == "four lumbar vertebrae"
+
+
 def test_training_cohorts_can_hold_more_transitional_spines() -> None:
     plans = [draw_fov(7, i, 0.1) for i in range(600)]
     share = sum(p.lumbar != 5 for p in plans) / len(plans)
