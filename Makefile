@@ -71,7 +71,7 @@ default-model: setup models/default/model.json $(COHORTS)/eval-test-fov/metrics.
 #    10 % six-lumbar, against 4 % each in the test cohort; seed 1100); family B
 #    (its own anatomy, fields of view and contrast phases; seed 3100)
 $(TRAIN_A)/cohort.json:
-	$(VF) synth --out $(TRAIN_A) --n 1200 --seed 1100 --matrix 160 --no-extras --fov mixed --transitional 0.1
+	$(VF) synth --out $(TRAIN_A) --n 1200 --seed 1100 --matrix 160 --no-extras --fov mixed --transitional 0.1 --lungs
 $(TRAIN_B)/cohort.json:
 	$(VF) synth --family b --out $(TRAIN_B) --n 1200 --seed 3100 --matrix 160 --no-extras
 # 2. decode every study into its cohort's training cache (study by study), then delete the cohort's DICOM files
@@ -90,7 +90,7 @@ models/default/model.json: $(RUN)/checkpoint.pt
 # 5. the test cohorts (seeds never used in training; every kind of field of view; one per family), their
 #    evaluation through the product pipeline and the per-field-of-view checks; the standard whole-spine cohort
 $(TEST_SET)/cohort.json:
-	$(VF) synth --out $(TEST_SET) --n 500 --seed 2100 --matrix 160 --fov mixed
+	$(VF) synth --out $(TEST_SET) --n 500 --seed 2100 --matrix 160 --fov mixed --lungs
 $(TEST_B)/cohort.json:
 	$(VF) synth --family b --out $(TEST_B) --n 300 --seed 2200 --matrix 160
 $(COHORTS)/eval-test-fov/metrics.json: models/default/model.json $(TEST_SET)/cohort.json
@@ -100,7 +100,7 @@ $(COHORTS)/fov-check.json: models/default/model.json $(TEST_SET)/cohort.json
 $(COHORTS)/fov-check-b.json: models/default/model.json $(TEST_B)/cohort.json
 	$(PY) -m training.fov_check --cohort $(TEST_B) --out $@
 $(COHORTS)/test/cohort.json:
-	$(VF) synth --out $(COHORTS)/test --n 500 --seed 2000 --matrix 160
+	$(VF) synth --out $(COHORTS)/test --n 500 --seed 2000 --matrix 160 --lungs
 $(COHORTS)/eval-test/metrics.json: models/default/model.json $(COHORTS)/test/cohort.json
 	$(VF) evaluate --model models/default --cohort $(COHORTS)/test --out $(COHORTS)/eval-test $(BASELINES)
 

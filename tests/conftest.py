@@ -22,6 +22,14 @@ def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_chest_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three studies of family A's ``--lungs`` variant (what the default model is trained on: a chest has lungs)."""
+    out = tmp_path_factory.mktemp("cohort") / "lungs"
+    write_cohort(out, CohortOptions(n=3, seed=11, matrix=96, workers=1, lungs=True))
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny but real training run (1 epoch on 24 studies): exercises the whole pipeline, not quality."""
     import json

@@ -23,10 +23,10 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def _long_scan(tiny_cohort: Path, out: Path) -> Path:
-    """A synthetic study with 250 mm of empty slices below it, so that the
+    """A synthetic study with 350 mm of empty slices below it, so that the
     scan-centred crop shows only the lower part of the spine, as NIfTI."""
     study = load_any(tiny_cohort / "studies" / "S00001")
-    pad = int(250 / study.spacing_mm[0])
+    pad = int(350 / study.spacing_mm[0])
     soft = np.full_like(study.volume[:1], -1000.0)
     volume = np.concatenate([np.repeat(soft, pad, axis=0), study.volume])
     affine = study.affine.copy()

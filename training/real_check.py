@@ -22,9 +22,10 @@ The scans and their truth come from the files, never copied into the project: ev
 conventions (a TotalSegmentator v2 label map ``<image>_seg.nii.gz`` or ``totalseg.nii.gz``; one TotalSegmentator
 structure per file, ``<image>_vertebrae_<LEVEL>.nii.gz``; a VerSe-numbered BIDS mask ``..._seg-vert_..._msk``),
 its ``spine_report.json`` and ``<image>_contrast_phase.json`` when present, plus the corpus DICOM cases that show
-no thoracolumbar spine (:data:`MUST_REFUSE`). A labelled vertebra is *whole* when its mask touches neither the
-first nor the last slice, or when it does but is at least :data:`WHOLE_SHARE` as tall as the scan's uncut
-vertebrae (the posterior elements reach the edge before the body does: the 90 mm slab's T12). ``tests/
+no thoracolumbar spine (:data:`MUST_REFUSE`). A labelled vertebra is *whole* when the front of its mask (its
+body, :data:`BODY_SHARE`) touches neither the first nor the last slice, or when it does but the mask is at least
+:data:`WHOLE_SHARE` as tall as the scan's uncut vertebrae (the posterior elements reach the edge before the body
+does: the 90 mm slab's T12). ``tests/
 test_real_ct.py`` and ``tests/test_real_fov.py`` assert on these same figures. No torch.
 """
 
@@ -48,6 +49,10 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 """The shared read-only material (``../shared`` beside the checkout); absent in a user's clone."""
 FOUND_MM = 10.0
 """A whole body counts as found when a reported body lies within this distance of its mask's centre."""
+BODY_SHARE = 0.4
+"""The front share of a vertebra mask's extent front to back taken as its body: a body is cut when this part
+touches the first or last slice (a spinous process sloping down past the scan's edge does not cut the body above
+it: the contrast-enhanced crop's T12, whose body ends 12 mm above the bottom slice)."""
 WHOLE_SHARE = 0.8
 """A mask cut by the first or last slice still counts as a whole body when it is at least this share as tall as
 the median of the scan's uncut vertebra masks."""
@@ -199,10 +204,12 @@ def mask_bodies(scan: RealScan) -> list[MaskBody]:
         img: Any = nib.load(str(path))
         lab, _ = _canonical(np.asarray(img.dataobj), img.affine)
         for code, level in labels:
-            k = np.nonzero(lab == code)[0]
+            k, rows, _ = np.nonzero(lab == code)
             if k.size:
                 z = float((affine @ np.array([k.mean(), 0, 0, 1.0]))[2])
-                spans.append((level, z, int(k.max() - k.min() + 1), bool(k.min() == 0 or k.max() == lab.shape[0] - 1)))
+                body = k[rows <= rows.min() + BODY_SHARE * (rows.max() - rows.min())]  # the front: the body
+                cut = bool(body.min() == 0 or body.max() == lab.shape[0] - 1)
+                spans.append((level, z, int(k.max() - k.min() + 1), cut))
     uncut = [n for _, _, n, cut in spans if not cut]
     tall = float(np.median(uncut)) if uncut else float("inf")
     bodies = [MaskBody(lv, z, not cut or n >= WHOLE_SHARE * tall) for lv, z, n, cut in spans]

@@ -330,18 +330,24 @@ LUNG_HU = (-880.0, -820.0)
 """Range of the lungs' mean HU (aerated parenchyma at full inspiration)."""
 
 
+RECESS_BELOW_T12_MM = 40.0
+"""Lowest reach of the posterior costophrenic recesses below the centre of T12 (drawn uniformly from T12 down)."""
+
+
 def draw_lungs(vol: np.ndarray, g: Grid, body: Body, by_level: dict[str, VertebraGeometry],
                rng: np.random.Generator) -> float:
     """Both lungs, in the chest cavity beside and in front of the spine, down to the diaphragm: two domes (the
-    right one's top drawn near T10, the left one lower) falling to the posterior costophrenic recesses beside
-    T12-L1, so a scan of the chest shows lung beside every thoracic body above the domes, and less of it towards
-    T12. Returns the right dome's top (z, mm). Drawn over the organs (the liver stays under the dome), under the
-    muscles, vessels and bones drawn after it."""
+    right one's top drawn near T10, the left one lower; highest in front) falling to the posterior costophrenic
+    recesses beside T12-L1 (:data:`RECESS_BELOW_T12_MM`), deepest at the back, beside the spine as well as out to
+    the flank, so a scan of the chest shows lung beside every thoracic body down to T12 (the real reference CT
+    shows thin crescents beside T12; recesses ending beside T11, as this variant drew them before, taught a model
+    to number the real T12 as T11). Returns the right dome's top (z, mm). Drawn over the organs (the liver stays
+    under the dome), under the muscles, vessels and bones drawn after it."""
     t10, t12 = by_level["T10"], by_level["T12"]
     ax, ay = body.ax - body.fat - 12.0, body.ay - 0.8 * body.fat - 12.0  # inside the chest wall and ribs
     top_r = t10.z_center + float(rng.uniform(-15.0, 20.0))
     top_l = top_r - float(rng.uniform(5.0, 25.0))
-    recess = t12.z_center - float(rng.uniform(0.0, 30.0))
+    recess = t12.z_center - float(rng.uniform(0.0, RECESS_BELOW_T12_MM))
     hu = float(rng.uniform(*LUNG_HU))
     y, x = g.y[:, None], g.x[None, :]
     above = np.nonzero(g.z > recess)[0]
@@ -349,7 +355,7 @@ def draw_lungs(vol: np.ndarray, g: Grid, body: Body, by_level: dict[str, Vertebr
         return top_r
     for side, top in ((-1.0, top_r), (1.0, top_l)):  # LPS: the right lung at -x
         lung = ((x - side * 0.5 * ax) / (0.45 * ax)) ** 2 + ((y - 0.05 * ay) / (0.8 * ay)) ** 2 < 1.0
-        d2 = ((x - side * 0.45 * ax) / (0.75 * ax)) ** 2 + ((y + 0.1 * ay) / (0.9 * ay)) ** 2
+        d2 = ((x - side * 0.45 * ax) / (0.75 * ax)) ** 2 + ((y + 0.45 * ay) / (0.75 * ay)) ** 2
         floor = recess + (top - recess) * np.clip(1.0 - d2, 0.0, 1.0)
         for k in above:
             vol[k][lung & (floor < g.z[k])] = hu
