@@ -21,7 +21,7 @@ setup: $(VENV)/.installed
 
 ## demo: make the small synthetic demo study if it is missing (never committed)
 demo: setup
-	@test -f $(DEMO)/manifest.csv || $(VENV)/bin/vfrisk synth --out $(DEMO) --n 2 --seed 20261128 --matrix 256 --workers 1 > /dev/null
+	@test -f $(DEMO)/manifest.csv || $(VENV)/bin/vfrisk synth --out $(DEMO) --n 2 --seed 20261128 --matrix 256 --workers 1 --lungs > /dev/null
 	@echo "demo study: $(DEMO)/studies/S00000"
 
 ## run: start the web app on 127.0.0.1 with the bundled default model, ready for the demo study

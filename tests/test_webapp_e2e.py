@@ -59,7 +59,7 @@ def demo_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if made.is_dir():
         return made
     out = tmp_path_factory.mktemp("demo") / "demo"
-    vfrisk("synth", "--out", str(out), "--n", "2", "--seed", "20261128", "--matrix", "256", "--workers", "1")
+    vfrisk("synth", "--out", str(out), "--n", "2", "--seed", "20261128", "--matrix", "256", "--workers", "1", "--lungs")
     return out / "studies" / "S00000"
 
 
