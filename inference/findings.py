@@ -190,8 +190,9 @@ class Naming:
     """How strongly the bodies' own names contradict the count: the sum, over the bodies the count renamed, of
     the log ratio of the model's probability of the body's own name to that of the name counted for it."""
     gapless: bool = True
-    """Every body counted follows the one above it by one anatomical step (no body between them was missed): only
-    then can two anchors check each other, since a missed body absorbs a count that is one level off."""
+    """No gap between neighbouring bodies found spans :data:`MISSED_GAP` of the study's pitches or more (no body
+    between them was missed): only then can two anchors check each other, since a missed body absorbs a count that
+    is one level off."""
 
     @property
     def cross_checked(self) -> bool:
