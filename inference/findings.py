@@ -201,6 +201,12 @@ class Naming:
         return len(self.anchors) == 2 and self.gapless
 
     @property
+    def contested(self) -> bool:
+        """The renamed bodies weigh against the count as much as one sure name overruled
+        (:data:`CONFLICT_MAX`) and the two anchors do not check it (:attr:`cross_checked`)."""
+        return self.conflict >= CONFLICT_MAX and not self.cross_checked
+
+    @property
     def agreement(self) -> float:
         """Share of the bodies whose own most probable name is the name counted for them (1 with no body)."""
         return sum(self.consistent) / len(self.consistent) if self.consistent else 1.0
@@ -210,8 +216,7 @@ class Naming:
         """Whether sure names may be reported: an anchor in view, no confident name overruled, the bodies the
         count renamed not weighing against it as much as one (:data:`CONFLICT_MAX`), and the count corroborated by
         the bodies' own names (:data:`AGREEMENT_MIN`)."""
-        return (bool(self.anchors) and not self.overruled and self.agreement >= AGREEMENT_MIN
-                and (self.conflict < CONFLICT_MAX or self.cross_checked))
+        return bool(self.anchors) and not self.overruled and self.agreement >= AGREEMENT_MIN and not self.contested
 
     def warnings(self, named: list[str]) -> list[str]:
         """Result warnings about the names."""
@@ -225,7 +230,7 @@ class Naming:
         elif named and self.anchors and self.agreement < AGREEMENT_MIN:
             out.append(f"the count along the spine agrees with the model's own names of only "
                        f"{sum(self.consistent)} of {len(self.consistent)} bodies: every name is uncertain")
-        elif named and self.anchors and self.conflict >= CONFLICT_MAX and not self.cross_checked:
+        elif named and self.anchors and self.contested:
             out.append("the count along the spine renames bodies against the model's own names as strongly as "
                        f"it would overrule a sure name (odds {math.exp(self.conflict):.0f} : 1 against the "
                        "count): every name is uncertain")
