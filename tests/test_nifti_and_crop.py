@@ -141,6 +141,31 @@ def test_crop_follows_a_curved_column(curve_mm: float, aorta: float | None) -> N
             assert crop.image[j, round(row_in_crop), crop.image.shape[2] // 2] >= 150.0  # the bone is there
 
 
+@pytest.mark.parametrize("gap_mm", [3.0, 10.0])
+def test_the_table_under_the_patient_is_not_the_column(gap_mm: float) -> None:
+    """A CT table (a dense carbon-fibre shell over foam, wider than the patient and in every slice) lies a few
+    millimetres below the back: the column search finds the column, not the table (family B's couch took the crop
+    off the patient in 8 of 300 test studies), and the table is neither body nor bone to it. The column is
+    osteoporotic (trabecular bone below the bone threshold, its cortex alone above it), so that the table's two
+    dense skins outweigh it in the bone projection: without the patient's section the track lies on the table,
+    84 mm from the column."""
+    from inference.crop import patient_section, spine_track
+
+    vol, truth = _curved_column(0.0)
+    vol[vol == 200.0] = 100.0
+    sp = (2.5, 2.0, 2.0)
+    yy = np.mgrid[0:vol.shape[1], 0:vol.shape[2]][0]
+    back = int(np.max(np.nonzero((vol[vol.shape[0] // 2] > -400).any(axis=1))[0]))
+    top = back + 1 + round(gap_mm / sp[1])
+    shell = (yy >= top) & (yy < top + 7)
+    vol[:, shell] = -350.0  # foam
+    vol[:, (yy == top) | (yy == top + 6)] = 400.0  # the shell, 2 mm thick, denser than the bone threshold
+    inside = vol[vol.shape[0] // 2] > -400
+    assert not patient_section(inside)[shell].any() and patient_section(inside)[truth[0].astype(int)[0], 80]
+    track = spine_track(vol, sp, PreprocessSpec())
+    assert np.max(np.abs(track - truth)[10:-10] * np.array(sp[1:])) < 20.0  # the cortex and spinous process
+
+
 def test_crop_of_a_region_reader_equals_the_array_crop() -> None:
     """The crop reads only a bounding box of the track through the region reader's protocol and gives the same
     voxels as the in-memory crop."""
