@@ -97,28 +97,37 @@ class _Sampled:
     """Share of the sampled non-empty slices in which each (row, column) lies inside the body."""
 
 
+_BLOCK_GROW = np.ones((3, 3), dtype=bool)
+
+
 def patient_section(inside: np.ndarray) -> np.ndarray:
     """The patient's section of one slice's ``inside`` mask (HU above -400): its largest connected region, so
     that the table under the patient (a carbon-fibre shell over foam, denser than the bone threshold and present
     in every slice) and anything else apart from the patient is neither body nor bone to the column search. The
-    regions are found on 2 x 2 blocks wholly inside, so a thin air gap between the back and the table stays a
-    gap; the region is grown back by one block and kept where ``inside`` is."""
+    regions are found on blocks (2 x 2 voxels, 4 x 4 from a 256 matrix up) wholly inside, so a thin air gap
+    between the back and the table stays a gap; the region is grown back by one block and kept where ``inside``
+    is."""
     h, w = inside.shape
-    if h < 4 or w < 4:
+    b = 4 if min(h, w) >= 256 else 2
+    if h < 2 * b or w < 2 * b:
         return inside
-    blocks = inside[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2).all(axis=(1, 3))
+    hb, wb = h // b, w // b
+    blocks = inside[: hb * b, : wb * b]
+    while blocks.shape[0] > hb:  # a block is inside when all its voxels are: halve by AND once or twice
+        blocks = blocks[0::2] & blocks[1::2]
+        blocks = blocks[:, 0::2] & blocks[:, 1::2]
     labels, n = ndimage.label(blocks)
-    if n == 0:  # nothing two voxels wide: no section to tell apart
+    if n == 0:  # nothing a block wide: no section to tell apart
         return inside
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    grown = ndimage.binary_dilation(labels == int(np.argmax(sizes)), structure=np.ones((3, 3), dtype=bool))
+    grown = ndimage.binary_dilation(labels == int(np.argmax(sizes)), structure=_BLOCK_GROW)
     full = np.zeros_like(inside)
-    full[: h // 2 * 2, : w // 2 * 2] = grown.repeat(2, axis=0).repeat(2, axis=1)
-    if h % 2:
-        full[-1] = full[-2]
-    if w % 2:
-        full[:, -1] = full[:, -2]
+    full[: hb * b, : wb * b] = np.broadcast_to(grown[:, None, :, None], (hb, b, wb, b)).reshape(hb * b, wb * b)
+    if hb * b < h:  # the last rows and columns the blocks did not cover follow their neighbours
+        full[hb * b:] = full[hb * b - 1]
+    if wb * b < w:
+        full[:, wb * b:] = full[:, wb * b - 1: wb * b]
     return full & inside
 
 
@@ -181,8 +190,8 @@ def spine_center(
     """(row, col) in-plane index of the vertebral column: the densest bony column near the body centre.
 
     Bone voxels of the patient's section (:func:`patient_section`: not the table) are projected along z; the
-    spine is present in every slice, ribs and pelvis only in some, so the smoothed projection peaks on it. The search is limited to ``spec.search_mm`` either side of the
-    body's left-right centre.
+    spine is present in every slice, ribs and pelvis only in some, so the smoothed projection peaks on it. The
+    search is limited to ``spec.search_mm`` either side of the body's left-right centre.
     """
     key = ("centre", tuple(spacing), spec)
     kept = _LAST.get(volume, key)
