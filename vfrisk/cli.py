@@ -83,8 +83,9 @@ def synth(
     transitional: Annotated[float | None, typer.Option(
         help="With --fov mixed: share of four- and again of six-lumbar spines (default 0.04; training cohorts "
              "may hold more).")] = None,
-    lungs: Annotated[bool, typer.Option(help="Family a: draw lungs and a heart (a variant; the default model is "
-                                             "trained without it).")] = False,
+    lungs: Annotated[bool, typer.Option(help="Family a: draw lungs and a heart (the variant the default model is "
+                                             "trained on; off by default so that earlier cohorts stay the "
+                                             "same).")] = False,
 ) -> None:
     """Write a synthetic cohort (DESIGN.md cohort layout)."""
 

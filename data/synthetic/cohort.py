@@ -74,8 +74,8 @@ class CohortOptions:
     (a training cohort may hold more of them than a test cohort, so the model sees enough to learn them)."""
     lungs: bool = False
     """Family A's ``--lungs`` variant: lungs under two diaphragm domes and a heart (off: the cohort is the same as
-    before the option existed; the default model is trained without it, see README "Cross-family
-    generalisation")."""
+    before the option existed). The default model is trained and tested on it (``make default-model``); a chest
+    without lungs is outside what it has seen (README "Cross-family generalisation")."""
 
 
 FOV_KINDS: dict[str, float] = {
