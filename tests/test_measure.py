@@ -343,3 +343,28 @@ def test_axial_bands_equal_the_whole_slabs(dtype: type) -> None:
                 for centre, half in [(40.3, 5.1), (0.0, 3.0), (1.2, 0.2), (95.0, 6.0), (79.0, 7.5), (50.0, 0.0)]:
                     np.testing.assert_array_equal(bands.band(centre, half, axis),
                                                   measure._band(whole, centre, half, axis))
+
+
+def test_a_body_located_off_the_column_is_not_measured() -> None:
+    """A body delineated far in front of the line through its neighbours (a T11 found 45 mm in front of T12 and
+    L1 on a phantom with lungs, measured 42 HU too dense) is taken out, and only it; a smooth lordosis bending 10 mm
+    a level keeps every body."""
+    from types import SimpleNamespace
+
+    from inference.measure import OFF_LINE_MM, _Body, off_line
+
+    study = SimpleNamespace(spacing_mm=(1.0, 1.0, 1.0))
+
+    def bodies(ys: list[float]) -> dict[int, tuple[float, _Body]]:
+        return {i: (35.0 * i, _Body(y - 15.0, y + 15.0, 0.0, 40.0, 150.0)) for i, y in enumerate(ys)}
+
+    curve = [200.0 + 10.0 * i - 1.0 * i * i for i in range(7)]  # the y step changes by 2 mm a level
+    assert off_line(study, bodies(curve)) == {}
+    bad = list(curve)
+    bad[6] -= 45.0
+    out = off_line(study, bodies(bad))
+    assert list(out) == [6] and "off the line" in out[6]
+    bad = list(curve)
+    bad[3] += OFF_LINE_MM + 5.0
+    assert list(off_line(study, bodies(bad))) == [3]
+    assert off_line(study, bodies([200.0, 260.0])) == {}
