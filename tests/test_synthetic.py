@@ -55,7 +55,7 @@ def test_hu_round_trip_through_stored_values(tmp_path: Path) -> None:
         rng = np.random.default_rng([5, index])
         patient = draw_patient(rng)
         plan = draw_plan(rng, opts)
-        vol, grid, _ = render(patient, plan.acq, plan.body, rng)
+        vol, grid, _ = render(patient, plan.acq, plan.body, rng, lungs=opts.lungs)
         make_study(tmp_path, 5, index, opts)
         folder = tmp_path / "studies" / f"S{index:05d}"
         for path in sorted(folder.glob("*.dcm"))[:5]:

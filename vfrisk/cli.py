@@ -83,17 +83,19 @@ def synth(
     transitional: Annotated[float | None, typer.Option(
         help="With --fov mixed: share of four- and again of six-lumbar spines (default 0.04; training cohorts "
              "may hold more).")] = None,
-    lungs: Annotated[bool, typer.Option(help="Family a: draw lungs and a heart (the variant the default model is "
-                                             "trained on; off by default so that earlier cohorts stay the "
-                                             "same).")] = False,
+    lungs: Annotated[bool | None, typer.Option(
+        "--lungs/--no-lungs",
+        help="Family a: lungs and a heart (the default, as the default model is trained on); --no-lungs: family a "
+             "as before lungs were drawn (the default model may number such a spine one level off).")] = None,
 ) -> None:
     """Write a synthetic cohort (DESIGN.md cohort layout)."""
 
     def run() -> None:
         if family == "b":
-            if wide or fov != "standard" or transitional is not None or lungs:
-                raise InputError("bad_usage", "--wide, --fov, --transitional and --lungs apply to family a (family "
-                                              "b draws its own anatomy and fields of view of every kind)")
+            if wide or fov != "standard" or transitional is not None or lungs is not None:
+                raise InputError("bad_usage", "--wide, --fov, --transitional and --lungs/--no-lungs apply to "
+                                              "family a (family b draws its own anatomy and fields of view of every "
+                                              "kind)")
             from data.synthetic.family_b.cohort import Options
             from data.synthetic.family_b.cohort import write_cohort as write_b
 
@@ -106,7 +108,7 @@ def synth(
         from data.synthetic.cohort import CohortOptions, write_cohort
 
         opts = CohortOptions(n=n, seed=seed, matrix=matrix or None, workers=workers, wide=wide, extras=extras,
-                             fov=fov, transitional=transitional, lungs=lungs)
+                             fov=fov, transitional=transitional, lungs=lungs is not False)
         summary = write_cohort(out, opts)
         _print_json(summary)
 

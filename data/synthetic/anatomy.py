@@ -286,9 +286,9 @@ class Body:
 
 def draw_soft_tissue(vol: np.ndarray, g: Grid, body: Body, spine: list[VertebraGeometry],
                      acq: Acquisition, rng: np.random.Generator, lungs: bool = False) -> None:
-    """Body outline, subcutaneous fat, viscera, organs, muscles, vessels and bowel gas; with ``lungs`` (the
-    ``--lungs`` variant of family A, off by default so that a cohort is the same as before) the lungs and heart
-    too, drawn after the liver and before the muscles."""
+    """Body outline, subcutaneous fat, viscera, organs, muscles, vessels and bowel gas; with ``lungs`` (what
+    ``vfrisk synth`` draws unless told ``--no-lungs``; off here, as family A was drawn before lungs) the lungs and
+    heart too, drawn after the liver and before the muscles."""
     y = g.y[:, None]
     x = g.x[None, :]
     outer = (x / body.ax) ** 2 + (y / body.ay) ** 2 < 1.0
