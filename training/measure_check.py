@@ -52,9 +52,11 @@ def positive(text: str) -> int:
 
 
 def _centres(study_dir: Path, row: dict[str, str], mode: str, engine: Engine | None) -> list[tuple[str, float]]:
-    """Level centres to measure at: the model's (after the level check) or the truth's."""
+    """Level centres to measure at: the model's (after the level check) or the truth's (the levels whose whole
+    body is in the scan, in a ``--fov mixed`` cohort)."""
     if mode == "truth" or engine is None:
-        return [(lv, float(row[f"{lv}_z_mm"])) for lv in LEVELS]
+        return [(lv, float(row[f"{lv}_z_mm"])) for lv in LEVELS
+                if row.get(f"{lv}_z_mm") not in (None, "") and row.get(f"{lv}_in_view", "1") == "1"]
     result = engine.predict(load_any(study_dir), Labs(40.0, -1.5, 70.0, "F"))
     return [(v.level, float(v.z_mm)) for v in result.found_levels() if v.z_mm is not None]
 
@@ -76,7 +78,7 @@ def check(cohort: Path, mode: str = "model", n: int | None = None) -> dict[str, 
             continue
         total += len(levels)
         for m in found:
-            if m.quality == "ok":
+            if m.quality == "ok" and all(row.get(f"{m.level}_{k}") not in (None, "") for k in TRUTH_FIELDS):
                 measured.append((m, float(row[f"{m.level}_height_ratio"]), int(row[f"{m.level}_grade"]),
                                  float(row[f"{m.level}_hu"])))
     err = np.array([abs(float(m.height_ratio or 0.0) - r) for m, r, _, _ in measured])
