@@ -97,9 +97,6 @@ class _Sampled:
     """Share of the sampled non-empty slices in which each (row, column) lies inside the body."""
 
 
-_BLOCK_GROW = np.ones((3, 3), dtype=bool)
-
-
 def patient_section(inside: np.ndarray) -> np.ndarray:
     """The patient's section of one slice's ``inside`` mask (HU above -400): its largest connected region, so
     that the table under the patient (a carbon-fibre shell over foam, denser than the bone threshold and present
@@ -121,9 +118,15 @@ def patient_section(inside: np.ndarray) -> np.ndarray:
         return inside
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    grown = ndimage.binary_dilation(labels == int(np.argmax(sizes)), structure=_BLOCK_GROW)
+    keep = labels == int(np.argmax(sizes))
+    grown = keep.copy()  # grown by one block, the 8 neighbours (shifted ORs: cheaper than a dilation)
+    grown[1:] |= keep[:-1]
+    grown[:-1] |= keep[1:]
+    rows = grown.copy()
+    grown[:, 1:] |= rows[:, :-1]
+    grown[:, :-1] |= rows[:, 1:]
     full = np.zeros_like(inside)
-    full[: hb * b, : wb * b] = np.broadcast_to(grown[:, None, :, None], (hb, b, wb, b)).reshape(hb * b, wb * b)
+    full[: hb * b, : wb * b] = grown.repeat(b, axis=0).repeat(b, axis=1)
     if hb * b < h:  # the last rows and columns the blocks did not cover follow their neighbours
         full[hb * b:] = full[hb * b - 1]
     if wb * b < w:
