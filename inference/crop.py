@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from inference.spec import PreprocessSpec
 from inference.study import Study
-from inference.trunk import SAMPLE_MM, TISSUE_HU, Sections, section_width_mm
+from inference.trunk import SAMPLE_MM, TISSUE_HU, Sections, largest_label, section_width_mm
 
 
 class Volume(Protocol):
@@ -116,9 +116,7 @@ def patient_section(inside: np.ndarray) -> np.ndarray:
     labels, n = ndimage.label(blocks)
     if n == 0:  # nothing a block wide: no section to tell apart
         return inside
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    keep = labels == int(np.argmax(sizes))
+    keep = labels == largest_label(labels, n)
     grown = keep.copy()  # grown by one block, the 8 neighbours (shifted ORs: cheaper than a dilation)
     grown[1:] |= keep[:-1]
     grown[:-1] |= keep[1:]

@@ -25,6 +25,15 @@ SAMPLE_MM = 20.0
 search samples, :func:`inference.crop.spine_track`, so that a region reader decodes nothing more)."""
 
 
+def largest_label(labels: np.ndarray, n: int) -> int:
+    """The label (1..``n``) of the largest of ``n`` connected regions labelled by ``ndimage.label``; 0 when none."""
+    if n == 0:
+        return 0
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    return int(np.argmax(sizes))
+
+
 def section_width_mm(tissue: np.ndarray, column_mm: float, row: int, col: int) -> float | None:
     """Left-right width (mm) of the connected tissue holding voxel (``row``, ``col``) of one axial slice's
     ``tissue`` mask (HU above :data:`TISSUE_HU`; rows = +P, columns = +L, ``column_mm`` apart); None when the voxel
@@ -36,9 +45,7 @@ def section_width_mm(tissue: np.ndarray, column_mm: float, row: int, col: int) -
     if not small[r, c]:
         return None
     labels, n = ndimage.label(small)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    if int(np.argmax(sizes)) != labels[r, c]:
+    if largest_label(labels, n) != labels[r, c]:
         return None
     cols = np.nonzero((labels == labels[r, c]).any(axis=0))[0]
     if cols[0] == 0 or cols[-1] == small.shape[1] - 1:

@@ -34,7 +34,7 @@ from inference.findings import Measured, Vertebra
 from inference.io import load_any
 from inference.labs import Labs
 from inference.spec import COUNTED_LEVELS
-from training.measure_check import positive
+from training.measure_check import positive, true_centres
 
 TOLD = ("none", "arterial", "portal_venous", "enhanced_unknown_phase", "not told", "refused")
 """Columns of the confusion table."""
@@ -52,8 +52,7 @@ def true_phase(row: dict[str, str]) -> str:
 
 def in_view(row: dict[str, str]) -> list[tuple[str, float]]:
     """The levels T10-L6 whose true centre is given and in view (``<LEVEL>_in_view``, absent: in view)."""
-    return [(lv, float(row[f"{lv}_z_mm"])) for lv in COUNTED_LEVELS
-            if row.get(f"{lv}_z_mm") and row.get(f"{lv}_in_view", "1") == "1"]
+    return true_centres(row, COUNTED_LEVELS)
 
 
 def _truth_mode(study_dir: Path, row: dict[str, str]) -> tuple[Contrast, list[tuple[str, float | None]]]:

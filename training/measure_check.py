@@ -51,12 +51,18 @@ def positive(text: str) -> int:
     return value
 
 
+def true_centres(row: dict[str, str], levels: tuple[str, ...]) -> list[tuple[str, float]]:
+    """The true centres of ``levels`` that are given and wholly in view (``<LEVEL>_in_view``; absent, as in a
+    standard cohort: in view)."""
+    return [(lv, float(row[f"{lv}_z_mm"])) for lv in levels
+            if row.get(f"{lv}_z_mm") and row.get(f"{lv}_in_view", "1") == "1"]
+
+
 def _centres(study_dir: Path, row: dict[str, str], mode: str, engine: Engine | None) -> list[tuple[str, float]]:
     """Level centres to measure at: the model's (after the level check) or the truth's (the levels whose whole
     body is in the scan, in a ``--fov mixed`` cohort)."""
     if mode == "truth" or engine is None:
-        return [(lv, float(row[f"{lv}_z_mm"])) for lv in LEVELS
-                if row.get(f"{lv}_z_mm") not in (None, "") and row.get(f"{lv}_in_view", "1") == "1"]
+        return true_centres(row, LEVELS)
     result = engine.predict(load_any(study_dir), Labs(40.0, -1.5, 70.0, "F"))
     return [(v.level, float(v.z_mm)) for v in result.found_levels() if v.z_mm is not None]
 
