@@ -379,6 +379,42 @@ def test_a_zoomed_crop_scales_its_bodies_and_their_centres_together() -> None:
     assert zoom(x, z, torch.Generator(), mm, 0.0)[0] is x
 
 
+def test_bone_contrast_scales_bone_above_the_knee_and_remaps_the_hu_truth_with_it() -> None:
+    """``bone_contrast``: soft tissue only shifts, bone's distance above 150 HU is scaled by the crop's gain (within
+    its range, different per crop), air and padding stay exactly 0, and the trabecular HU truth goes through the
+    same map as the voxels; strength 0 changes nothing."""
+    from training.augment import BONE_KNEE_HU, bone_contrast
+
+    lo, hi = -200.0, 1300.0
+    hu_vals = torch.tensor([-1000.0, -100.0, 40.0, 120.0, 250.0, 900.0])  # air, fat, muscle, bone x 3
+    u = ((hu_vals - lo) / (hi - lo)).clamp(0, 1)
+    x = u.reshape(1, 1, 1, 1, 6).repeat(8, 1, 2, 2, 1)
+    truth = torch.tensor([[120.0, 250.0, float("nan")]]).repeat(8, 1)
+    y, t = bone_contrast(x, truth, torch.Generator().manual_seed(5), (lo, hi), 0.5, 20.0, prob=1.0)
+    gains = []
+    for i in range(8):
+        got = y[i, 0, 0, 0] * (hi - lo) + lo
+        assert float(y[i, 0, 0, 0, 0]) == 0.0  # air stays air
+        off = float(got[2] - 40.0)
+        assert abs(off) <= 20.0 + 1e-3 and abs(float(got[1] + 100.0) - off) < 1e-3  # tissue shifted alike
+        gain = float(got[5] - BONE_KNEE_HU - off) / (900.0 - BONE_KNEE_HU)
+        assert 1 / 1.5 - 1e-4 <= gain <= 1.5 + 1e-4
+        assert abs(float(got[4]) - (BONE_KNEE_HU + off + 100.0 * gain)) < 0.05  # one gain for all bone
+        assert abs(float(t[i, 0]) - float(got[3])) < 0.05 and abs(float(t[i, 1]) - float(got[4])) < 0.05
+        assert math.isnan(float(t[i, 2]))
+        gains.append(gain)
+    assert max(gains) - min(gains) > 0.2  # each crop draws its own
+    # the whole scale about 0 HU: every tissue and the truth by one factor per crop
+    y, t = bone_contrast(x, truth, torch.Generator().manual_seed(6), (lo, hi), 0.0, 0.0, max_scale=0.4, prob=1.0)
+    for i in range(8):
+        got = y[i, 0, 0, 0] * (hi - lo) + lo
+        s = float(got[5]) / 900.0
+        assert 1 / 1.4 - 1e-4 <= s <= 1.4 + 1e-4 and float(y[i, 0, 0, 0, 0]) == 0.0
+        assert torch.allclose(got[1:], hu_vals[1:] * s, atol=0.05) and abs(float(t[i, 1]) - 250.0 * s) < 0.05
+    same, same_t = bone_contrast(x, truth, torch.Generator(), (lo, hi), 0.0, 0.0)
+    assert same is x and same_t is truth
+
+
 def test_a_count_the_bodies_own_names_do_not_corroborate_is_not_trusted() -> None:
     """A sure sacrum under bodies whose own names all say something else (a model out of its domain, sure of one
     wrong anchor): the count names them from the sacrum, but trusts none of it."""

@@ -55,6 +55,17 @@ class TrainConfig:
     zoom: float = 0.0
     """Largest relative enlargement of a crop's content, and of its reduction as 1 / (1 + zoom), about its centre
     (:func:`training.augment.zoom`; 0: off): spines differ in size between people by more than a level's step."""
+    bone_gain: float = 0.0
+    """Largest relative gain of bone's HU above 150 HU, and of its reduction as 1 / (1 + bone_gain)
+    (:func:`training.augment.bone_contrast`; 0: off): cortical density and thickness, kernel and tube voltage make
+    bone brighter or dimmer between scanners and patients; the trabecular HU truth is remapped with the image."""
+    hu_scale: float = 0.0
+    """Largest relative gain of the whole HU scale about 0 HU, and of its reduction as 1 / (1 + hu_scale)
+    (:func:`training.augment.bone_contrast`; 0: off): every contrast between tissues stronger or weaker, so that a
+    finder does not depend on one generator's contrasts; the trabecular HU truth is remapped with the image."""
+    tissue_offset_hu: float = 0.0
+    """Largest shift (HU, either way) of every tissue voxel of a crop (:func:`training.augment.bone_contrast`;
+    0: off): scanners' calibration of soft tissue and fat differs by some 10-20 HU."""
     noise_sd_hu: float = 0.0
     """Largest SD (HU) of Gaussian noise added to a crop (each crop draws its own SD up to this)."""
     blur_prob: float = 0.0

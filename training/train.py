@@ -24,7 +24,7 @@ from inference.findings import Body, find_bodies, name_bodies
 from inference.spec import OTHER, RISK_LEVELS, PreprocessSpec
 from models.full import VfriskModel
 from models.risk import RiskHead
-from training.augment import augment, vary_spine
+from training.augment import augment, bone_contrast, vary_spine
 from training.config import TrainConfig
 from training.data import HALF_BODY_MM, Row, build_cache, patient_split, read_manifest, read_truth, to_row
 from training.distributed import DistInfo, shard
@@ -199,6 +199,24 @@ def aux_loss(model: VfriskModel, raw: dict[str, torch.Tensor], z: torch.Tensor, 
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
+def training_batch(model: VfriskModel, tr: Split, idx: torch.Tensor, hu: torch.Tensor, cfg: TrainConfig,
+                   gen: torch.Generator, shifts: tuple[int, int, float], xy_shift: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The training crops ``idx`` of ``tr`` as augmented for one step: what spines, generators and scanners vary
+    (discs, size, tilt, level spacing and body height, noise, kernel; then bone's brightness and the tissue
+    calibration, the trabecular HU truth ``hu`` remapped with it), then the field of view. Returns the crops, the
+    level centres, the levels wholly in view and the HU truth."""
+    mm_vox = model.spec.crop_mm[0] / model.spec.grid[0]
+    lo, hi = model.spec.hu_window
+    look = (cfg.z_stretch, cfg.noise_sd_hu / (hi - lo), cfg.blur_prob)
+    x, z = vary_spine(tr.images[idx].float(), tr.z_mm[idx], gen,
+                      (mm_vox, model.spec.crop_mm[1] / model.spec.grid[1]), look, cfg.tilt_deg, cfg.disc_warp,
+                      cfg.zoom)
+    x, hu = bone_contrast(x, hu, gen, (lo, hi), cfg.bone_gain, cfg.tissue_offset_hu, cfg.hu_scale)
+    x, z, seen = augment(x, z, tr.in_view[idx], shifts, gen, mm_vox, cfg.cut_prob, xy_shift)
+    return x, z, seen, hu
+
+
 def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConfig,
                     device: torch.device, info: DistInfo | None = None,
                     resume: Path | None = None) -> list[dict[str, float]]:
@@ -221,7 +239,6 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
     mm_vox = model.spec.crop_mm[0] / model.spec.grid[0]
     shifts = (int(cfg.z_shift_mm / mm_vox), int(cfg.z_far_shift_mm / mm_vox), cfg.far_shift_prob)
     xy_shift = round(cfg.xy_shift_mm * model.spec.grid[1] / model.spec.crop_mm[1])
-    look = (cfg.z_stretch, cfg.noise_sd_hu / (model.spec.hu_window[1] - model.spec.hu_window[0]), cfg.blur_prob)
     use_bf16 = cfg.bf16 and (device.type == "cuda" or torch.backends.mkldnn.is_available())
     model.net.to(device)
     net: torch.nn.Module = model.net
@@ -253,14 +270,10 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
             idx = perm[b: b + cfg.batch_size]
             if len(idx) < 2:
                 continue
-            # what generators and scanners vary (level spacing and body height, noise, kernel), then the field
-            x, z = vary_spine(tr.images[idx].float(), tr.z_mm[idx], gen,
-                              (mm_vox, model.spec.crop_mm[1] / model.spec.grid[1]), look, cfg.tilt_deg,
-                              cfg.disc_warp, cfg.zoom)
-            x, z, seen = augment(x, z, tr.in_view[idx], shifts, gen, mm_vox, cfg.cut_prob, xy_shift)
+            x, z, seen, hu_b = training_batch(model, tr, idx, hu_t[idx], cfg, gen, shifts, xy_shift)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 raw = net(x.to(device))
-            loss, items = aux_loss(model, {k: v.cpu() for k, v in raw.items()}, z, seen, hu_t[idx], ratio_t[idx],
+            loss, items = aux_loss(model, {k: v.cpu() for k, v in raw.items()}, z, seen, hu_b, ratio_t[idx],
                                    scan_range(x, mm_vox))
             opt.zero_grad(set_to_none=True)
             loss.backward()
