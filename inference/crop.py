@@ -137,42 +137,19 @@ def _sample_step(n_slices: int) -> int:
     return max(1, n_slices // 64)
 
 
-MARROW_HU = 150.0
-"""What the column search counts as bone inside a ring of cortex (:func:`bone_mask`): trabecular bone."""
-MARROW_HOLE_MM2 = 4000.0
-"""Largest hole in the cortex mask that :func:`bone_mask` fills (a vertebral body with its canal is about
-1,500-2,500 mm2; a chest or a pelvic ring closed in one slice encloses far more)."""
-
-
-def bone_mask(hard: np.ndarray, marrow: np.ndarray, pixel_mm2: float) -> np.ndarray:
-    """The bone of one slice that the column search counts: the cortex and dense bone ``hard`` (HU above the
-    spec's ``bone_hu``) and, inside the rings it closes (holes of at most :data:`MARROW_HOLE_MM2`), the
-    ``marrow`` above :data:`MARROW_HU`. A contrast-filled aorta's lumen lies between the two thresholds and is
-    enclosed by no cortex, so it does not count; a vertebral body's trabecular bone does. With ``bone_hu`` at
-    :data:`MARROW_HU` (the models of spec 3 made before session 15) this is ``hard`` alone, as it was."""
-    holes = ndimage.binary_fill_holes(hard) & ~hard
-    if not (holes & marrow).any():
-        return hard
-    labels, n = ndimage.label(holes)
-    small = np.bincount(labels.ravel(), minlength=n + 1) * pixel_mm2 <= MARROW_HOLE_MM2
-    small[0] = False
-    return hard | (small[labels] & marrow)
-
-
-def _sample(volume: np.ndarray | Volume, spec: PreprocessSpec, spacing: tuple[float, float, float]) -> _Sampled:
+def _sample(volume: np.ndarray | Volume, spec: PreprocessSpec) -> _Sampled:
     """Threshold at most 127 evenly spaced slices (empty slices, as in zero-padded research volumes, are skipped
-    so that they do not dilute the body outline); the bone counted is :func:`bone_mask`'s."""
+    so that they do not dilute the body outline)."""
     step = _sample_step(volume.shape[0])
     ks, bone = [], []
     body_n = np.zeros(volume.shape[1:], dtype=np.int32)
-    pixel_mm2 = spacing[1] * spacing[2]
     for k in range(0, volume.shape[0], step):
-        inside, marrow, hard = _above(volume, k, (-400.0, MARROW_HU, spec.bone_hu))
+        inside, bony = _above(volume, k, (-400.0, spec.bone_hu))
         if not inside.any():
             continue
         patient = patient_section(inside)
         ks.append(k)
-        bone.append(bone_mask(hard, marrow, pixel_mm2) & patient)
+        bone.append(bony & patient)
         body_n += patient
     body = body_n / len(ks) if ks else np.zeros(volume.shape[1:])
     return _Sampled(ks, bone, body)
@@ -220,7 +197,7 @@ def spine_center(
     key = ("centre", tuple(spacing), spec)
     kept = _LAST.get(volume, key)
     if kept is None:
-        kept = _LAST.put(volume, key, _centre(_sample(volume, spec, spacing), volume.shape, spacing, spec))
+        kept = _LAST.put(volume, key, _centre(_sample(volume, spec), volume.shape, spacing, spec))
     return int(kept[0]), int(kept[1])
 
 
@@ -302,7 +279,7 @@ def spine_track(volume: np.ndarray | Volume, spacing: tuple[float, float, float]
 def _track(volume: np.ndarray | Volume, spacing: tuple[float, float, float], spec: PreprocessSpec) -> np.ndarray:
     """:func:`spine_track`, computed."""
     n = volume.shape[0]
-    sampled = _sample(volume, spec, spacing)
+    sampled = _sample(volume, spec)
     anchor = _centre(sampled, volume.shape, spacing, spec)
     _LAST.put(volume, ("centre", tuple(spacing), spec), anchor)  # spine_center's answer, found on the way
     out = np.tile(np.array(anchor, dtype=np.float64), (n, 1))

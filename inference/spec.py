@@ -90,15 +90,11 @@ class PreprocessSpec:
     """HU window applied in the graph before scaling to [0, 1]."""
     pad_hu: float = -1000.0
     """Value of crop voxels that fall outside the scanned volume."""
-    bone_hu: float = 400.0
-    """Threshold of the bone projection that centres the crop on the spine: above the lumen of a contrast-filled
-    aorta (arterial phase about 250-450 HU), below the cortex and posterior elements. At 150 HU (the models of
-    spec 3 before session 15 carry that value) an enhanced aorta lying against the column pulled the crop 15-45 mm
-    forward: family A's contrast studies by 29 mm on average, family B's arterial ones by 20 mm with an SD of 13,
-    the real contrast-enhanced crop by 45 mm."""
+    bone_hu: float = 150.0
+    """Threshold of the bone projection that centres the crop on the spine."""
     smooth_mm: float = 30.0
-    """Half-size of the box that smooths the bone projection (large enough that the vertebral column, not the
-    ribs, the pelvis or a calcified aorta, gives the peak)."""
+    """Half-size of the box that smooths the bone projection (large enough that the vertebral column, not a
+    contrast-filled aorta, gives the peak)."""
     search_mm: float = 60.0
     """Half-width (mm, left-right) of the region around the body centre where the spine is sought."""
     track_step_mm: float = 20.0
