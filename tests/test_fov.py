@@ -260,6 +260,39 @@ def test_the_fov_check_counts_found_named_uncertain_and_sure_names() -> None:
     assert table["found_rate"] == round(2 / 3, 4) and table["named_right_rate"] == 0.5
 
 
+def test_enhance_organs_paints_over_soft_tissue_only_and_is_off_at_zero() -> None:
+    """Kidneys and an aorta appear in soft tissue (at 60-450 HU), never over bone, fat or air; with probability 0
+    the crops and the generator are untouched (a run without it is the run it was)."""
+    from training.augment import enhance_organs
+
+    lo, hi = -200.0, 1300.0
+    hu = torch.full((2, 1, 60, 48, 48), 40.0)
+    hu[:, :, :, :, :4] = -100.0  # fat at one edge
+    hu[:, :, :, 20:28, 20:28] = 700.0  # a bony column in the middle
+    hu[:, :, :5] = lo  # air at the top (windowed 0)
+    x = ((hu - lo) / (hi - lo)).clamp(0, 1)
+    gen = torch.Generator().manual_seed(3)
+    state = gen.get_state()
+    assert torch.equal(enhance_organs(x, gen, (2.0, 2.5, 2.5), (lo, hi), 0.0), x)
+    assert torch.equal(gen.get_state(), state)
+    y = enhance_organs(x, gen, (2.0, 2.5, 2.5), (lo, hi), 1.0)
+    changed = y != x
+    assert changed.any(dim=(1, 2, 3, 4)).all()  # every crop enhanced at probability 1
+    assert not changed[hu != 40.0].any()  # bone, fat and air stay
+    new_hu = y[changed] * (hi - lo) + lo
+    assert float(new_hu.min()) >= 47.0 and float(new_hu.max()) <= 450.5
+
+
+def test_the_fov_check_reads_the_contrast_phase_of_either_family() -> None:
+    """Family B's phase as recorded, family A's opacified vessels as ``enhanced``; a truth without either: none."""
+    from training.fov_check import contrast_phase
+
+    assert contrast_phase({"contrast_phase": "arterial", "contrast": ""}) == "arterial"
+    assert contrast_phase({"contrast": "1"}) == "enhanced"
+    assert contrast_phase({"contrast": "0"}) == "none"
+    assert contrast_phase({"contrast": ""}) is None and contrast_phase({}) is None
+
+
 def test_an_uncertain_l1_does_not_give_the_suggestion_engine_its_hu() -> None:
     """The R-CT-1 density rule reads L1's HU: a body whose name is uncertain may be a neighbour, so its HU is not
     passed as L1's (missing is missing); a sure L1's is."""

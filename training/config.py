@@ -66,6 +66,9 @@ class TrainConfig:
     tissue_offset_hu: float = 0.0
     """Largest shift (HU, either way) of every tissue voxel of a crop (:func:`training.augment.bone_contrast`;
     0: off): scanners' calibration of soft tissue and fat differs by some 10-20 HU."""
+    enhance_prob: float = 0.0
+    """Fraction of crops given enhanced kidneys and a bright aorta beside the column
+    (:func:`training.augment.enhance_organs`; 0: off): family A draws no kidneys and a dim, distant aorta."""
     noise_sd_hu: float = 0.0
     """Largest SD (HU) of Gaussian noise added to a crop (each crop draws its own SD up to this)."""
     blur_prob: float = 0.0

@@ -13,6 +13,8 @@ runs) and prints, per kind of field of view and over all:
   named right, marked uncertain, and of the names reported as sure (confidence >= 0.9, an anchor of the numbering
   in view, no confident name overruled by the count), how many are right;
 - **showing none**: studies with no whole body of T10-L5/L6 in view, and how many were refused;
+- the same rates **per contrast phase** where the truth records one (family B's phases; family A's opacified
+  vessels as ``enhanced``);
 - **risk** on whole (every level T10-S1 of the spine in view) and partial scans: Spearman with the true
   probability (beside the ceiling: a logistic fit on the *true* findings of the levels in view plus the labs,
   two-fold cross-fitted on the same scans), AUROC beside the true probability's, interval coverage of the true
@@ -161,6 +163,15 @@ def summarise(rows: list[tuple[dict[str, str], dict[str, Any], Scored]]) -> dict
     }
 
 
+def contrast_phase(t: dict[str, Any]) -> str | None:
+    """The study's contrast phase from its truth: family B's ``contrast_phase``, family A's ``contrast`` (1:
+    ``enhanced``, 0: ``none``), None where the truth records neither."""
+    phase = t.get("contrast_phase")
+    if phase:
+        return str(phase)
+    return {"1": "enhanced", "0": "none"}.get(str(t.get("contrast", "")))
+
+
 def check(cohort: Path, model: Path | None = None, workers: int = 0, limit: int = 0) -> dict[str, Any]:
     """The per-field-of-view table (see the module docstring); the first ``limit`` studies when given."""
     manifest = read_manifest(cohort)
@@ -175,6 +186,9 @@ def check(cohort: Path, model: Path | None = None, workers: int = 0, limit: int 
     out: dict[str, Any] = {"cohort": cohort.name, "studies_checked": len(rows), "model": next(
         (s.predictions[0].model.to_json() for _, _, s in rows if s.predictions), None)}
     out["by_kind"] = {k: summarise([r for r in rows if r[1]["fov_kind"] == k]) for k in kinds}
+    phases = sorted({p for _, t, _ in rows if (p := contrast_phase(t))})
+    if phases:
+        out["by_phase"] = {p: summarise([r for r in rows if contrast_phase(r[1]) == p]) for p in phases}
     out["all"] = summarise(rows)
     anchored = [r for r in rows if "S1" in in_view(r[1]) or {"T12", "L1"} <= set(in_view(r[1]))]
     out["anchor_in_view"] = summarise(anchored)
@@ -191,8 +205,9 @@ def print_table(result: dict[str, Any]) -> None:
             "bodies_in_view", "found_rate", "found_rate_eligible", "named_right_rate", "uncertain_rate", "sure_names",
             "sure_right_rate")
     print(f"{'field of view':16s} " + " ".join(f"{c[:14]:>14s}" for c in cols))
+    phases = [(f"contrast {p}", row) for p, row in result.get("by_phase", {}).items()]
     for name, row in [*result["by_kind"].items(), ("ALL", result["all"]), ("anchor in view", result["anchor_in_view"]),
-                      ("transitional", result["transitional"])]:
+                      ("transitional", result["transitional"]), *phases]:
         print(f"{name:16s} " + " ".join(f"{row[c]:>14}" for c in cols))
     for name, r in result["risk"].items():
         print(f"risk {name}: " + json.dumps(r))
