@@ -59,3 +59,19 @@ def test_a_variant_cohort_differs_from_the_drawn_one_only_in_the_enhancement(tmp
     enhanced = any(r["contrast_phase"] != "none" for r in a)
     assert differing <= {"contrast_offset_hu"} | {k for k in a[0] if k.endswith("_hu_enhanced")}
     assert bool(differing) == enhanced
+
+
+def test_bad_input_is_one_line_before_any_cohort_is_written(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """An unknown variant or a missing bundle: exit 2, one ``error:`` line, nothing written."""
+    import pytest
+
+    from training.contrast_ablation import main
+
+    for argv in (["--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o1")],
+                 ["--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o2"), "--variants", "none,bogus"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
+        assert not (tmp_path / argv[3].rsplit("/", 1)[-1]).exists()

@@ -93,8 +93,13 @@ def write_variant(out: Path, variant: str, n: int, seed: int, matrix: int | None
 def ablate(model: Path, out: Path, variants: list[str], n: int, seed: int, matrix: int | None,
            workers: int = 0) -> dict[str, Any]:
     """Each variant's cohort and its field-of-view check; the overall rows, by variant."""
+    from inference.bundle import load_bundle
     from training.fov_check import check
 
+    unknown = [v for v in variants if v not in PARTS]
+    if unknown:  # refused before any cohort is written
+        raise SystemExit(f"error: unknown variant {unknown[0]!r} (one of {', '.join(PARTS)})")
+    load_bundle(model)  # a missing or broken bundle is refused (bad_bundle) before minutes of synthesis
     rows: dict[str, Any] = {}
     for variant in variants:
         folder = write_variant(out, variant, n, seed, matrix)
