@@ -283,35 +283,6 @@ def test_enhance_organs_paints_over_soft_tissue_only_and_is_off_at_zero() -> Non
     assert float(new_hu.min()) >= 47.0 and float(new_hu.max()) <= 450.5
 
 
-def test_fill_air_fills_air_from_the_foot_up_and_leaves_padding_and_tissue() -> None:
-    """Air in slices holding data becomes soft tissue (0-60 HU, a little noise) from the crop's foot up to one
-    height per crop, contiguous; slices that are all padding, and every voxel that is not air, stay; with
-    probability 0 the crops and the generator are untouched."""
-    from training.augment import fill_air
-
-    lo, hi = -200.0, 1300.0
-    hu = torch.full((6, 1, 60, 48, 48), 40.0)
-    hu[:, :, :, :, :10] = -800.0  # a lung along one side, the whole height
-    hu[:, :, :, 20:28, 20:28] = 700.0  # the column
-    hu[:, :, 55:] = -1000.0  # padding above the field of view
-    x = ((hu - lo) / (hi - lo)).clamp(0, 1)
-    gen = torch.Generator().manual_seed(5)
-    state = gen.get_state()
-    assert torch.equal(fill_air(x, gen, (lo, hi), 0.0), x)
-    assert torch.equal(gen.get_state(), state)
-    y = fill_air(x, gen, (lo, hi), 1.0)
-    changed = y != x
-    assert not changed[hu > -700.0].any()  # tissue and bone stay
-    assert not changed[:, :, 55:].any()  # padding slices stay empty
-    filled_hu = y[changed] * (hi - lo) + lo
-    assert float(filled_hu.mean()) == pytest.approx(30.0, abs=25.0) and float(filled_hu.min()) >= -60.0
-    lung = changed[:, 0, :55, :, :10].all(dim=(2, 3))  # (crop, slice): the lung's whole section filled
-    assert lung.any()
-    for row in lung:  # filled from the foot up, contiguous
-        k = int(row.sum())
-        assert bool(row[:k].all()) and not bool(row[k:].any())
-    assert len({int(r.sum()) for r in lung}) > 1  # the height differs between crops
-
 def test_the_fov_check_reads_the_contrast_phase_of_either_family() -> None:
     """Family B's phase as recorded, family A's opacified vessels as ``enhanced``; a truth without either: none."""
     from training.fov_check import contrast_phase

@@ -12,10 +12,7 @@ generator does not.
   table teaches a finder to name a body by its size);
 - :func:`bone_contrast`: bone brighter or dimmer against soft tissue, and soft tissue shifted, as cortical
   thickness, kernel, tube voltage and calibration differ between scanners and patients (a generator with one
-  cortical density teaches a finder to find a body by its brightness);
-- :func:`enhance_organs`: enhanced kidneys and a bright aorta beside the column (a contrast-enhanced scan);
-- :func:`fill_air`: the lungs and gas filled with soft tissue up to a random height (lung bases end at
-  different levels in different people).
+  cortical density teaches a finder to find a body by its brightness).
 
 Every function takes windowed crops ``x`` (N, 1, D, H, W; canonical Z=+S, Y=+P, X=+L; air and padding 0) and a
 seeded :class:`torch.Generator`, and changes nothing where its strength is 0.
@@ -330,33 +327,4 @@ def enhance_organs(x: torch.Tensor, gen: torch.Generator, voxel_mm: tuple[float,
         paint = torch.where(tube, torch.tensor(u(150.0, 450.0)), paint)
         new = ((paint - lo) / (hi - lo)).clamp(0.0, 1.0)
         out[i, 0] = torch.where(soft & (paint > 0), new, img).to(out.dtype)
-    return out
-
-
-def fill_air(x: torch.Tensor, gen: torch.Generator, hu_window: tuple[float, float], prob: float) -> torch.Tensor:
-    """Each crop of ``x`` (N, 1, D, H, W; windowed, canonical Z=+S), with probability ``prob``, with the air
-    (lung, bowel gas: below the window's floor) of the slices holding data filled with soft tissue (0-60 HU and a
-    little noise) from the crop's foot up to a random height (to the top in a third of them): the lung bases
-    then end at random levels, or the lungs are gone. Slices that are all padding stay empty (the field of
-    view's edge). Family A's lungs reach T12-L1 and fill the sides of the crop at T10-T11; family B's, like many
-    real patients', leave only small posterior recesses there, and where the diaphragm lies differs between
-    people by a level or more, so a finder must not use the lung as a landmark."""
-    if prob <= 0:
-        return x
-    lo, hi = hu_window
-    out = x.clone()
-    n, _, d, _, _ = x.shape
-    for i in range(n):
-        if not bool(torch.rand(1, generator=gen) < prob):
-            continue
-        img = out[i, 0]
-        data = img.flatten(1).amax(dim=1) > 0  # slices holding scanned data
-        a, b, c = (float(v) for v in torch.rand(3, generator=gen))
-        top = d if a < 1.0 / 3.0 else int(b * d)
-        rows = (torch.arange(d) < top) & data
-        hu = 60.0 * c
-        noise = 8.0 * torch.randn(img.shape, generator=gen)
-        fill = ((hu + noise - lo) / (hi - lo)).clamp(0.0, 1.0).to(img.dtype)
-        air = (img <= 0) & rows[:, None, None]
-        out[i, 0] = torch.where(air, fill, img)
     return out

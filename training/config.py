@@ -69,10 +69,6 @@ class TrainConfig:
     enhance_prob: float = 0.0
     """Fraction of crops given enhanced kidneys and a bright aorta beside the column
     (:func:`training.augment.enhance_organs`; 0: off): family A draws no kidneys and a dim, distant aorta."""
-    air_fill_prob: float = 0.0
-    """Fraction of crops whose air (lung, gas) is filled with soft tissue from the foot up to a random height
-    (:func:`training.augment.fill_air`; 0: off): a phantom whose lungs always reach one level teaches a finder to
-    use the lung base as a landmark."""
     noise_sd_hu: float = 0.0
     """Largest SD (HU) of Gaussian noise added to a crop (each crop draws its own SD up to this)."""
     blur_prob: float = 0.0
