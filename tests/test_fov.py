@@ -283,6 +283,27 @@ def test_enhance_organs_paints_over_soft_tissue_only_and_is_off_at_zero() -> Non
     assert float(new_hu.min()) >= 47.0 and float(new_hu.max()) <= 450.5
 
 
+def test_elastic_reshapes_in_plane_keeps_the_levels_and_is_off_at_zero() -> None:
+    """The smooth deformation changes the bodies' outlines in plane but moves a body along the spine by well under
+    a slice on average (the level truth stays); at 0 the crops and the generator are untouched."""
+    from training.augment import elastic
+
+    x = torch.zeros((4, 1, 100, 48, 48))
+    x[:, :, 48:53, 14:34, 14:34] = 0.6  # a body, 10 mm tall, at slices 48-52
+    gen = torch.Generator().manual_seed(11)
+    state = gen.get_state()
+    assert torch.equal(elastic(x, gen, (2.0, 2.5, 2.5), 0.0), x)
+    assert torch.equal(gen.get_state(), state)
+    y = elastic(x, gen, (2.0, 2.5, 2.5), 6.0, prob=1.0)
+    assert (y - x).abs().sum(dim=(1, 2, 3, 4)).gt(0).all()  # every crop deformed
+    zs = torch.arange(100, dtype=torch.float32)[None, :]
+    mass = y[:, 0].sum(dim=(2, 3))
+    centre = (mass * zs).sum(1) / mass.sum(1)
+    assert torch.allclose(centre, torch.full_like(centre, 50.0), atol=0.5)
+    inplane = (y[:, 0, 50] > 0.3) != (x[:, 0, 50] > 0.3)
+    assert inplane.any(dim=(1, 2)).any()  # an outline moved
+
+
 def test_the_fov_check_reads_the_contrast_phase_of_either_family() -> None:
     """Family B's phase as recorded, family A's opacified vessels as ``enhanced``; a truth without either: none."""
     from training.fov_check import contrast_phase

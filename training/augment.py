@@ -12,7 +12,9 @@ generator does not.
   table teaches a finder to name a body by its size);
 - :func:`bone_contrast`: bone brighter or dimmer against soft tissue, and soft tissue shifted, as cortical
   thickness, kernel, tube voltage and calibration differ between scanners and patients (a generator with one
-  cortical density teaches a finder to find a body by its brightness).
+  cortical density teaches a finder to find a body by its brightness);
+- :func:`enhance_organs`: enhanced kidneys and a bright aorta beside the column (a contrast-enhanced scan);
+- :func:`elastic`: a smooth random deformation, mostly in plane (every body's and process's outline varies).
 
 Every function takes windowed crops ``x`` (N, 1, D, H, W; canonical Z=+S, Y=+P, X=+L; air and padding 0) and a
 seeded :class:`torch.Generator`, and changes nothing where its strength is 0.
@@ -327,4 +329,34 @@ def enhance_organs(x: torch.Tensor, gen: torch.Generator, voxel_mm: tuple[float,
         paint = torch.where(tube, torch.tensor(u(150.0, 450.0)), paint)
         new = ((paint - lo) / (hi - lo)).clamp(0.0, 1.0)
         out[i, 0] = torch.where(soft & (paint > 0), new, img).to(out.dtype)
+    return out
+
+
+def elastic(x: torch.Tensor, gen: torch.Generator, voxel_mm: tuple[float, float, float], max_mm: float,
+            prob: float = 0.8) -> torch.Tensor:
+    """Each crop of ``x`` (N, 1, D, H, W), with probability ``prob``, deformed by a smooth random displacement
+    field (Gaussian at control points about 36 mm apart along the spine and 24 mm in plane, interpolated; its SD
+    drawn up to ``max_mm`` in plane and a fifth of it along the spine, so that the level truth stays where it
+    is). Bodies, posterior elements and ribs change their outline as they differ between people and between
+    generators, which one phantom's fixed shapes do not teach. ``voxel_mm``: (z, y, x) voxel size."""
+    if max_mm <= 0 or prob <= 0:
+        return x
+    n, _, d, h, w = x.shape
+    out = x.clone()
+    size_mm = (d * voxel_mm[0], h * voxel_mm[1], w * voxel_mm[2])
+    ctrl = (max(2, round(size_mm[0] / 36.0) + 1), max(2, round(size_mm[1] / 24.0) + 1),
+            max(2, round(size_mm[2] / 24.0) + 1))
+    base = F.affine_grid(torch.eye(3, 4)[None], [1, 1, d, h, w], align_corners=False)  # (1, D, H, W, 3): x, y, z
+    for i in range(n):
+        if not bool(torch.rand(1, generator=gen) < prob):
+            continue
+        sd = max_mm * float(torch.rand(1, generator=gen))
+        field = torch.randn((1, 3, *ctrl), generator=gen) * sd  # mm; channels z, y, x
+        field[:, 0] *= 0.2
+        dense = F.interpolate(field, size=(d, h, w), mode="trilinear", align_corners=True)[0]  # (3, D, H, W)
+        # mm -> normalised grid units (2 / extent); grid's last axis is (x, y, z)
+        disp = torch.stack([dense[2] * 2 / size_mm[2], dense[1] * 2 / size_mm[1], dense[0] * 2 / size_mm[0]], -1)
+        grid = base + disp[None]
+        out[i:i + 1] = F.grid_sample(x[i:i + 1].float(), grid, mode="bilinear", padding_mode="border",
+                                     align_corners=False).to(x.dtype)
     return out

@@ -69,6 +69,10 @@ class TrainConfig:
     enhance_prob: float = 0.0
     """Fraction of crops given enhanced kidneys and a bright aorta beside the column
     (:func:`training.augment.enhance_organs`; 0: off): family A draws no kidneys and a dim, distant aorta."""
+    elastic_mm: float = 0.0
+    """Largest SD (mm, in plane; a fifth of it along the spine) of the smooth random deformation of a crop
+    (:func:`training.augment.elastic`; 0: off): one phantom's fixed body and process outlines teach a finder
+    those outlines."""
     noise_sd_hu: float = 0.0
     """Largest SD (HU) of Gaussian noise added to a crop (each crop draws its own SD up to this)."""
     blur_prob: float = 0.0

@@ -24,7 +24,7 @@ from inference.findings import Body, find_bodies, name_bodies
 from inference.spec import OTHER, RISK_LEVELS, PreprocessSpec
 from models.full import VfriskModel
 from models.risk import RiskHead
-from training.augment import augment, bone_contrast, enhance_organs, vary_spine
+from training.augment import augment, bone_contrast, elastic, enhance_organs, vary_spine
 from training.config import TrainConfig
 from training.data import HALF_BODY_MM, Row, build_cache, patient_split, read_manifest, read_truth, to_row
 from training.distributed import DistInfo, shard
@@ -213,8 +213,9 @@ def training_batch(model: VfriskModel, tr: Split, idx: torch.Tensor, hu: torch.T
                       (mm_vox, model.spec.crop_mm[1] / model.spec.grid[1]), look, cfg.tilt_deg, cfg.disc_warp,
                       cfg.zoom)
     x, hu = bone_contrast(x, hu, gen, (lo, hi), cfg.bone_gain, cfg.tissue_offset_hu, cfg.hu_scale)
-    x = enhance_organs(x, gen, (mm_vox, model.spec.crop_mm[1] / model.spec.grid[1],
-                                model.spec.crop_mm[2] / model.spec.grid[2]), (lo, hi), cfg.enhance_prob)
+    vox = (mm_vox, model.spec.crop_mm[1] / model.spec.grid[1], model.spec.crop_mm[2] / model.spec.grid[2])
+    x = enhance_organs(x, gen, vox, (lo, hi), cfg.enhance_prob)
+    x = elastic(x, gen, vox, cfg.elastic_mm)
     x, z, seen = augment(x, z, tr.in_view[idx], shifts, gen, mm_vox, cfg.cut_prob, xy_shift)
     return x, z, seen, hu
 
