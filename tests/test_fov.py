@@ -242,7 +242,7 @@ def test_the_fov_check_counts_found_named_uncertain_and_sure_names() -> None:
 
     from tests.factories import make_prediction, vertebra
     from training.evaluate_bundle import Scored
-    from training.fov_check import study_counts, summarise
+    from training.fov_check import by_level, study_counts, summarise
 
     truth = {f"{lv}_in_view": "" for lv in LEVELS}
     truth |= {"L1_in_view": "1", "L1_z_mm": "100", "L2_in_view": "1", "L2_z_mm": "65", "L3_in_view": "1",
@@ -258,6 +258,11 @@ def test_the_fov_check_counts_found_named_uncertain_and_sure_names() -> None:
     table = summarise([({}, truth, Scored("s", (pred,))), ({}, none_truth, refused)])
     assert table["eligible_scored_rate"] == 1.0 and table["not_eligible_refused_rate"] == 1.0
     assert table["found_rate"] == round(2 / 3, 4) and table["named_right_rate"] == 0.5
+    levels = by_level([({}, truth, Scored("s", (pred,))), ({}, none_truth, refused)])
+    assert set(levels) == {"L1", "L2", "L3"}  # T12 is not wholly in view; the refused scan shows none
+    assert levels["L1"] == {"bodies": 1, "found_rate": 1.0, "named_right_rate": 1.0}
+    assert levels["L2"]["found_rate"] == 1.0 and levels["L2"]["named_right_rate"] == 0.0  # found, named L3
+    assert levels["L3"]["found_rate"] == 0.0 and math.isnan(levels["L3"]["named_right_rate"])
 
 
 def test_enhance_organs_paints_over_soft_tissue_only_and_is_off_at_zero() -> None:

@@ -13,6 +13,7 @@ runs) and prints, per kind of field of view and over all:
   named right, marked uncertain, and of the names reported as sure (confidence >= 0.9, an anchor of the numbering
   in view, no confident name overruled by the count), how many are right;
 - **showing none**: studies with no whole body of T10-L5/L6 in view, and how many were refused;
+- **per level**: bodies in view, found, named right;
 - the same rates **per contrast phase** where the truth records one (family B's phases; family A's opacified
   vessels as ``enhanced``);
 - **risk** on whole (every level T10-S1 of the spine in view) and partial scans: Spearman with the true
@@ -48,14 +49,14 @@ def in_view(truth: dict[str, Any], levels: tuple[str, ...] = LEVELS) -> list[str
     return [lv for lv in levels if str(truth.get(f"{lv}_in_view", "")) == "1"]
 
 
-def study_counts(truth: dict[str, Any], scored: Scored) -> dict[str, int]:
-    """Per-vertebra counts of one study: bodies in view, found, named right, uncertain, and the sure names (with
-    an anchor in view) and how many of them are right."""
+def study_counts(truth: dict[str, Any], scored: Scored, levels: tuple[str, ...] = LEVELS) -> dict[str, int]:
+    """Per-vertebra counts of one study (of its bodies of ``levels``): bodies in view, found, named right,
+    uncertain, and the sure names (with an anchor in view) and how many of them are right."""
     out = dict.fromkeys(("bodies", "found", "named", "uncertain", "sure", "sure_right"), 0)
     pred = scored.predictions[0] if scored.predictions else None
     bodies = scored.refused_found if pred is None else pred.vertebrae  # a refusal's too few bodies count too
     reported = [v for v in bodies if v.present and v.z_mm is not None]
-    for lv in in_view(truth):
+    for lv in in_view(truth, levels):
         zc = float(truth[f"{lv}_z_mm"])
         out["bodies"] += 1
         near = min(reported, key=lambda v: abs(float(v.z_mm or 0) - zc), default=None)
@@ -163,6 +164,21 @@ def summarise(rows: list[tuple[dict[str, str], dict[str, Any], Scored]]) -> dict
     }
 
 
+def by_level(rows: list[tuple[dict[str, str], dict[str, Any], Scored]]) -> dict[str, dict[str, Any]]:
+    """Per level of T10-S1 (and an L6) wholly in view in ``rows``: bodies, found, named right of those found."""
+    out: dict[str, dict[str, Any]] = {}
+    for lv in LEVELS:
+        c = dict.fromkeys(("bodies", "found", "named"), 0)
+        for _, t, s in rows:
+            for k, v in study_counts(t, s, (lv,)).items():
+                if k in c:
+                    c[k] += v
+        if c["bodies"]:
+            out[lv] = {"bodies": c["bodies"], "found_rate": round(c["found"] / c["bodies"], 4),
+                       "named_right_rate": round(c["named"] / c["found"], 4) if c["found"] else float("nan")}
+    return out
+
+
 def contrast_phase(t: dict[str, Any]) -> str | None:
     """The study's contrast phase from its truth: family B's ``contrast_phase``, family A's ``contrast`` (1:
     ``enhanced``, 0: ``none``), None where the truth records neither."""
@@ -190,6 +206,7 @@ def check(cohort: Path, model: Path | None = None, workers: int = 0, limit: int 
     if phases:
         out["by_phase"] = {p: summarise([r for r in rows if contrast_phase(r[1]) == p]) for p in phases}
     out["all"] = summarise(rows)
+    out["by_level"] = by_level(rows)
     anchored = [r for r in rows if "S1" in in_view(r[1]) or {"T12", "L1"} <= set(in_view(r[1]))]
     out["anchor_in_view"] = summarise(anchored)
     out["transitional"] = summarise([r for r in rows if str(r[1].get("transitional")) == "1"])
@@ -209,6 +226,9 @@ def print_table(result: dict[str, Any]) -> None:
     for name, row in [*result["by_kind"].items(), ("ALL", result["all"]), ("anchor in view", result["anchor_in_view"]),
                       ("transitional", result["transitional"]), *phases]:
         print(f"{name:16s} " + " ".join(f"{row[c]:>14}" for c in cols))
+    if "by_level" in result:
+        print("found per level: " + ", ".join(f"{lv} {100 * r['found_rate']:.1f} % of {r['bodies']}"
+                                              for lv, r in result["by_level"].items()))
     for name, r in result["risk"].items():
         print(f"risk {name}: " + json.dumps(r))
 
