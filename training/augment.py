@@ -293,8 +293,8 @@ def enhance_organs(x: torch.Tensor, gen: torch.Generator, voxel_mm: tuple[float,
     centre and 5-25 mm to one side). They are painted over soft tissue only (-50 to 120 HU): bone, fat and air
     stay. Family A draws no kidneys and a thin, straight aorta of at most 320 HU 14 mm in front of L1; of the bodies
     family B's enhancement costs a family-A-only model, its aorta alone costs a third and its kidneys alone a third
-    (``training.contrast_ablation``); with this at 0.5 that model finds 91.3 % of family B's bodies (78.8 %)
-    (README "Cross-family generalisation", session 15)."""
+    (``training.contrast_ablation``); with this at 0.5 that model finds 91.3 % of family B's bodies (78.8 %; 77.0 % with
+    training seed 1: README "Cross-family generalisation", sessions 15 and 16)."""
     if prob <= 0:
         return x
     lo, hi = hu_window
