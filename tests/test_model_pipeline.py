@@ -256,3 +256,18 @@ def test_a_bundle_version_changes_with_the_weights() -> None:
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] += 1e-3
     assert weights_sha256(model) != first
+
+
+def test_train_seed_option_replaces_the_configs_seed(tiny_run: Path, tmp_path: Path) -> None:
+    """``vfrisk train --seed N`` trains with seed N whatever the config says (the run folder records it), so one
+    config run with several seeds shows the spread between runs."""
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"seed": 0, "epochs": 1, "members": 3, "bootstrap": 20, "workers": 1,
+                               "max_studies": 24, "split": [0.5, 0.25, 0.25]}))
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "vfrisk.cli", "train", "--cohort", str(tiny_run.parent / "cohort"),
+                          "--out", str(out), "--config", str(cfg), "--seed", "7"],
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((out / "config.json").read_text())["seed"] == 7
+    assert json.loads(cfg.read_text())["seed"] == 0  # the config file itself is untouched

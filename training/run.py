@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +70,16 @@ def _cohorts(cohort: Path | Sequence[Path]) -> list[Path]:
     return [cohort] if isinstance(cohort, Path) else list(cohort)
 
 
-def train_run(cohort: Path | Sequence[Path], out: Path, config: Path | None) -> dict[str, Any]:
+def train_run(cohort: Path | Sequence[Path], out: Path, config: Path | None, seed: int | None = None) -> dict[str, Any]:
     """Train, calibrate and evaluate on one cohort or a mixture of several; write the run folder; return the run
-    report.
+    report. ``seed``, when given, replaces the config's (the patient split, the initial weights and every
+    augmentation draw): the same settings with several seeds show the spread between runs.
 
     Under ``torchrun`` every process trains the image network on its shard; the first one alone decodes the
     cache, writes the run folder and fits the heads; the others return an empty report."""
     cfg = TrainConfig.load(config)
+    if seed is not None:
+        cfg = replace(cfg, seed=seed)
     for c in _cohorts(cohort):
         read_manifest(c)  # refuse a missing or malformed cohort before anything is written
     require_mlflow(cfg.mlflow_uri)

@@ -133,13 +133,15 @@ def train(
     out: Annotated[Path, typer.Option(help="Run folder.")],
     config: Annotated[Path | None, typer.Option(help="Config JSON/TOML file.")] = None,
     cache_only: Annotated[bool, typer.Option(help="Only decode the cohort(s) into the training cache.")] = False,
+    seed: Annotated[int | None, typer.Option(help="Replace the config's seed (split, weights, augmentation): run "
+                                                  "the same settings with several seeds to see the spread.")] = None,
 ) -> None:
     """Train, calibrate and evaluate on one cohort or a mixture; write the run folder."""
 
     def run() -> None:
         from training.run import cache_run, train_run
 
-        report = cache_run(cohort, config) if cache_only else train_run(cohort, out, config)
+        report = cache_run(cohort, config) if cache_only else train_run(cohort, out, config, seed)
         if report:  # under torchrun only the first process reports
             _print_json(report["headline"])
 
