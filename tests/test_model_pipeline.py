@@ -271,3 +271,16 @@ def test_train_seed_option_replaces_the_configs_seed(tiny_run: Path, tmp_path: P
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads((out / "config.json").read_text())["seed"] == 7
     assert json.loads(cfg.read_text())["seed"] == 0  # the config file itself is untouched
+
+
+def test_a_seed_numpy_cannot_take_is_refused_before_any_work(tmp_path: Path) -> None:
+    """``--seed -1`` (or a config's) is one clear line and nothing written, not a crash after the cache is built."""
+    from training.config import TrainConfig
+
+    with pytest.raises(InputError, match="seed must be"):
+        TrainConfig(seed=-1)
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "vfrisk.cli", "train", "--cohort", str(tmp_path), "--out", str(out),
+                          "--seed", "-1"], capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 2 and res.stderr.startswith("error: ") and "seed must be" in res.stderr
+    assert "Traceback" not in res.stderr and not out.exists()

@@ -99,6 +99,11 @@ class TrainConfig:
     """MLflow tracking URI (``http://host:5000``, ``file:///path/mlruns``); empty: no tracking, the run folder
     alone is the record. Needs the ``track`` extra."""
 
+    def __post_init__(self) -> None:
+        """Refuse a seed numpy cannot take, from a config file or ``vfrisk train --seed``, before any work."""
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise InputError("bad_config", f"seed must be an integer from 0 to 2**32 - 1, not {self.seed!r}")
+
     @classmethod
     def load(cls, path: Path | None) -> TrainConfig:
         """Read a JSON or TOML config; unknown keys are an error."""
