@@ -33,8 +33,11 @@ def _train(resume: Path, cfg: TrainConfig) -> VfriskModel:
     return model
 
 
-def test_a_killed_training_resumes_after_its_last_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = TrainConfig(epochs=2, batch_size=2, width=8, members=2, bf16=False, cut_prob=0.5)
+@pytest.mark.parametrize("tail", [0.0, 0.75])
+def test_a_killed_training_resumes_after_its_last_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        tail: float) -> None:
+    """With weight averaging too: the mean so far travels in the saved state."""
+    cfg = TrainConfig(epochs=2, batch_size=2, width=8, members=2, bf16=False, cut_prob=0.5, average_tail=tail)
     whole = _train(tmp_path / "a.pt", cfg)
 
     real = T.finding_errors
@@ -78,3 +81,37 @@ def test_an_int_is_a_fine_float_in_a_config(tmp_path: Path) -> None:
     path.write_text("lr = 1\nnoise_sd_hu = 30\nsplit = [0.7, 0.15, 0.15]\n")
     cfg = TrainConfig.load(path)
     assert cfg.lr == 1 and cfg.noise_sd_hu == 30 and cfg.split == (0.7, 0.15, 0.15)
+
+
+def test_the_tail_average_is_the_mean_of_the_weights_after_each_averaged_step() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    tail = T.TailAverage(net, start=2)
+    seen = []
+    for step in range(1, 5):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(float(step))
+        if step >= 2:
+            seen.append([p.detach().clone() for p in net.parameters()])
+        tail.update(net, step)
+    assert tail.count == 3
+    assert tail.apply(net)
+    for p, *snaps in zip(net.parameters(), *seen, strict=True):
+        assert torch.allclose(p, torch.stack(snaps).mean(0))
+    assert not T.TailAverage(net, start=None).apply(net)  # off: the network is left as it is
+
+
+def test_a_training_with_averaging_keeps_the_average_not_the_last_weights(tmp_path: Path) -> None:
+    cfg = TrainConfig(epochs=2, batch_size=2, width=8, members=2, bf16=False, cut_prob=0.5)
+    last = _train(tmp_path / "a.pt", cfg)
+    averaged = _train(tmp_path / "b.pt", TrainConfig(**{**cfg.to_dict(), "average_tail": 1.0}))
+    diff = [not torch.equal(a, b) for a, b in zip(last.net.parameters(), averaged.net.parameters(), strict=True)]
+    assert any(diff)
+
+
+@pytest.mark.parametrize("tail", [-0.1, 1.5])
+def test_an_average_share_outside_0_1_is_refused(tail: float) -> None:
+    from inference.errors import InputError
+
+    with pytest.raises(InputError, match="average_tail must be from 0 to 1"):
+        TrainConfig(average_tail=tail)

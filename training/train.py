@@ -248,17 +248,9 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
     if info.active:
         net = torch.nn.parallel.DistributedDataParallel(
             model.net, device_ids=[device.index] if device.type == "cuda" else None)
-    history: list[dict[str, float]] = []
-    first = 0
-    if resume is not None and resume.is_file() and not info.active:
-        state = torch.load(resume, map_location="cpu", weights_only=False)
-        if state.get("config") == cfg.to_dict():
-            model.net.load_state_dict(state["net"])
-            opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
-            gen.set_state(state["gen"])
-            history, first = state["history"], int(state["epoch"])
-            log.info("resuming after epoch %d of %d (%s)", first, cfg.epochs, resume.name)
+    tail = TailAverage(model.net, start=steps - round(cfg.average_tail * steps) if cfg.average_tail > 0 else None)
+    parts_of_state: dict[str, Any] = {"net": model.net, "opt": opt, "sched": sched, "average": tail}
+    history, first = _restore(resume if not info.active else None, cfg, parts_of_state, gen)
     for epoch in range(first, cfg.epochs):
         model.net.to(device).train()
         if info.active:
@@ -283,6 +275,7 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
             torch.nn.utils.clip_grad_norm_(model.net.parameters(), 5.0)
             opt.step()
             sched.step()
+            tail.update(model.net, sched.last_epoch)
             for k, v in items.items():
                 parts[k] = parts.get(k, 0.0) + v * len(idx) / len(perm)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
@@ -293,12 +286,72 @@ def train_image_net(model: VfriskModel, splits: dict[str, Split], cfg: TrainConf
         log.info("epoch %d %s", epoch + 1, json.dumps(history[-1]))
         if resume is not None and not info.active:
             tmp = resume.with_suffix(".tmp")
-            torch.save({"config": cfg.to_dict(), "epoch": epoch + 1, "net": model.net.state_dict(),
-                        "opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
-                        "history": history}, tmp)
+            torch.save({"config": cfg.to_dict(), "epoch": epoch + 1, "gen": gen.get_state(), "history": history}
+                       | {key: part.state_dict() for key, part in parts_of_state.items()}, tmp)
             tmp.replace(resume)  # atomic: a kill mid-save keeps the previous epoch's state
     model.net.to("cpu")
+    if tail.apply(model.net):
+        log.info("kept the average of the weights over the last %d of %d steps", tail.count, steps)
     return history
+
+
+def _restore(resume: Path | None, cfg: TrainConfig, parts: dict[str, Any], gen: torch.Generator,
+             ) -> tuple[list[dict[str, float]], int]:
+    """Load a resumable run's state saved after its last epoch into ``parts`` (network, optimiser, schedule,
+    weight average) and ``gen``, when it was saved under the same config; returns (history, epochs done)."""
+    if resume is None or not resume.is_file():
+        return [], 0
+    state = torch.load(resume, map_location="cpu", weights_only=False)
+    if state.get("config") != cfg.to_dict():
+        return [], 0
+    for key, part in parts.items():
+        part.load_state_dict(state.get(key, {}))
+    gen.set_state(state["gen"])
+    log.info("resuming after epoch %d of %d (%s)", int(state["epoch"]), cfg.epochs, resume.name)
+    return state["history"], int(state["epoch"])
+
+
+class TailAverage:
+    """The running mean of a network's parameters over the training steps from ``start`` on (stochastic weight
+    averaging; :attr:`training.config.TrainConfig.average_tail`). Buffers (batch-norm statistics) are not
+    averaged: they are re-estimated for the averaged weights (:func:`recalibrate_norm`)."""
+
+    def __init__(self, net: torch.nn.Module, start: int | None) -> None:
+        """Average from step ``start`` (1-based count of steps taken) on; None: off."""
+        self.start = start
+        self.count = 0
+        self.mean: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module, step: int) -> None:
+        """Fold the weights after step ``step`` into the mean when averaging has begun."""
+        if self.start is None or step < self.start:
+            return
+        self.count += 1
+        for name, p in net.named_parameters():
+            w = p.detach().to("cpu", torch.float32)
+            if name not in self.mean:
+                self.mean[name] = w.clone()
+            else:
+                self.mean[name] += (w - self.mean[name]) / self.count
+
+    @torch.no_grad()
+    def apply(self, net: torch.nn.Module) -> bool:
+        """Put the mean into the network's parameters; False (the network unchanged) when nothing was averaged."""
+        if not self.count:
+            return False
+        for name, p in net.named_parameters():
+            p.copy_(self.mean[name].to(p.device, p.dtype))
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to go on averaging."""
+        return {"count": self.count, "mean": self.mean}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s state (an empty dict: nothing averaged yet)."""
+        self.count = int(state.get("count", 0))
+        self.mean = dict(state.get("mean", {}))
 
 
 @torch.no_grad()
