@@ -309,6 +309,45 @@ def test_elastic_reshapes_in_plane_keeps_the_levels_and_is_off_at_zero() -> None
     assert inplane.any(dim=(1, 2)).any()  # an outline moved
 
 
+def test_bend_sacrum_turns_what_lies_below_the_lumbosacral_disc_and_moves_s1_with_it() -> None:
+    """A bar below the disc (S1's endplate) comes out sloped by the angle drawn, steeper means its back end higher;
+    the L5 above the blend is untouched; S1's centre moves as the turn moves it; crops without an S1 and strength
+    0 are left alone."""
+    from training.augment import bend_sacrum
+
+    vox = (2.0, 2.5)
+    x = torch.zeros((2, 1, 100, 48, 8))
+    x[:, :, 62:68, 10:30] = 0.5  # L5, centre 130 mm
+    x[:, :, 39:41, 12:28] = 0.8  # S1's endplate, a bar at 80 mm, 20 mm below the disc
+    z = torch.full((2, len(LEVELS)), float("nan"))
+    z[:, LEVELS.index("L5")], z[:, LEVELS.index("S1")] = 130.0, 70.0
+    z[1, LEVELS.index("S1")] = float("nan")  # no S1 in the second crop
+    assert bend_sacrum(x, z, torch.Generator(), vox, 0.0)[0] is x
+    for seed in range(4):
+        draws = torch.Generator().manual_seed(seed)
+        torch.rand(1, generator=draws)  # whether to turn (always, at prob 1)
+        deg = 40.0 * (1.25 * float(torch.rand(1, generator=draws)) - 0.25)  # the angle drawn
+        y, z2 = bend_sacrum(x, z, torch.Generator().manual_seed(seed), vox, 40.0, prob=1.0)
+        assert torch.equal(y[1], x[1]) and torch.equal(z2[1].isnan(), z[1].isnan())
+        assert torch.allclose(y[0, :, 56:], x[0, :, 56:], atol=1e-5)  # L5, above the disc's blend, as it was
+        bar = y[0, 0, :56, :, 4] > 0.4  # (D, H)
+        rows = torch.nonzero(bar.any(0))[:, 0]
+        lo, hi = int(rows.min()) + 2, int(rows.max()) - 2
+        rise = float(torch.nonzero(bar[:, hi])[:, 0].float().mean() - torch.nonzero(bar[:, lo])[:, 0].float().mean())
+        slope = math.degrees(math.atan2(rise * vox[0], (hi - lo) * vox[1]))
+        assert abs(slope - deg) < 4.0, (seed, slope, deg)  # positive: the back (higher rows) up, steeper
+        pivot = (130.0 + 70.0) / 2
+        assert float(z2[0, LEVELS.index("S1")]) == pytest.approx(pivot + (70.0 - pivot) * math.cos(math.radians(deg)))
+        dot = torch.zeros((1, 1, 100, 48, 8))
+        dot[:, :, 34:36, 19:21] = 1.0  # S1's centre, 30 mm below the disc on the turn's row (10 mm in front)
+        moved = bend_sacrum(dot, z[:1], torch.Generator().manual_seed(seed), vox, 40.0, prob=1.0)[0][0, 0, :, :, 4]
+        at = torch.nonzero(moved > 0.2).float()
+        weight = moved[moved > 0.2]
+        row = float((at[:, 1] * weight).sum() / weight.sum())
+        assert row == pytest.approx(19.5 + 30.0 * math.sin(math.radians(deg)) / vox[1], abs=0.6)  # steeper: back
+    assert float(z2[0, LEVELS.index("L5")]) == 130.0
+
+
 def test_the_fov_check_reads_the_contrast_phase_of_either_family() -> None:
     """Family B's phase as recorded, family A's opacified vessels as ``enhanced``; a truth without either: none."""
     from training.fov_check import contrast_phase

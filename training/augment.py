@@ -14,7 +14,9 @@ generator does not.
   thickness, kernel, tube voltage and calibration differ between scanners and patients (a generator with one
   cortical density teaches a finder to find a body by its brightness);
 - :func:`enhance_organs`: enhanced kidneys and a bright aorta beside the column (a contrast-enhanced scan);
-- :func:`elastic`: a smooth random deformation, mostly in plane (every body's and process's outline varies).
+- :func:`elastic`: a smooth random deformation, mostly in plane (every body's and process's outline varies);
+- :func:`bend_sacrum`: the sacrum turned about the lumbosacral disc, steeper or flatter (real sacral slopes range
+  far wider than one phantom's).
 
 Every function takes windowed crops ``x`` (N, 1, D, H, W; canonical Z=+S, Y=+P, X=+L; air and padding 0) and a
 seeded :class:`torch.Generator`, and changes nothing where its strength is 0.
@@ -27,6 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from inference.spec import LEVELS
 from training.data import HALF_BODY_MM
 
 
@@ -360,3 +363,46 @@ def elastic(x: torch.Tensor, gen: torch.Generator, voxel_mm: tuple[float, float,
         out[i:i + 1] = F.grid_sample(x[i:i + 1].float(), grid, mode="bilinear", padding_mode="border",
                                      align_corners=False).to(x.dtype)
     return out
+
+
+def bend_sacrum(x: torch.Tensor, z: torch.Tensor, gen: torch.Generator, voxel_mm: tuple[float, float],
+                max_deg: float, prob: float = 0.8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each crop whose S1 and the lumbar body above it are both in ``z`` (the level centres, mm along the crop),
+    with probability ``prob``, with everything below the lumbosacral disc turned in the sagittal plane about the
+    disc (half-way between the two centres, 10 mm in front of the crop's middle row) by an angle drawn from
+    -``max_deg`` / 4 to ``max_deg`` degrees (positive: the sacrum steeper, S1 further back), the turn blended in
+    over the 16 mm across the disc so that the lumbar spine above stays as it is; S1's centre moves with it.
+    ``voxel_mm``: (z, y) voxel size. Returns the crops and the level centres.
+
+    Family A's sacrum sits at one slope; real sacral slopes span some 20-60 degrees, and a finder trained on one
+    slope misses a steep S1 and the L5 above it."""
+    if max_deg <= 0 or prob <= 0 or "S1" not in LEVELS:
+        return x, z
+    n, _, n_d, n_h, n_w = x.shape
+    s1 = LEVELS.index("S1")
+    lumbar = [LEVELS.index(lv) for lv in ("L4", "L5", "L6") if lv in LEVELS]
+    out, z = x.clone(), z.clone()
+    z_out = (torch.arange(n_d, dtype=torch.float32) + 0.5) * voxel_mm[0]  # mm of each output slice's centre
+    y_out = (torch.arange(n_h, dtype=torch.float32) - (n_h - 1) / 2.0) * voxel_mm[1]  # mm from the middle row
+    y_pivot = -10.0  # the disc lies in front of the crop's middle row (rows run front to back)
+    for i in range(n):
+        above = [float(z[i, k]) for k in lumbar if math.isfinite(float(z[i, k]))]
+        z_s1 = float(z[i, s1])
+        if not above or not math.isfinite(z_s1) or not bool(torch.rand(1, generator=gen) < prob):
+            continue
+        theta = math.radians(max_deg * (1.25 * float(torch.rand(1, generator=gen)) - 0.25))
+        z_pivot = (min(above) + z_s1) / 2.0
+        angle = theta * ((z_pivot + 8.0 - z_out) / 16.0).clamp(0.0, 1.0)  # (D,): 0 above the disc, theta below
+        cos, sin = torch.cos(angle)[:, None], torch.sin(angle)[:, None]
+        dz, dy = z_out[:, None] - z_pivot, y_out[None, :] - y_pivot  # (D, H) from the pivot
+        src_z = z_pivot + dz * cos - dy * sin  # where each output voxel reads from: the inverse turn
+        src_y = y_pivot + dy * cos + dz * sin
+        gz = 2.0 * src_z / (voxel_mm[0] * n_d) - 1.0
+        gy = (2.0 * (src_y / voxel_mm[1] + (n_h - 1) / 2.0) + 1.0) / n_h - 1.0
+        grid = torch.stack([gz, gy], dim=-1)[None].permute(0, 2, 1, 3)  # (1, H, D, 2): (z, row) read per (row, z)
+        planes = x[i, 0].float().permute(2, 1, 0)[:, None]  # (W, 1, H, D): each sagittal plane an image
+        turned = F.grid_sample(planes, grid.expand(n_w, -1, -1, -1), mode="bilinear", padding_mode="border",
+                               align_corners=False)
+        out[i, 0] = turned[:, 0].permute(2, 1, 0).to(out.dtype)
+        z[i, s1] = z_pivot + (z_s1 - z_pivot) * math.cos(theta)  # S1's centre, taken on the pivot's row
+    return out, z

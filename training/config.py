@@ -73,6 +73,10 @@ class TrainConfig:
     """Largest SD (mm, in plane; a fifth of it along the spine) of the smooth random deformation of a crop
     (:func:`training.augment.elastic`; 0: off): one phantom's fixed body and process outlines teach a finder
     those outlines."""
+    sacrum_bend_deg: float = 0.0
+    """Largest turn (degrees; steeper up to this, flatter up to a quarter of it) of everything below the
+    lumbosacral disc about the disc (:func:`training.augment.bend_sacrum`; 0: off): family A's sacrum sits at one
+    slope, real and family B's sacral slopes span some 20-55 degrees."""
     average_tail: float = 0.0
     """Share of the training steps, at the end, whose network weights are averaged into the weights kept (0: off,
     the last step's weights): an average of the weights along the end of training lies in a flatter part of the

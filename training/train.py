@@ -24,7 +24,7 @@ from inference.findings import Body, find_bodies, name_bodies
 from inference.spec import OTHER, RISK_LEVELS, PreprocessSpec
 from models.full import VfriskModel
 from models.risk import RiskHead
-from training.augment import augment, bone_contrast, elastic, enhance_organs, vary_spine
+from training.augment import augment, bend_sacrum, bone_contrast, elastic, enhance_organs, vary_spine
 from training.config import TrainConfig
 from training.data import HALF_BODY_MM, Row, build_cache, patient_split, read_manifest, read_truth, to_row
 from training.distributed import DistInfo, shard
@@ -203,15 +203,16 @@ def training_batch(model: VfriskModel, tr: Split, idx: torch.Tensor, hu: torch.T
                    gen: torch.Generator, shifts: tuple[int, int, float], xy_shift: int
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The training crops ``idx`` of ``tr`` as augmented for one step: what spines, generators and scanners vary
-    (discs, size, tilt, level spacing and body height, noise, kernel; then bone's brightness and the tissue
-    calibration, the trabecular HU truth ``hu`` remapped with it), then the field of view. Returns the crops, the
-    level centres, the levels wholly in view and the HU truth."""
+    (discs, size, tilt, level spacing and body height, noise, kernel, the sacrum's slope; then bone's brightness
+    and the tissue calibration, the trabecular HU truth ``hu`` remapped with it), then the field of view. Returns
+    the crops, the level centres, the levels wholly in view and the HU truth."""
     mm_vox = model.spec.crop_mm[0] / model.spec.grid[0]
     lo, hi = model.spec.hu_window
     look = (cfg.z_stretch, cfg.noise_sd_hu / (hi - lo), cfg.blur_prob)
     x, z = vary_spine(tr.images[idx].float(), tr.z_mm[idx], gen,
                       (mm_vox, model.spec.crop_mm[1] / model.spec.grid[1]), look, cfg.tilt_deg, cfg.disc_warp,
                       cfg.zoom)
+    x, z = bend_sacrum(x, z, gen, (mm_vox, model.spec.crop_mm[1] / model.spec.grid[1]), cfg.sacrum_bend_deg)
     x, hu = bone_contrast(x, hu, gen, (lo, hi), cfg.bone_gain, cfg.tissue_offset_hu, cfg.hu_scale)
     vox = (mm_vox, model.spec.crop_mm[1] / model.spec.grid[1], model.spec.crop_mm[2] / model.spec.grid[2])
     x = enhance_organs(x, gen, vox, (lo, hi), cfg.enhance_prob)
