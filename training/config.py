@@ -17,6 +17,9 @@ class TrainConfig:
 
     seed: int = 0
     """Seed for splits, initialisation, augmentation and the bootstrap."""
+    split_seed: int | None = None
+    """Seed of the patient split alone (absent: ``seed``'s): runs that differ only in ``seed`` then train on the
+    same patients, to tell the split's share of the spread between runs from the weights' and the draws'."""
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
     """Patient-level train / calibration / test fractions."""
     width: int = 24
@@ -111,8 +114,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         """Refuse a seed numpy cannot take (from a config file or ``vfrisk train --seed``) and a share outside 0-1,
         before any work."""
-        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
-            raise InputError("bad_config", f"seed must be an integer from 0 to 2**32 - 1, not {self.seed!r}")
+        for name in ("seed", "split_seed"):
+            value = getattr(self, name)
+            if (value is not None or name == "seed") and (not isinstance(value, int) or not 0 <= value < 2**32):
+                raise InputError("bad_config", f"{name} must be an integer from 0 to 2**32 - 1, not {value!r}")
         if not 0.0 <= self.average_tail <= 1.0:
             raise InputError("bad_config", f"average_tail must be from 0 to 1, not {self.average_tail!r}")
 
@@ -147,6 +152,8 @@ def _fits(value: Any, annotation: str) -> bool:
     number)."""
     if annotation == "bool":
         return isinstance(value, bool)
+    if annotation.endswith(" | None"):
+        return value is None or _fits(value, annotation.removesuffix(" | None"))
     if annotation == "int":
         return isinstance(value, int) and not isinstance(value, bool)
     if annotation == "float":

@@ -96,7 +96,8 @@ def load_splits(cohort: Path | Sequence[Path], cfg: TrainConfig, spec: Preproces
     if skipped:
         log.warning("%d studies could not be used (unreadable or no age/sex)", skipped)
     kept = [(row, m) for row, m in keyed if row is not None]
-    assign = patient_split([row.patient for row, _ in kept], cfg.split, cfg.seed)
+    assign = patient_split([row.patient for row, _ in kept], cfg.split,
+                           cfg.seed if cfg.split_seed is None else cfg.split_seed)
     out = {}
     for name in ("train", "cal", "test"):
         sel = [(row, m) for (row, m), a in zip(kept, assign, strict=True) if a == name]
