@@ -128,7 +128,7 @@ def tilt(x: torch.Tensor, gen: torch.Generator, voxel_mm: tuple[float, float], m
     (L5-S1 the most), where an axial slice cuts through body and disc at once."""
     if max_deg <= 0 or prob <= 0:
         return x
-    n, _, n_d, n_h, n_w = x.shape
+    n, _, n_d, n_h, _ = x.shape
     out = x.clone()
     zs = torch.arange(n_d, dtype=torch.float32) * voxel_mm[0]
     rows = torch.arange(n_h, dtype=torch.float32) - (n_h - 1) / 2.0  # rows from the column
@@ -144,12 +144,20 @@ def tilt(x: torch.Tensor, gen: torch.Generator, voxel_mm: tuple[float, float], m
         # grid_sample in (x = z as read along the spine, y = row): normalised to [-1, 1] over the crop
         gz = (2 * src_z + 1) / n_d - 1
         gy = (2 * torch.arange(n_h, dtype=torch.float32)[None, :].expand(n_d, n_h) + 1) / n_h - 1
-        grid = torch.stack([gz, gy], dim=-1)[None]  # (1, D, H, 2): sample (z, row) for every (z, row)
-        planes = x[i, 0].float().permute(2, 1, 0)[:, None]  # (W, 1, H, D): each sagittal plane an image
-        sheared = F.grid_sample(planes, grid.permute(0, 2, 1, 3).expand(n_w, -1, -1, -1), mode="bilinear",
-                                padding_mode="zeros", align_corners=False)  # (W, 1, H, D)
-        out[i, 0] = sheared[:, 0].permute(2, 1, 0).to(out.dtype)
+        out[i, 0] = resample_sagittal(x[i, 0], gz, gy, "zeros").to(out.dtype)
     return out
+
+
+def resample_sagittal(crop: torch.Tensor, gz: torch.Tensor, gy: torch.Tensor, padding: str) -> torch.Tensor:
+    """One crop (D, H, W) read, in every sagittal plane alike, at the normalised positions (``gz`` along the
+    spine, ``gy`` across the rows; each (D, H), in [-1, 1] over the crop, ``align_corners=False``) given for every
+    output (slice, row): the in-plane warp of :func:`tilt` and :func:`bend_sacrum`. Bilinear; ``padding`` as
+    :func:`torch.nn.functional.grid_sample` takes it. Returns float32 (D, H, W)."""
+    grid = torch.stack([gz, gy], dim=-1)[None].permute(0, 2, 1, 3)  # (1, H, D, 2): (z, row) read per (row, z)
+    planes = crop.float().permute(2, 1, 0)[:, None]  # (W, 1, H, D): each sagittal plane an image
+    out = F.grid_sample(planes, grid.expand(crop.shape[2], -1, -1, -1), mode="bilinear", padding_mode=padding,
+                        align_corners=False)  # (W, 1, H, D)
+    return out[:, 0].permute(2, 1, 0)
 
 
 def disc_map(z_out: torch.Tensor, centres: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
@@ -378,7 +386,7 @@ def bend_sacrum(x: torch.Tensor, z: torch.Tensor, gen: torch.Generator, voxel_mm
     slope misses a steep S1 and the L5 above it."""
     if max_deg <= 0 or prob <= 0 or "S1" not in LEVELS:
         return x, z
-    n, _, n_d, n_h, n_w = x.shape
+    n, _, n_d, n_h, _ = x.shape
     s1 = LEVELS.index("S1")
     lumbar = [LEVELS.index(lv) for lv in ("L4", "L5", "L6") if lv in LEVELS]
     out, z = x.clone(), z.clone()
@@ -399,10 +407,6 @@ def bend_sacrum(x: torch.Tensor, z: torch.Tensor, gen: torch.Generator, voxel_mm
         src_y = y_pivot + dy * cos + dz * sin
         gz = 2.0 * src_z / (voxel_mm[0] * n_d) - 1.0
         gy = (2.0 * (src_y / voxel_mm[1] + (n_h - 1) / 2.0) + 1.0) / n_h - 1.0
-        grid = torch.stack([gz, gy], dim=-1)[None].permute(0, 2, 1, 3)  # (1, H, D, 2): (z, row) read per (row, z)
-        planes = x[i, 0].float().permute(2, 1, 0)[:, None]  # (W, 1, H, D): each sagittal plane an image
-        turned = F.grid_sample(planes, grid.expand(n_w, -1, -1, -1), mode="bilinear", padding_mode="border",
-                               align_corners=False)
-        out[i, 0] = turned[:, 0].permute(2, 1, 0).to(out.dtype)
+        out[i, 0] = resample_sagittal(x[i, 0], gz, gy, "border").to(out.dtype)
         z[i, s1] = z_pivot + (z_s1 - z_pivot) * math.cos(theta)  # S1's centre, taken on the pivot's row
     return out, z
