@@ -72,8 +72,9 @@ def _cohorts(cohort: Path | Sequence[Path]) -> list[Path]:
 
 def train_run(cohort: Path | Sequence[Path], out: Path, config: Path | None, seed: int | None = None) -> dict[str, Any]:
     """Train, calibrate and evaluate on one cohort or a mixture of several; write the run folder; return the run
-    report. ``seed``, when given, replaces the config's (the patient split, the initial weights and every
-    augmentation draw): the same settings with several seeds show the spread between runs.
+    report. ``seed``, when given, replaces the config's (the initial weights, every augmentation draw, and the
+    patient split unless the config sets ``split_seed``): the same settings with several seeds show the spread
+    between runs.
 
     Under ``torchrun`` every process trains the image network on its shard; the first one alone decodes the
     cache, writes the run folder and fits the heads; the others return an empty report."""

@@ -133,8 +133,9 @@ def train(
     out: Annotated[Path, typer.Option(help="Run folder.")],
     config: Annotated[Path | None, typer.Option(help="Config JSON/TOML file.")] = None,
     cache_only: Annotated[bool, typer.Option(help="Only decode the cohort(s) into the training cache.")] = False,
-    seed: Annotated[int | None, typer.Option(help="Replace the config's seed (split, weights, augmentation): run "
-                                                  "the same settings with several seeds to see the spread.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Replace the config's seed (weights, augmentation, and the split "
+                                                  "unless the config sets split_seed): run the same settings with "
+                                                  "several seeds to see the spread.")] = None,
 ) -> None:
     """Train, calibrate and evaluate on one cohort or a mixture; write the run folder."""
 
